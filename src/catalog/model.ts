@@ -1,0 +1,91 @@
+// The catalog's data model: plain JSON-serialisable records, Docker's vocabulary.
+// Objects reference each other by name (names are unique per kind and never renamed).
+
+export type EndpointMode = 'vip' | 'dnsrr';
+export type Protocol = 'tcp' | 'udp';
+export type Health = 'unknown' | 'healthy' | 'unhealthy';
+
+export interface Network {
+  id: string;
+  name: string;
+  subnet: string; // canonical CIDR
+  gateway: string; // reserved, never allocated
+  attachable: boolean;
+  createdAt: string;
+  /** IPAM next-fit cursor: offset of the last allocated address, so freed addresses are reused last. */
+  ipamCursor: string; // bigint as decimal text (JSON has no bigint)
+}
+
+export interface PortSpec {
+  name?: string; // for SRV: _name._proto.service
+  protocol: Protocol;
+  target: number; // port on the tasks
+  published?: number; // port on every host address (routing mesh); vip mode only
+}
+
+export interface HealthCheckSpec {
+  type: 'tcp' | 'http';
+  port: number;
+  path?: string; // http only
+  intervalMs: number;
+  timeoutMs: number;
+  rise: number; // consecutive successes to become healthy
+  fall: number; // consecutive failures to become unhealthy
+}
+
+export interface ServiceAttachment {
+  network: string;
+  vip?: string; // vip mode only: allocated from the network's subnet
+}
+
+export interface Service {
+  id: string;
+  name: string;
+  aliases: string[];
+  endpointMode: EndpointMode;
+  attachments: ServiceAttachment[];
+  ports: PortSpec[];
+  /** Stable firewall mark for the IPVS dataplane; never reused while the service exists. */
+  fwmark: number;
+  healthCheck?: HealthCheckSpec;
+  createdAt: string;
+}
+
+export interface Task {
+  id: string;
+  name: string; // svc.slot.id unless given
+  service: string;
+  slot: number;
+  addresses: Record<string, string>; // network name -> IP
+  health: Health;
+  createdAt: string;
+}
+
+export interface Container {
+  id: string;
+  name: string;
+  aliases: string[];
+  addresses: Record<string, string>; // network name -> IP
+  createdAt: string;
+}
+
+export interface CatalogState {
+  version: 1;
+  revision: number;
+  nextFwmark: number;
+  networks: Record<string, Network>;
+  services: Record<string, Service>;
+  tasks: Record<string, Task>; // by id
+  containers: Record<string, Container>;
+}
+
+export const FWMARK_BASE = 0x100;
+
+export function emptyState(): CatalogState {
+  return { version: 1, revision: 0, nextFwmark: FWMARK_BASE, networks: {}, services: {}, tasks: {}, containers: {} };
+}
+
+/** A task counts as a live endpoint unless a health check has declared it unhealthy. */
+export function isTaskServing(t: Task): boolean {
+  return t.health !== 'unhealthy';
+}
