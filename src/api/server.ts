@@ -1,0 +1,177 @@
+// The control API: JSON over HTTP on loopback. The CLI is its client. Every error is
+// { "error": { "code", "message" } } with a matching HTTP status.
+import * as http from 'node:http';
+import type { Catalog } from '../catalog/catalog.js';
+import { VipdnsError, isVipdnsError } from '../errors.js';
+
+type Handler = (req: { params: Record<string, string>; query: URLSearchParams; body: unknown }) => Promise<unknown> | unknown;
+
+interface Route {
+  method: string;
+  parts: string[];
+  handler: Handler;
+}
+
+const MAX_BODY = 1 << 20;
+
+export interface ApiServerOptions {
+  host: string;
+  port: number;
+  catalog: Catalog;
+  /** Daemon status for GET /v1/info (listeners, dataplane, versions). */
+  info?: () => unknown;
+  onError?: (e: Error) => void;
+}
+
+export class ApiServer {
+  private readonly routes: Route[] = [];
+  private server?: http.Server;
+  private readonly opts: ApiServerOptions;
+  port = 0;
+
+  constructor(opts: ApiServerOptions) {
+    this.opts = opts;
+    this.register(opts.catalog);
+  }
+
+  /** Adds a route; `path` segments starting with ":" are parameters. */
+  route(method: string, path: string, handler: Handler): void {
+    this.routes.push({ method, parts: path.split('/').filter(Boolean), handler });
+  }
+
+  async start(): Promise<void> {
+    const server = http.createServer((req, res) => void this.serve(req, res));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host: this.opts.host, port: this.opts.port }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    const addr = server.address();
+    this.port = typeof addr === 'object' && addr ? addr.port : this.opts.port;
+    this.server = server;
+  }
+
+  async stop(): Promise<void> {
+    const s = this.server;
+    if (!s) return;
+    this.server = undefined;
+    s.closeAllConnections();
+    await new Promise<void>((r) => s.close(() => r()));
+  }
+
+  private register(c: Catalog): void {
+    this.route('GET', '/v1/info', () => ({ revision: c.state.revision, ...(this.opts.info?.() as object | undefined) }));
+
+    this.route('GET', '/v1/networks', () => Object.values(c.state.networks).map((n) => publicNetwork(n)));
+    this.route('POST', '/v1/networks', async ({ body }) => publicNetwork(await c.createNetwork(obj(body) as never)));
+    this.route('GET', '/v1/networks/:name', ({ params }) => {
+      const n = c.network(params.name!);
+      return {
+        ...publicNetwork(n),
+        services: Object.values(c.state.services).filter((x) => x.attachments.some((a) => a.network === n.name)).map((x) => x.name),
+        containers: Object.values(c.state.containers).filter((x) => n.name in x.addresses).map((x) => x.name),
+      };
+    });
+    this.route('DELETE', '/v1/networks/:name', async ({ params }) => publicNetwork(await c.removeNetwork(params.name!)));
+
+    this.route('GET', '/v1/services', () => Object.values(c.state.services).map((x) => ({ ...x, replicas: c.tasksOf(x.name).length })));
+    this.route('POST', '/v1/services', async ({ body }) => c.createService(obj(body) as never));
+    this.route('GET', '/v1/services/:name', ({ params }) => {
+      const svc = c.service(params.name!);
+      return { ...svc, tasks: c.tasksOf(svc.name) };
+    });
+    this.route('PATCH', '/v1/services/:name', async ({ params, body }) => c.updateService(params.name!, obj(body) as never));
+    this.route('DELETE', '/v1/services/:name', async ({ params }) => c.removeService(params.name!));
+
+    this.route('GET', '/v1/tasks', ({ query }) => {
+      const svc = query.get('service');
+      if (svc) return c.tasksOf(c.service(svc).name);
+      return Object.values(c.state.tasks);
+    });
+    this.route('POST', '/v1/tasks', async ({ body }) => c.addTask(obj(body) as never));
+    this.route('GET', '/v1/tasks/:ref', ({ params }) => c.task(params.ref!));
+    this.route('DELETE', '/v1/tasks/:ref', async ({ params }) => c.removeTask(params.ref!));
+
+    this.route('GET', '/v1/containers', () => Object.values(c.state.containers));
+    this.route('POST', '/v1/containers', async ({ body }) => c.addContainer(obj(body) as never));
+    this.route('GET', '/v1/containers/:name', ({ params }) => {
+      const x = c.findContainer(params.name!);
+      if (!x) throw new VipdnsError('NOT_FOUND', `no container "${params.name}"`);
+      return x;
+    });
+    this.route('DELETE', '/v1/containers/:name', async ({ params }) => c.removeContainer(params.name!));
+  }
+
+  private async serve(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    try {
+      const url = new URL(req.url ?? '/', 'http://localhost');
+      const segs = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
+      let pathMatched = false;
+      for (const r of this.routes) {
+        const params = match(r.parts, segs);
+        if (!params) continue;
+        pathMatched = true;
+        if (r.method !== req.method) continue;
+        const body = req.method === 'POST' || req.method === 'PATCH' ? await readJson(req) : undefined;
+        const result = await r.handler({ params, query: url.searchParams, body });
+        send(res, req.method === 'POST' ? 201 : 200, result);
+        return;
+      }
+      if (pathMatched) throw new VipdnsError('BAD_REQUEST', `method ${req.method} is not allowed on ${url.pathname}`);
+      throw new VipdnsError('NOT_FOUND', `no such endpoint: ${req.method} ${url.pathname}`);
+    } catch (e) {
+      if (isVipdnsError(e)) {
+        send(res, e.httpStatus, { error: { code: e.code, message: e.message } });
+      } else {
+        this.opts.onError?.(e as Error);
+        send(res, 500, { error: { code: 'INTERNAL', message: (e as Error).message } });
+      }
+    }
+  }
+}
+
+function publicNetwork(n: import('../catalog/model.js').Network): Omit<typeof n, 'ipamCursor'> {
+  const { ipamCursor: _cursor, ...rest } = n;
+  return rest;
+}
+
+function obj(body: unknown): Record<string, unknown> {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new VipdnsError('BAD_REQUEST', 'request body must be a JSON object');
+  return body as Record<string, unknown>;
+}
+
+function match(parts: string[], segs: string[]): Record<string, string> | undefined {
+  if (parts.length !== segs.length) return undefined;
+  const params: Record<string, string> = {};
+  for (let i = 0; i < parts.length; i++) {
+    const p = parts[i]!;
+    if (p.startsWith(':')) params[p.slice(1)] = segs[i]!;
+    else if (p !== segs[i]) return undefined;
+  }
+  return params;
+}
+
+async function readJson(req: http.IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY) throw new VipdnsError('BAD_REQUEST', `request body is over ${MAX_BODY} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  const text = Buffer.concat(chunks).toString('utf8');
+  if (text.trim() === '') return {};
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new VipdnsError('BAD_REQUEST', 'request body is not valid JSON');
+  }
+}
+
+function send(res: http.ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body ?? null);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}

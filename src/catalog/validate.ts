@@ -1,0 +1,87 @@
+// Pure validation of user-supplied names, ports and health checks.
+import { VipdnsError } from '../errors.js';
+import type { HealthCheckSpec, PortSpec, Protocol } from './model.js';
+
+// One DNS label: "<name>.<network>" and "tasks.<name>" must stay unambiguous, so no dots.
+const LABEL = /^[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}$/;
+// Task names are svc.slot.id by default, so they may contain dots (each part a label).
+const DOTTED = /^[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}(\.[a-zA-Z0-9][a-zA-Z0-9_-]{0,62})*$/;
+const RESERVED = new Set(['tasks']);
+
+export function checkName(kind: string, name: unknown, opts: { dotted?: boolean } = {}): string {
+  if (typeof name !== 'string' || name.length === 0) throw new VipdnsError('BAD_NAME', `${kind} name is required`);
+  const ok = (opts.dotted ? DOTTED : LABEL).test(name) && name.length <= 253;
+  if (!ok) {
+    const rule = opts.dotted
+      ? 'dot-separated labels of letters, digits, "-" and "_", each starting with a letter or digit and at most 63 characters'
+      : 'letters, digits, "-" and "_", starting with a letter or digit, at most 63 characters, no dots';
+    throw new VipdnsError('BAD_NAME', `invalid ${kind} name "${name}": use ${rule}`);
+  }
+  if (RESERVED.has(name.toLowerCase())) throw new VipdnsError('BAD_NAME', `"${name}" is reserved (tasks.<service> lists a service's tasks)`);
+  return name;
+}
+
+export function checkPort(what: string, p: unknown): number {
+  if (typeof p !== 'number' || !Number.isInteger(p) || p < 1 || p > 65535) {
+    throw new VipdnsError('BAD_PORT', `${what} must be a port number from 1 to 65535, got ${JSON.stringify(p)}`);
+  }
+  return p;
+}
+
+export function checkPorts(ports: unknown): PortSpec[] {
+  if (ports === undefined) return [];
+  if (!Array.isArray(ports)) throw new VipdnsError('BAD_PORT', 'ports must be a list');
+  const out: PortSpec[] = [];
+  const seen = new Set<string>();
+  for (const raw of ports as Array<Partial<PortSpec>>) {
+    const protocol: Protocol = raw.protocol ?? 'tcp';
+    if (protocol !== 'tcp' && protocol !== 'udp') throw new VipdnsError('BAD_PORT', `protocol must be tcp or udp, got "${String(protocol)}"`);
+    const target = checkPort('target port', raw.target);
+    const spec: PortSpec = { protocol, target };
+    if (raw.published !== undefined && raw.published !== null) spec.published = checkPort('published port', raw.published);
+    if (raw.name !== undefined && raw.name !== null && raw.name !== '') {
+      if (typeof raw.name !== 'string' || !/^[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$/i.test(raw.name)) {
+        throw new VipdnsError('BAD_PORT', `invalid port name "${String(raw.name)}": 1-15 letters, digits and "-" (it becomes the SRV label _${String(raw.name)}._${protocol})`);
+      }
+      spec.name = raw.name.toLowerCase();
+    }
+    const key = `${target}/${protocol}`;
+    if (seen.has(key)) throw new VipdnsError('BAD_PORT', `target port ${key} is listed twice`);
+    seen.add(key);
+    if (spec.published !== undefined) {
+      const pk = `p${spec.published}/${protocol}`;
+      if (seen.has(pk)) throw new VipdnsError('BAD_PORT', `published port ${spec.published}/${protocol} is listed twice`);
+      seen.add(pk);
+    }
+    out.push(spec);
+  }
+  return out;
+}
+
+export function checkHealthCheck(raw: unknown): HealthCheckSpec | undefined {
+  if (raw === undefined || raw === null) return undefined;
+  const h = raw as Partial<HealthCheckSpec>;
+  if (h.type !== 'tcp' && h.type !== 'http') throw new VipdnsError('BAD_REQUEST', 'health check type must be tcp or http');
+  const num = (v: unknown, name: string, def: number, min: number, max: number): number => {
+    const n = v === undefined ? def : v;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) {
+      throw new VipdnsError('BAD_REQUEST', `health check ${name} must be an integer from ${min} to ${max}`);
+    }
+    return n;
+  };
+  const spec: HealthCheckSpec = {
+    type: h.type,
+    port: checkPort('health check port', h.port),
+    intervalMs: num(h.intervalMs, 'intervalMs', 2000, 100, 3_600_000),
+    timeoutMs: num(h.timeoutMs, 'timeoutMs', 1000, 10, 600_000),
+    rise: num(h.rise, 'rise', 2, 1, 100),
+    fall: num(h.fall, 'fall', 2, 1, 100),
+  };
+  if (spec.timeoutMs > spec.intervalMs) throw new VipdnsError('BAD_REQUEST', 'health check timeoutMs must not exceed intervalMs');
+  if (h.type === 'http') {
+    const path = h.path ?? '/';
+    if (typeof path !== 'string' || !path.startsWith('/')) throw new VipdnsError('BAD_REQUEST', 'health check path must start with "/"');
+    spec.path = path;
+  }
+  return spec;
+}

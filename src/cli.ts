@@ -1,0 +1,352 @@
+#!/usr/bin/env node
+// The vipdns command: `vipdns serve` runs the daemon; every other command is a client of
+// its control API. Errors print one line and exit non-zero.
+import { Command, Option } from 'commander';
+import { ApiClient, DEFAULT_API } from './api/client.js';
+import type { PortSpec, Protocol } from './catalog/model.js';
+import { loadConfig } from './config.js';
+import { VipdnsError, errorMessage } from './errors.js';
+
+const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
+
+const program = new Command();
+program
+  .name('vipdns')
+  .description('Service-discovery DNS and virtual-IP load balancer for containers')
+  .option('--api <url>', 'control API of the daemon', process.env.VIPDNS_API ?? DEFAULT_API)
+  .option('--json', 'machine-readable output')
+  .showHelpAfterError('(run with --help for usage)');
+
+const g = (): { api: string; json?: boolean } => program.opts();
+const client = (): ApiClient => new ApiClient(g().api);
+
+function out(data: unknown, table?: () => string): void {
+  if (g().json || !table) process.stdout.write(`${JSON.stringify(data, null, 2)}\n`);
+  else process.stdout.write(table());
+}
+
+function columns(header: string[], rows: string[][]): string {
+  const all = [header, ...rows];
+  const w = header.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)));
+  return all.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(w[i]! + 3))).join('').trimEnd()).join('\n') + '\n';
+}
+
+// ---------- serve ----------
+program
+  .command('serve')
+  .description('run the daemon (DNS, control API, metrics, dataplane)')
+  .option('--config <file>', 'JSON config file (keys as the long flags in camelCase)')
+  .option('--data-dir <dir>', 'where the embedded store keeps the catalog (default ./vipdns-data)')
+  .option('--dns-listen <addr:port>', 'DNS address, UDP and TCP (default 127.0.0.1:1053)')
+  .option('--api-listen <addr:port>', 'control API address (default 127.0.0.1:9053)')
+  .option('--metrics-listen <addr:port>', 'metrics, /healthz and /readyz (default 127.0.0.1:9153)')
+  .option('--domain <suffix>', 'internal domain suffix (default vipdns.internal)')
+  .option('--upstream <addr[:port]>', 'upstream resolver, repeatable (default: /etc/resolv.conf)', collect, [])
+  .addOption(new Option('--dataplane <kind>', 'load-balancer dataplane').choices(['auto', 'ipvs', 'nftables', 'none']))
+  .option('--log-level <level>', 'trace, debug, info, warn or error (default info)')
+  .action(async (o: Record<string, unknown>) => {
+    const config = loadConfig({
+      file: o.config as string | undefined,
+      env: process.env,
+      flags: {
+        dataDir: o.dataDir,
+        dnsListen: o.dnsListen,
+        apiListen: o.apiListen,
+        metricsListen: o.metricsListen,
+        domain: o.domain,
+        upstream: o.upstream,
+        dataplane: o.dataplane,
+        logLevel: o.logLevel,
+      },
+    });
+    const { createLogger } = await import('./log.js');
+    const { Daemon } = await import('./daemon.js');
+    const log = createLogger(config.logLevel);
+    const daemon = await Daemon.start(config, log);
+    let stopping = false;
+    const stop = (sig: string): void => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ signal: sig }, 'shutting down');
+      daemon.stop().then(
+        () => process.exit(0),
+        (e: unknown) => {
+          log.error({ err: e }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+  });
+
+// ---------- networks ----------
+const network = program.command('network').description('manage networks');
+network
+  .command('create <name>')
+  .description('create a network')
+  .requiredOption('--subnet <cidr>', 'subnet, IPv4 or IPv6, any prefix length')
+  .option('--gateway <ip>', 'gateway address (reserved; default the first address)')
+  .option('--attachable', 'standalone containers may join')
+  .action(async (name: string, o: { subnet: string; gateway?: string; attachable?: boolean }) => {
+    const n = await client().call<{ name: string }>('POST', '/v1/networks', { name, subnet: o.subnet, gateway: o.gateway, attachable: o.attachable === true });
+    out(n, () => `${n.name}\n`);
+  });
+network
+  .command('ls')
+  .description('list networks')
+  .action(async () => {
+    const list = await client().call<Array<{ id: string; name: string; subnet: string; gateway: string; attachable: boolean }>>('GET', '/v1/networks');
+    out(list, () => columns(['NETWORK ID', 'NAME', 'SUBNET', 'GATEWAY', 'ATTACHABLE'], list.map((n) => [n.id, n.name, n.subnet, n.gateway, String(n.attachable)])));
+  });
+network
+  .command('inspect <name>')
+  .description('show one network')
+  .action(async (name: string) => out(await client().call('GET', `/v1/networks/${encodeURIComponent(name)}`)));
+network
+  .command('rm <name...>')
+  .description('remove networks')
+  .action(async (names: string[]) => {
+    for (const n of names) {
+      const r = await client().call<{ name: string }>('DELETE', `/v1/networks/${encodeURIComponent(n)}`);
+      out(r, () => `${r.name}\n`);
+    }
+  });
+
+// ---------- services ----------
+function parsePort(spec: string, published: boolean): PortSpec {
+  // --publish P:T[/udp]   --port [NAME=]T[/udp]
+  let rest = spec;
+  let name: string | undefined;
+  const eq = rest.indexOf('=');
+  if (!published && eq > 0) {
+    name = rest.slice(0, eq);
+    rest = rest.slice(eq + 1);
+  }
+  let protocol: Protocol = 'tcp';
+  const slash = rest.indexOf('/');
+  if (slash >= 0) {
+    const p = rest.slice(slash + 1).toLowerCase();
+    if (p !== 'tcp' && p !== 'udp') throw new VipdnsError('BAD_PORT', `"${spec}": protocol must be tcp or udp`);
+    protocol = p;
+    rest = rest.slice(0, slash);
+  }
+  const nums = rest.split(':');
+  const toPort = (s: string): number => {
+    if (!/^\d+$/.test(s)) throw new VipdnsError('BAD_PORT', `"${spec}" is not a port spec (${published ? 'PUBLISHED:TARGET[/udp]' : '[NAME=]TARGET[/udp]'})`);
+    return Number(s);
+  };
+  if (published) {
+    if (nums.length !== 2) throw new VipdnsError('BAD_PORT', `"${spec}": --publish takes PUBLISHED:TARGET[/udp], e.g. 8080:80`);
+    return { protocol, published: toPort(nums[0]!), target: toPort(nums[1]!) };
+  }
+  if (nums.length !== 1) throw new VipdnsError('BAD_PORT', `"${spec}": --port takes [NAME=]TARGET[/udp], e.g. http=80`);
+  return name ? { name, protocol, target: toPort(nums[0]!) } : { protocol, target: toPort(nums[0]!) };
+}
+
+function parseVips(specs: string[]): Map<string, string> {
+  const m = new Map<string, string>();
+  for (const s of specs) {
+    const i = s.indexOf('=');
+    if (i <= 0) throw new VipdnsError('BAD_REQUEST', `--vip takes NETWORK=IP, got "${s}"`);
+    m.set(s.slice(0, i), s.slice(i + 1));
+  }
+  return m;
+}
+
+interface ServiceRow {
+  id: string;
+  name: string;
+  endpointMode: string;
+  attachments: Array<{ network: string; vip?: string }>;
+  ports: PortSpec[];
+  replicas: number;
+  aliases: string[];
+}
+
+const service = program.command('service').description('manage services');
+service
+  .command('create <name>')
+  .description('create a service')
+  .requiredOption('--network <net>', 'network to attach, repeatable', collect)
+  .addOption(new Option('--endpoint-mode <mode>', 'vip: one virtual IP; dnsrr: all task IPs').choices(['vip', 'dnsrr']).default('vip'))
+  .option('--vip <net=ip>', 'fixed VIP on a network instead of an allocated one, repeatable', collect, [])
+  .option('--publish <p:t[/udp]>', 'publish a port on every host address (routing mesh), repeatable', collect, [])
+  .option('--port <[name=]t[/udp]>', 'a target port (named ports get SRV records), repeatable', collect, [])
+  .option('--alias <name>', 'another DNS name, repeatable', collect, [])
+  .option('--health-check <type:port[/path]>', 'active check: tcp:PORT or http:PORT/PATH')
+  .option('--health-interval <ms>', 'health check interval', '2000')
+  .option('--health-timeout <ms>', 'health check timeout', '1000')
+  .action(async (name: string, o: { network: string[]; endpointMode: string; vip: string[]; publish: string[]; port: string[]; alias: string[]; healthCheck?: string; healthInterval: string; healthTimeout: string }) => {
+    const vips = parseVips(o.vip);
+    for (const n of vips.keys()) if (!o.network.includes(n)) throw new VipdnsError('BAD_REQUEST', `--vip names network "${n}", which is not one of the --network values`);
+    const ports = [...o.publish.map((p) => parsePort(p, true)), ...o.port.map((p) => parsePort(p, false))];
+    const body: Record<string, unknown> = {
+      name,
+      endpointMode: o.endpointMode,
+      networks: o.network.map((n) => (vips.has(n) ? { network: n, vip: vips.get(n) } : n)),
+      ports,
+      aliases: o.alias,
+    };
+    if (o.healthCheck) body.healthCheck = parseHealth(o.healthCheck, o.healthInterval, o.healthTimeout);
+    const s = await client().call<ServiceRow>('POST', '/v1/services', body);
+    out(s, () => `${s.name}\n${s.attachments.filter((a) => a.vip).map((a) => `  vip ${a.vip} on ${a.network}\n`).join('')}`);
+  });
+service
+  .command('update <name>')
+  .description('change a service')
+  .option('--network-add <net>', 'attach to a network, repeatable', collect, [])
+  .option('--network-rm <net>', 'detach from a network, repeatable', collect, [])
+  .addOption(new Option('--endpoint-mode <mode>', 'vip or dnsrr').choices(['vip', 'dnsrr']))
+  .option('--alias-add <name>', 'add a DNS alias, repeatable', collect, [])
+  .option('--alias-rm <name>', 'remove a DNS alias, repeatable', collect, [])
+  .action(async (name: string, o: { networkAdd: string[]; networkRm: string[]; endpointMode?: string; aliasAdd: string[]; aliasRm: string[] }) => {
+    const body: Record<string, unknown> = {};
+    if (o.networkAdd.length) body.networkAdd = o.networkAdd;
+    if (o.networkRm.length) body.networkRm = o.networkRm;
+    if (o.endpointMode) body.endpointMode = o.endpointMode;
+    if (o.aliasAdd.length) body.aliasAdd = o.aliasAdd;
+    if (o.aliasRm.length) body.aliasRm = o.aliasRm;
+    if (Object.keys(body).length === 0) throw new VipdnsError('BAD_REQUEST', 'nothing to update: give --network-add, --network-rm, --endpoint-mode, --alias-add or --alias-rm');
+    const s = await client().call<ServiceRow>('PATCH', `/v1/services/${encodeURIComponent(name)}`, body);
+    out(s, () => `${s.name}\n`);
+  });
+service
+  .command('ls')
+  .description('list services')
+  .action(async () => {
+    const list = await client().call<ServiceRow[]>('GET', '/v1/services');
+    out(list, () =>
+      columns(
+        ['ID', 'NAME', 'MODE', 'REPLICAS', 'NETWORKS', 'VIPS', 'PORTS'],
+        list.map((s) => [
+          s.id,
+          s.name,
+          s.endpointMode,
+          String(s.replicas),
+          s.attachments.map((a) => a.network).join(','),
+          s.attachments.map((a) => a.vip ?? '-').join(','),
+          s.ports.map((p) => (p.published ? `*:${p.published}->${p.target}/${p.protocol}` : `${p.name ? `${p.name}=` : ''}${p.target}/${p.protocol}`)).join(',') || '-',
+        ]),
+      ),
+    );
+  });
+service
+  .command('inspect <name>')
+  .description('show one service and its tasks')
+  .action(async (name: string) => out(await client().call('GET', `/v1/services/${encodeURIComponent(name)}`)));
+service
+  .command('rm <name...>')
+  .description('remove services and their tasks')
+  .action(async (names: string[]) => {
+    for (const n of names) {
+      const r = await client().call<{ name: string }>('DELETE', `/v1/services/${encodeURIComponent(n)}`);
+      out(r, () => `${r.name}\n`);
+    }
+  });
+
+function parseHealth(spec: string, interval: string, timeout: string): Record<string, unknown> {
+  const m = /^(tcp|http):(\d+)(\/.*)?$/.exec(spec);
+  if (!m) throw new VipdnsError('BAD_REQUEST', `--health-check takes tcp:PORT or http:PORT/PATH, got "${spec}"`);
+  const h: Record<string, unknown> = { type: m[1], port: Number(m[2]), intervalMs: Number(interval), timeoutMs: Number(timeout) };
+  if (m[1] === 'http') h.path = m[3] ?? '/';
+  return h;
+}
+
+// ---------- tasks ----------
+interface TaskRow {
+  id: string;
+  name: string;
+  service: string;
+  slot: number;
+  addresses: Record<string, string>;
+  health: string;
+}
+const task = program.command('task').description('manage tasks (replicas of a service)');
+task
+  .command('add <service>')
+  .description('add a task; its IPs are allocated unless given')
+  .option('--ip <ip>', 'task IP on the network whose subnet holds it, repeatable', collect, [])
+  .option('--name <name>', 'task name (default <service>.<slot>.<id>)')
+  .action(async (svc: string, o: { ip: string[]; name?: string }) => {
+    const t = await client().call<TaskRow>('POST', '/v1/tasks', { service: svc, ips: o.ip, name: o.name });
+    out(t, () => `${t.name}\t${Object.values(t.addresses).join(',')}\n`);
+  });
+task
+  .command('ls [service]')
+  .description('list tasks, of one service or all')
+  .action(async (svc?: string) => {
+    const list = await client().call<TaskRow[]>('GET', svc ? `/v1/tasks?service=${encodeURIComponent(svc)}` : '/v1/tasks');
+    out(list, () =>
+      columns(
+        ['ID', 'NAME', 'SERVICE', 'HEALTH', 'ADDRESSES'],
+        list.map((t) => [t.id, t.name, t.service, t.health, Object.entries(t.addresses).map(([n, ip]) => `${n}=${ip}`).join(',')]),
+      ),
+    );
+  });
+task
+  .command('inspect <task>')
+  .description('show one task (id, id prefix or name)')
+  .action(async (ref: string) => out(await client().call('GET', `/v1/tasks/${encodeURIComponent(ref)}`)));
+task
+  .command('rm <task...>')
+  .description('remove tasks (id, id prefix or name)')
+  .action(async (refs: string[]) => {
+    for (const r of refs) {
+      const t = await client().call<TaskRow>('DELETE', `/v1/tasks/${encodeURIComponent(r)}`);
+      out(t, () => `${t.name}\n`);
+    }
+  });
+
+// ---------- containers ----------
+interface ContainerRow {
+  id: string;
+  name: string;
+  aliases: string[];
+  addresses: Record<string, string>;
+}
+const container = program.command('container').description('manage standalone containers on attachable networks');
+container
+  .command('add <name>')
+  .description('add a container')
+  .requiredOption('--network <net>', 'attachable network, repeatable', collect)
+  .option('--ip <ip>', 'IP on the network whose subnet holds it, repeatable', collect, [])
+  .option('--alias <name>', 'another DNS name, repeatable', collect, [])
+  .action(async (name: string, o: { network: string[]; ip: string[]; alias: string[] }) => {
+    if (o.ip.length > o.network.length) throw new VipdnsError('BAD_REQUEST', 'more --ip values than --network values');
+    // IPs pair with networks in order, as with `docker network connect --ip`.
+    const networks = o.network.map((n, i) => (o.ip[i] ? { network: n, ip: o.ip[i] } : n));
+    const c = await client().call<ContainerRow>('POST', '/v1/containers', { name, networks, aliases: o.alias });
+    out(c, () => `${c.name}\t${Object.values(c.addresses).join(',')}\n`);
+  });
+container
+  .command('ls')
+  .description('list containers')
+  .action(async () => {
+    const list = await client().call<ContainerRow[]>('GET', '/v1/containers');
+    out(list, () =>
+      columns(
+        ['ID', 'NAME', 'ALIASES', 'ADDRESSES'],
+        list.map((c) => [c.id, c.name, c.aliases.join(',') || '-', Object.entries(c.addresses).map(([n, ip]) => `${n}=${ip}`).join(',')]),
+      ),
+    );
+  });
+container
+  .command('inspect <name>')
+  .description('show one container')
+  .action(async (name: string) => out(await client().call('GET', `/v1/containers/${encodeURIComponent(name)}`)));
+container
+  .command('rm <name...>')
+  .description('remove containers')
+  .action(async (names: string[]) => {
+    for (const n of names) {
+      const c = await client().call<ContainerRow>('DELETE', `/v1/containers/${encodeURIComponent(n)}`);
+      out(c, () => `${c.name}\n`);
+    }
+  });
+
+program.parseAsync(process.argv).catch((e: unknown) => {
+  const code = e instanceof VipdnsError ? ` [${e.code}]` : '';
+  process.stderr.write(`vipdns: error: ${errorMessage(e)}${code}\n`);
+  process.exit(1);
+});

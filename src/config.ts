@@ -1,0 +1,174 @@
+// Daemon configuration: embedded defaults, then a JSON config file, then VIPDNS_* environment
+// variables, then command-line flags; each later source overrides the earlier.
+import { readFileSync } from 'node:fs';
+import { VipdnsError, errorMessage } from './errors.js';
+import { DEFAULT_TTL, type TtlOptions } from './dns/answers.js';
+import { parseIp } from './net/ip.js';
+
+export type DataplaneKind = 'auto' | 'ipvs' | 'nftables' | 'none';
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+export interface DaemonConfig {
+  dataDir: string;
+  dnsListen: HostPort;
+  apiListen: HostPort;
+  metricsListen: HostPort;
+  domain: string;
+  ttl: TtlOptions;
+  loopbackSeesAll: boolean;
+  othersSeeAll: boolean;
+  dataplane: DataplaneKind;
+  upstreams: string[]; // empty: the host's /etc/resolv.conf
+  logLevel: string;
+}
+
+export const DEFAULTS: DaemonConfig = {
+  dataDir: './vipdns-data',
+  dnsListen: { host: '127.0.0.1', port: 1053 },
+  apiListen: { host: '127.0.0.1', port: 9053 },
+  metricsListen: { host: '127.0.0.1', port: 9153 },
+  domain: 'vipdns.internal',
+  ttl: DEFAULT_TTL,
+  loopbackSeesAll: true,
+  othersSeeAll: false,
+  dataplane: 'auto',
+  upstreams: [],
+  logLevel: 'info',
+};
+
+/** "ADDR:PORT", "[V6]:PORT" or ":PORT" (all addresses of loopback's family stay explicit). */
+export function parseHostPort(text: string, what: string, defaultPort?: number): HostPort {
+  const s = text.trim();
+  let host: string;
+  let portText: string | undefined;
+  const v6 = /^\[([^\]]+)\](?::(\d+))?$/.exec(s);
+  if (v6) {
+    host = v6[1]!;
+    portText = v6[2];
+  } else if ((s.match(/:/g) ?? []).length > 1) {
+    host = s; // bare IPv6 address, no port
+  } else {
+    const i = s.lastIndexOf(':');
+    host = i >= 0 ? s.slice(0, i) : s;
+    portText = i >= 0 ? s.slice(i + 1) : undefined;
+  }
+  if (host === '') host = '0.0.0.0';
+  try {
+    parseIp(host);
+  } catch {
+    throw new VipdnsError('CONFIG', `${what}: "${text}" is not ADDR:PORT (ADDR must be an IP address, e.g. 127.0.0.1:1053 or [::1]:1053)`);
+  }
+  const port = portText === undefined ? defaultPort : Number(portText);
+  if (port === undefined || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new VipdnsError('CONFIG', `${what}: "${text}" needs a port from 0 to 65535`);
+  }
+  return { host, port };
+}
+
+export interface ConfigSources {
+  file?: string;
+  env?: NodeJS.ProcessEnv;
+  flags?: Partial<Record<keyof FlagValues, unknown>>;
+}
+
+/** Flat, string-valued view shared by the config file keys, env names and flags. */
+export interface FlagValues {
+  dataDir: string;
+  dnsListen: string;
+  apiListen: string;
+  metricsListen: string;
+  domain: string;
+  dataplane: string;
+  upstream: string[];
+  logLevel: string;
+  loopbackSeesAll: string | boolean;
+  othersSeeAll: string | boolean;
+  ttlVip: string | number;
+  ttlDnsrr: string | number;
+  ttlTasks: string | number;
+  ttlContainer: string | number;
+}
+
+const ENV: Record<keyof FlagValues, string> = {
+  dataDir: 'VIPDNS_DATA_DIR',
+  dnsListen: 'VIPDNS_DNS_LISTEN',
+  apiListen: 'VIPDNS_API_LISTEN',
+  metricsListen: 'VIPDNS_METRICS_LISTEN',
+  domain: 'VIPDNS_DOMAIN',
+  dataplane: 'VIPDNS_DATAPLANE',
+  upstream: 'VIPDNS_UPSTREAM', // comma-separated
+  logLevel: 'VIPDNS_LOG_LEVEL',
+  loopbackSeesAll: 'VIPDNS_LOOPBACK_SEES_ALL',
+  othersSeeAll: 'VIPDNS_OTHERS_SEE_ALL',
+  ttlVip: 'VIPDNS_TTL_VIP',
+  ttlDnsrr: 'VIPDNS_TTL_DNSRR',
+  ttlTasks: 'VIPDNS_TTL_TASKS',
+  ttlContainer: 'VIPDNS_TTL_CONTAINER',
+};
+
+export function loadConfig(src: ConfigSources): DaemonConfig {
+  const merged: Partial<Record<keyof FlagValues, unknown>> = {};
+  if (src.file) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(readFileSync(src.file, 'utf8'));
+    } catch (e) {
+      throw new VipdnsError('CONFIG', `config file ${src.file}: ${errorMessage(e)}`);
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new VipdnsError('CONFIG', `config file ${src.file}: must be a JSON object`);
+    for (const [k, v] of Object.entries(parsed)) {
+      if (!(k in ENV)) throw new VipdnsError('CONFIG', `config file ${src.file}: unknown key "${k}" (known: ${Object.keys(ENV).join(', ')})`);
+      merged[k as keyof FlagValues] = v;
+    }
+  }
+  const env = src.env ?? {};
+  for (const [k, name] of Object.entries(ENV) as Array<[keyof FlagValues, string]>) {
+    const v = env[name];
+    if (v !== undefined && v !== '') merged[k] = k === 'upstream' ? v.split(',').map((x) => x.trim()).filter(Boolean) : v;
+  }
+  for (const [k, v] of Object.entries(src.flags ?? {})) {
+    if (v !== undefined && !(Array.isArray(v) && v.length === 0)) merged[k as keyof FlagValues] = v;
+  }
+
+  const c: DaemonConfig = { ...DEFAULTS, ttl: { ...DEFAULTS.ttl } };
+  const str = (k: keyof FlagValues): string | undefined => (merged[k] === undefined ? undefined : String(merged[k]));
+  const bool = (k: keyof FlagValues): boolean | undefined => {
+    const v = merged[k];
+    if (v === undefined) return undefined;
+    if (v === true || v === 'true' || v === '1' || v === 'yes') return true;
+    if (v === false || v === 'false' || v === '0' || v === 'no') return false;
+    throw new VipdnsError('CONFIG', `${k} must be true or false, got "${String(v)}"`);
+  };
+  const ttl = (k: keyof FlagValues): number | undefined => {
+    const v = merged[k];
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0 || n > 86400) throw new VipdnsError('CONFIG', `${k} must be a whole number of seconds from 0 to 86400`);
+    return n;
+  };
+  c.dataDir = str('dataDir') ?? c.dataDir;
+  if (str('dnsListen')) c.dnsListen = parseHostPort(str('dnsListen')!, 'dns-listen', 53);
+  if (str('apiListen')) c.apiListen = parseHostPort(str('apiListen')!, 'api-listen');
+  if (str('metricsListen')) c.metricsListen = parseHostPort(str('metricsListen')!, 'metrics-listen');
+  c.domain = (str('domain') ?? c.domain).replace(/^\.+|\.+$/g, '').toLowerCase();
+  if (c.domain !== '' && !/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/.test(c.domain)) {
+    throw new VipdnsError('CONFIG', `domain "${c.domain}" is not a DNS name`);
+  }
+  const dp = str('dataplane') ?? c.dataplane;
+  if (!['auto', 'ipvs', 'nftables', 'none'].includes(dp)) throw new VipdnsError('CONFIG', `dataplane must be auto, ipvs, nftables or none, got "${dp}"`);
+  c.dataplane = dp as DataplaneKind;
+  const up = merged.upstream;
+  if (up !== undefined) c.upstreams = (Array.isArray(up) ? up : [up]).map(String);
+  c.logLevel = str('logLevel') ?? c.logLevel;
+  c.loopbackSeesAll = bool('loopbackSeesAll') ?? c.loopbackSeesAll;
+  c.othersSeeAll = bool('othersSeeAll') ?? c.othersSeeAll;
+  c.ttl.vip = ttl('ttlVip') ?? c.ttl.vip;
+  c.ttl.dnsrr = ttl('ttlDnsrr') ?? c.ttl.dnsrr;
+  c.ttl.tasks = ttl('ttlTasks') ?? c.ttl.tasks;
+  c.ttl.container = ttl('ttlContainer') ?? c.ttl.container;
+  return c;
+}

@@ -1,0 +1,63 @@
+import test from 'ava';
+import { allocate, checkRequested, defaultGateway, usableCount, type Pool } from '../../src/catalog/ipam.js';
+import { parseCidr } from '../../src/net/ip.js';
+
+const pool = (cidr: string): Pool => {
+  const prefix = parseCidr(cidr);
+  return { name: 'n', prefix, gateway: defaultGateway(prefix) };
+};
+
+test('a /24 has 253 usable addresses: network, gateway and broadcast are never handed out', (t) => {
+  const p = pool('10.0.9.0/24');
+  t.is(usableCount(p), 253n);
+  const used = new Set<string>();
+  let cursor = 1n;
+  for (let i = 0; i < 253; i++) {
+    const a = allocate(p, used, cursor);
+    t.false(used.has(a.ip));
+    used.add(a.ip);
+    cursor = a.cursor;
+  }
+  t.false(used.has('10.0.9.0'));
+  t.false(used.has('10.0.9.1'));
+  t.false(used.has('10.0.9.255'));
+  const err = t.throws(() => allocate(p, used, cursor));
+  t.is((err as { code?: string }).code, 'SUBNET_EXHAUSTED');
+  t.regex(err!.message, /network "n" \(10\.0\.9\.0\/24\) is exhausted: 253 of its 253 usable addresses are in use \(256 in the subnet, 3 reserved/);
+  t.regex(err!.message, /\/23 or shorter/);
+});
+
+test('next-fit: a freed address is reused only after the rest of the subnet', (t) => {
+  const p = pool('10.1.0.0/29'); // 8 addresses, 5 usable (.2-.6)
+  const used = new Set(['10.1.0.2', '10.1.0.3']);
+  const a = allocate(p, used, 3n);
+  t.is(a.ip, '10.1.0.4');
+  used.delete('10.1.0.2');
+  used.add(a.ip);
+  t.is(allocate(p, used, a.cursor).ip, '10.1.0.5');
+});
+
+test('IPv6 and big prefixes allocate without scanning the space', (t) => {
+  const p = pool('fd00:1::/64');
+  const a = allocate(p, new Set(), 1n);
+  t.is(a.ip, 'fd00:1::2');
+  const big = pool('10.128.0.0/9');
+  t.is(usableCount(big), (1n << 23n) - 3n);
+});
+
+test('/31 and /32 keep what RFC 3021 allows', (t) => {
+  const p31 = pool('10.2.0.0/31');
+  t.is(usableCount(p31), 1n); // gateway takes one
+  t.is(allocate(p31, new Set(), 0n).ip, '10.2.0.1');
+  t.throws(() => allocate(pool('10.2.0.0/32'), new Set(), 0n), { message: /exhausted/ });
+});
+
+test('requested addresses: outside, reserved and in use are refused', (t) => {
+  const p = pool('10.0.9.0/24');
+  t.is(checkRequested(p, '10.0.9.50', new Set(), 'VIP'), '10.0.9.50');
+  t.throws(() => checkRequested(p, '10.0.10.5', new Set(), 'VIP'), { message: 'VIP 10.0.10.5 is outside network "n" (10.0.9.0/24)' });
+  t.throws(() => checkRequested(p, '10.0.9.1', new Set(), 'VIP'), { message: /gateway address/ });
+  t.throws(() => checkRequested(p, '10.0.9.255', new Set(), 'VIP'), { message: /broadcast address/ });
+  t.throws(() => checkRequested(p, '10.0.9.0', new Set(), 'VIP'), { message: /network address/ });
+  t.throws(() => checkRequested(p, '10.0.9.50', new Set(['10.0.9.50']), 'task IP'), { message: /already in use/ });
+});
