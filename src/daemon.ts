@@ -8,6 +8,9 @@ import { AnswerIndex } from './dns/answers.js';
 import { Resolver } from './dns/resolver.js';
 import { DnsServer } from './dns/server.js';
 import type { Logger } from './log.js';
+import { registerCatalogMetrics } from './catalog/metrics.js';
+import { HealthChecker } from './health/checker.js';
+import { healthMetricsHooks } from './health/metrics.js';
 import { MetricsServer } from './metrics/http.js';
 
 export class Daemon {
@@ -17,6 +20,7 @@ export class Daemon {
     readonly dns: DnsServer,
     readonly api: ApiServer,
     readonly metrics: MetricsServer,
+    readonly health: HealthChecker,
     private readonly log: Logger,
   ) {}
 
@@ -43,6 +47,8 @@ export class Daemon {
     const dns = new DnsServer({ host: config.dnsListen.host, port: config.dnsListen.port, resolver, onError: (e) => log.error({ err: e }, 'dns server error') });
     const registry = new Registry();
     collectDefaultMetrics({ register: registry });
+    registerCatalogMetrics(registry, catalog);
+    const health = new HealthChecker(catalog, healthMetricsHooks(registry, log));
     const api = new ApiServer({
       host: config.apiListen.host,
       port: config.apiListen.port,
@@ -59,11 +65,12 @@ export class Daemon {
         dns: () => ({ ok: dns.listening, detail: dns.listening ? `listening on ${config.dnsListen.host}:${dns.port} udp+tcp` : 'not listening' }),
       },
     });
-    const d = new Daemon(config, catalog, dns, api, metrics, log);
+    const d = new Daemon(config, catalog, dns, api, metrics, health, log);
     try {
       await dns.start();
       await api.start();
       await metrics.start();
+      health.start();
     } catch (e) {
       await d.stop();
       throw e;
@@ -76,6 +83,7 @@ export class Daemon {
   }
 
   async stop(): Promise<void> {
+    this.health.stop();
     await Promise.allSettled([this.dns.stop(), this.api.stop(), this.metrics.stop()]);
     await this.catalog.close();
     this.log.info('vipdns stopped');

@@ -89,3 +89,14 @@ export function emptyState(): CatalogState {
 export function isTaskServing(t: Task): boolean {
   return t.health !== 'unhealthy';
 }
+
+/**
+ * The tasks that receive traffic: the serving ones, or, when a health check has failed every
+ * one of them, all of them (fail open, like Envoy's panic threshold): a check that is wrong
+ * for every replica at once is likelier than every replica being dead, and answering
+ * nothing turns a bad check into an outage.
+ */
+export function servingTasks<T extends Task>(tasks: T[]): T[] {
+  const serving = tasks.filter(isTaskServing);
+  return serving.length > 0 ? serving : tasks;
+}

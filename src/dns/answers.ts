@@ -1,7 +1,7 @@
 // The answer index: every internal name precomputed from the catalog, so a query is a map
 // lookup plus a filter by the client's networks. Rebuilt on each catalog change; pure, no I/O.
 import type { CatalogState } from '../catalog/model.js';
-import { isTaskServing } from '../catalog/model.js';
+import { servingTasks } from '../catalog/model.js';
 import { type Addr, type Prefix, contains, isLoopback, parseCidr, parseIp, parseReverseName, formatIp, unmapV4 } from '../net/ip.js';
 
 export interface TtlOptions {
@@ -99,7 +99,7 @@ export class AnswerIndex {
     for (const svc of Object.values(state.services)) {
       const tasks = tasksBySvc.get(svc.name) ?? [];
       for (const a of svc.attachments) {
-        const serving = tasks.filter(isTaskServing).map((t) => t.addresses[a.network]).filter((ip): ip is string => !!ip);
+        const serving = servingTasks(tasks).map((t) => t.addresses[a.network]).filter((ip): ip is string => !!ip);
         const taskTarget: Target = { network: a.network, ...split(serving), shuffle: true, ttl: ttl.tasks };
         add(`tasks.${svc.name}`, taskTarget);
         const main: Target =

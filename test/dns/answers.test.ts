@@ -92,3 +92,11 @@ test('a rebuild reflects removals at once', (t) => {
   i.rebuild(s);
   t.deepEqual(data(i.resolve('api', 'A', LO)), ['10.0.10.4']);
 });
+
+test('when every task is unhealthy the answers fail open to all tasks', (t) => {
+  const i = new AnswerIndex({ suffix: 'vipdns.internal', ttl: DEFAULT_TTL, loopbackSeesAll: true, othersSeeAll: false });
+  const s = state();
+  for (const id of ['a1', 'a2', 'a3']) s.tasks[id]!.health = 'unhealthy';
+  i.rebuild(s);
+  t.deepEqual(data(i.resolve('api', 'A', LO)), ['10.0.10.3', '10.0.10.4', '10.0.10.5']);
+});
