@@ -237,7 +237,7 @@ export function parseErrorPayload(msg: NlMsg): ErrorPayload {
     seq: p.readUInt32LE(12),
     pid: p.readUInt32LE(16),
   };
-  const out: ErrorPayload = { errno: -err, request };
+  const out: ErrorPayload = { errno: err === 0 ? 0 : -err, request };
   if (msg.flags & NLM_F_ACK_TLVS) {
     // The echoed request is cut to its header when the reply is CAPPED.
     const echoed = msg.flags & NLM_F_CAPPED ? NLMSG_HDRLEN : origLen;
@@ -252,7 +252,7 @@ export function parseErrorPayload(msg: NlMsg): ErrorPayload {
 
 /** NLMSG_DONE carries an int: 0, or a negative errno if the dump failed midway. */
 export function parseDoneErrno(msg: NlMsg): number {
-  return msg.payload.length >= 4 ? -msg.payload.readInt32LE(0) : 0;
+  return msg.payload.length >= 4 ? 0 - msg.payload.readInt32LE(0) || 0 : 0;
 }
 
 export function errorFromPayload(e: ErrorPayload, op: string): NetlinkError {
