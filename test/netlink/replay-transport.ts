@@ -4,6 +4,33 @@
 import type { Transport } from '../../src/balancer/netlink/channel.js';
 import { type Capture, type Datagram, maskSeqPid } from './strace-fixture.js';
 
+const NLMSG_ERROR = 2;
+const NLMSG_DONE = 3;
+const NLM_F_ACK = 4;
+const NLM_F_CAPPED = 0x100;
+
+function splitMsgs(d: Buffer): Buffer[] {
+  const out: Buffer[] = [];
+  for (let off = 0; off + 16 <= d.length; ) {
+    const len = d.readUInt32LE(off);
+    out.push(d.subarray(off, off + len));
+    off += (len + 3) & ~3;
+  }
+  return out;
+}
+
+/** A success ack as the kernel builds it (capped: only the request header echoed). */
+function ackFor(req: Buffer, pid: number): Buffer {
+  const b = Buffer.alloc(36);
+  b.writeUInt32LE(36, 0);
+  b.writeUInt16LE(NLMSG_ERROR, 4);
+  b.writeUInt16LE(NLM_F_CAPPED, 6);
+  b.writeUInt32LE(req.readUInt32LE(8), 8);
+  b.writeUInt32LE(pid, 12);
+  req.copy(b, 20, 0, 16);
+  return b;
+}
+
 export class ReplayTransport implements Transport {
   readonly portId = 4242;
   readonly sent: Buffer[] = [];
@@ -16,6 +43,11 @@ export class ReplayTransport implements Transport {
   send(d: Uint8Array): void {
     const mine = Buffer.from(d);
     this.sent.push(mine);
+    // A batch is several messages in one datagram: match and answer each one.
+    for (const m of splitMsgs(mine)) this.answer(m);
+  }
+
+  private answer(mine: Buffer): void {
     const want = maskSeqPid(mine);
     for (const [ci, cap] of this.captures.entries()) {
       const grams = cap.datagrams;
@@ -25,9 +57,16 @@ export class ReplayTransport implements Transport {
         if (g.dir !== 'send' || this.used.has(key) || !maskSeqPid(g.bytes).equals(want)) continue;
         this.used.add(key);
         const seq = mine.readUInt32LE(8);
+        let acked = false;
         for (let j = i + 1; j < grams.length && grams[j]?.dir === 'recv'; j++) {
-          this.queue.push(restamp((grams[j] as Datagram).bytes, seq, this.portId));
+          const r = grams[j] as Datagram;
+          const t = r.bytes.readUInt16LE(4);
+          if (t === NLMSG_ERROR || t === NLMSG_DONE) acked = true;
+          this.queue.push(restamp(r.bytes, seq, this.portId));
         }
+        // libipvs closes its socket right after a doit reply, so the kernel's
+        // ack (sent for NLM_F_ACK) never made it into the capture: add it.
+        if (!acked && mine.readUInt16LE(6) & NLM_F_ACK) this.queue.push(ackFor(mine, this.portId));
         return;
       }
     }
