@@ -16,7 +16,7 @@ const mask4 = (prefix: number): string => {
 function svcHead(s: Service): { ln: string; save: string } {
   const k = s.key;
   if (isFwmarkKey(k)) {
-    return { ln: `FWM  ${k.fwmark} ${s.family === 6 ? 'IPv6 ' : ''}${s.scheduler}`, save: `-f ${k.fwmark}` };
+    return { ln: `FWM  ${k.fwmark} ${s.family === 6 ? 'IPv6 ' : ''}${s.scheduler}`, save: `-f ${k.fwmark}${s.family === 6 ? ' -6' : ''}` };
   }
   const p = k.protocol.toUpperCase();
   const opt = k.protocol === 'tcp' ? '-t' : k.protocol === 'udp' ? '-u' : '--sctp-service';
