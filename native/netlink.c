@@ -66,25 +66,32 @@ static napi_value throw_errno(napi_env env, int err, const char *syscall) {
 
 static void poll_closed(uv_handle_t *h) { free(h); }
 
-/* Stops watching and releases the JS callback; safe to call twice. */
-static void stop_poll(nl_sock *s) {
+/* Stops the libuv watcher; pure libuv, so it is safe from a GC finalizer. */
+static void stop_uv_poll(nl_sock *s) {
   if (s->poll) {
     uv_poll_stop(s->poll);
     uv_close((uv_handle_t *)s->poll, poll_closed);
     s->poll = NULL;
   }
+}
+
+/* Stops watching and drops the JS callback; safe to call twice, and from
+ * inside the callback itself (the caller holds its own handle to it). */
+static void stop_poll(nl_sock *s) {
+  stop_uv_poll(s);
   if (s->on_readable) {
     napi_delete_reference(s->env, s->on_readable);
     s->on_readable = NULL;
   }
+}
+
+/* Explicit close from JS: everything, including the async context. */
+static void close_sock(nl_sock *s) {
+  stop_poll(s);
   if (s->actx) {
     napi_async_destroy(s->env, s->actx);
     s->actx = NULL;
   }
-}
-
-static void close_sock(nl_sock *s) {
-  stop_poll(s);
   if (s->fd >= 0) {
     close(s->fd);
     s->fd = -1;
@@ -95,7 +102,10 @@ static void close_sock(nl_sock *s) {
 static void finalize_sock(napi_env env, void *data, void *hint) {
   (void)env; (void)hint;
   nl_sock *s = data;
-  close_sock(s);
+  /* An active watcher holds a strong ref to a closure over this handle, so a
+   * socket only gets here with no JS callback left: no N-API calls needed. */
+  stop_uv_poll(s);
+  if (s->fd >= 0) close(s->fd);
   free(s);
 }
 
@@ -265,18 +275,14 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   if (!s || !s->on_readable) return;
   napi_env env = s->env;
   napi_handle_scope hs;
-  napi_callback_scope cs;
-  napi_value cb, recv, argv[1], res, resource;
+  napi_value cb, recv, argv[1], res;
   if (napi_open_handle_scope(env, &hs) != napi_ok) return;
   napi_get_reference_value(env, s->on_readable, &cb);
   napi_get_undefined(env, &recv);
   napi_create_int32(env, status, &argv[0]);
-  napi_create_object(env, &resource);
-  /* a callback scope makes promise continuations run right after the call */
-  if (napi_open_callback_scope(env, resource, s->actx, &cs) == napi_ok) {
-    napi_make_callback(env, s->actx, recv, cb, 1, argv, &res);
-    napi_close_callback_scope(env, cs);
-  }
+  /* make_callback (not call_function): runs nextTicks and promise
+   * continuations afterwards, as for any I/O callback in Node. */
+  napi_make_callback(env, s->actx, recv, cb, 1, argv, &res);
   bool pending = false;
   napi_is_exception_pending(env, &pending);
   if (pending) {
@@ -308,9 +314,11 @@ static napi_value nl_watch(napi_env env, napi_callback_info info) {
   int rc = uv_poll_init(loop, s->poll, s->fd);
   if (rc != 0) { free(s->poll); s->poll = NULL; return throw_errno(env, -rc, "uv_poll_init"); }
   s->poll->data = s;
-  napi_value name;
-  CHECK(napi_create_string_utf8(env, "vipdns:netlink", NAPI_AUTO_LENGTH, &name));
-  CHECK(napi_async_init(env, NULL, name, &s->actx));
+  if (!s->actx) {  /* one async context per socket, destroyed by close() */
+    napi_value name;
+    CHECK(napi_create_string_utf8(env, "vipdns:netlink", NAPI_AUTO_LENGTH, &name));
+    CHECK(napi_async_init(env, NULL, name, &s->actx));
+  }
   CHECK(napi_create_reference(env, argv[1], 1, &s->on_readable));
   rc = uv_poll_start(s->poll, UV_READABLE, on_poll);
   if (rc != 0) { stop_poll(s); return throw_errno(env, -rc, "uv_poll_start"); }

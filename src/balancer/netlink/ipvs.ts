@@ -11,7 +11,7 @@ import { GENL_ID_CTRL, decodeFamily, encodeGetFamilyPayload, type GenlFamily } f
 import {
   IPVS_GENL_NAME, decodeConfig, decodeDest, decodeInfo, decodeService, encodeDelDest, encodeDelService,
   encodeFlush, encodeGetConfig, encodeGetDests, encodeGetInfo, encodeGetService, encodeNewDest,
-  encodeNewService, encodeSetConfig, encodeSetDest, encodeSetService, encodeZero, ipvsCmdName, serviceFamily,
+  encodeNewService, encodeSetConfig, encodeSetDest, encodeSetService, encodeZero, serviceFamily,
   serviceId, type Dest, type DestSpec, type IpvsInfo, type IpvsTimeouts, type Service, type ServiceKey,
   type ServiceSpec,
 } from './ipvs-codec.js';
@@ -207,4 +207,3 @@ export async function resolveFamily(channel: NetlinkChannel, name: string): Prom
   return decodeFamily(msg);
 }
 
-export { ipvsCmdName };
