@@ -1,0 +1,13 @@
+{
+  "targets": [
+    {
+      "target_name": "vipdns_netlink",
+      "sources": ["native/netlink.c"],
+      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-O2"],
+      "defines": ["NAPI_VERSION=8"],
+      "conditions": [
+        ["OS!='linux'", { "type": "none" }]
+      ]
+    }
+  ]
+}

@@ -1,0 +1,62 @@
+// The native addon against the host kernel's generic netlink (no root, no IPVS needed).
+import test from 'ava';
+import { existsSync } from 'node:fs';
+import { NetlinkSocket } from '../../src/balancer/netlink/netlink-socket.js';
+import { NetlinkChannel } from '../../src/balancer/netlink/channel.js';
+import { NetlinkError } from '../../src/balancer/netlink/errors.js';
+import { IpvsClient, resolveFamily } from '../../src/balancer/netlink/ipvs.js';
+
+test('opens a NETLINK_GENERIC socket and resolves nlctrl itself', async (t) => {
+  const sock = NetlinkSocket.open();
+  t.true(sock.portId > 0);
+  const ch = new NetlinkChannel(sock);
+  const fam = await resolveFamily(ch, 'nlctrl');
+  t.is(fam.id, 0x10);
+  t.is(fam.name, 'nlctrl');
+  ch.close();
+});
+
+test('an unknown family is a typed ENOENT', async (t) => {
+  const ch = new NetlinkChannel(NetlinkSocket.open());
+  const e = await t.throwsAsync(resolveFamily(ch, 'nosuchfamily'));
+  t.true(e instanceof NetlinkError);
+  t.is((e as NetlinkError).code, 'ENOENT');
+  ch.close();
+});
+
+test('IpvsClient.open() fails with ENOENT where the kernel has no IPVS', async (t) => {
+  if (existsSync('/proc/net/ip_vs')) return t.pass('this kernel has IPVS; covered by test/vm');
+  const e = await t.throwsAsync(IpvsClient.open());
+  t.is((e as NetlinkError).code, 'ENOENT');
+});
+
+test('waiting for a reply that never comes times out without blocking the event loop', async (t) => {
+  const sock = NetlinkSocket.open();
+  let ticks = 0;
+  const iv = setInterval(() => ticks++, 5);
+  const readable = await sock.waitReadable(60);
+  clearInterval(iv);
+  t.false(readable);
+  t.true(ticks >= 5, `event loop ran ${ticks} timer ticks while waiting`);
+  t.is(sock.recv(), null);
+  sock.close();
+});
+
+test('a batch of 500 requests goes out in few datagrams and all are answered', async (t) => {
+  const sock = NetlinkSocket.open();
+  const ch = new NetlinkChannel(sock, { maxBatch: 100 });
+  const { encodeGetFamilyPayload } = await import('../../src/balancer/netlink/genl.js');
+  const req = { type: 0x10, payload: encodeGetFamilyPayload('nlctrl'), op: 'nlctrl GETFAMILY' };
+  const res = await ch.batch(Array.from({ length: 500 }, () => req));
+  t.is(res.length, 500);
+  t.true(res.every((r) => r.ok && r.messages.length === 1));
+  ch.close();
+});
+
+test('use after close is EBADF; close is idempotent', (t) => {
+  const sock = NetlinkSocket.open();
+  sock.close();
+  sock.close();
+  const e = t.throws(() => sock.send(Buffer.alloc(16)));
+  t.is((e as NetlinkError).code, 'EBADF');
+});
