@@ -99,6 +99,20 @@ export class EtcdStore implements ReplicatedStore {
   }
 
   async commit(change: Change): Promise<number> {
+    try {
+      return await this.commitOnce(change);
+    } catch (e) {
+      // Our lease ran out between keepalives (a stalled host): take a new one and try once more.
+      if (!(e instanceof VipdnsError && /lease not found/i.test(e.message))) throw e;
+      this.log.warn({ node: this.opts.nodeName }, 'etcd lease expired under us; granting a new lease');
+      this.lease?.release();
+      this.lease = undefined;
+      this.leaseId = undefined;
+      return this.commitOnce(change);
+    }
+  }
+
+  private async commitOnce(change: Change): Promise<number> {
     if (this.closed) throw new VipdnsError('UNAVAILABLE', 'the etcd store is closed');
     const commitId = randomBytes(8).toString('hex');
     const plan = planTxn(this.prefix, change, this.meta, (k) => this.modRevs.get(k) ?? 0, commitId);
