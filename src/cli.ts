@@ -44,6 +44,14 @@ program
   .option('--upstream <addr[:port]>', 'upstream resolver, repeatable (default: /etc/resolv.conf)', collect, [])
   .addOption(new Option('--dataplane <kind>', 'load-balancer dataplane').choices(['auto', 'ipvs', 'nftables', 'none']))
   .option('--log-level <level>', 'trace, debug, info, warn or error (default info)')
+  .option('--store <store>', 'file (default) or etcd://HOST:PORT[,HOST:PORT...][/PREFIX] to share the catalog between hosts')
+  .option('--etcd-ca <file>', 'CA certificate of the etcd servers (enables TLS)')
+  .option('--etcd-cert <file>', 'client certificate for etcd')
+  .option('--etcd-key <file>', 'client key for etcd')
+  .option('--etcd-user <name>', 'etcd user (password: --etcd-password or VIPDNS_ETCD_PASSWORD)')
+  .option('--etcd-password <password>', 'etcd password (prefer VIPDNS_ETCD_PASSWORD: flags show in ps)')
+  .option('--etcd-lease-ttl <seconds>', "how long a dead host's tasks outlive it (default 10)")
+  .option('--node-name <name>', 'this host in a shared store (default the hostname)')
   .action(async (o: Record<string, unknown>) => {
     const config = loadConfig({
       file: o.config as string | undefined,
@@ -57,6 +65,14 @@ program
         upstream: o.upstream,
         dataplane: o.dataplane,
         logLevel: o.logLevel,
+        store: o.store,
+        etcdCa: o.etcdCa,
+        etcdCert: o.etcdCert,
+        etcdKey: o.etcdKey,
+        etcdUser: o.etcdUser,
+        etcdPassword: o.etcdPassword,
+        etcdLeaseTtl: o.etcdLeaseTtl,
+        nodeName: o.nodeName,
       },
     });
     const { createLogger } = await import('./log.js');

@@ -1,6 +1,8 @@
 // Daemon configuration: embedded defaults, then a JSON config file, then VIPDNS_* environment
 // variables, then command-line flags; each later source overrides the earlier.
 import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { DEFAULT_LEASE_TTL, type EtcdConfig, parseEtcdUrl } from './catalog/store/etcd-url.js';
 import { VipdnsError, errorMessage } from './errors.js';
 import { DEFAULT_TTL, type TtlOptions } from './dns/answers.js';
 import { parseIp } from './net/ip.js';
@@ -24,6 +26,10 @@ export interface DaemonConfig {
   dataplane: DataplaneKind;
   upstreams: string[]; // empty: the host's /etc/resolv.conf
   logLevel: string;
+  /** Where the catalog lives: the data dir's file (single host) or a shared etcd. */
+  store: { kind: 'file' } | ({ kind: 'etcd' } & EtcdConfig);
+  /** This host's identity in a shared store (its lease and node record). */
+  nodeName: string;
 }
 
 export const DEFAULTS: DaemonConfig = {
@@ -38,6 +44,8 @@ export const DEFAULTS: DaemonConfig = {
   dataplane: 'auto',
   upstreams: [],
   logLevel: 'info',
+  store: { kind: 'file' },
+  nodeName: hostname(),
 };
 
 /** "ADDR:PORT", "[V6]:PORT" or ":PORT" (all addresses of loopback's family stay explicit). */
@@ -91,6 +99,14 @@ export interface FlagValues {
   ttlDnsrr: string | number;
   ttlTasks: string | number;
   ttlContainer: string | number;
+  store: string;
+  etcdCa: string;
+  etcdCert: string;
+  etcdKey: string;
+  etcdUser: string;
+  etcdPassword: string;
+  etcdLeaseTtl: string | number;
+  nodeName: string;
 }
 
 const ENV: Record<keyof FlagValues, string> = {
@@ -108,6 +124,14 @@ const ENV: Record<keyof FlagValues, string> = {
   ttlDnsrr: 'VIPDNS_TTL_DNSRR',
   ttlTasks: 'VIPDNS_TTL_TASKS',
   ttlContainer: 'VIPDNS_TTL_CONTAINER',
+  store: 'VIPDNS_STORE',
+  etcdCa: 'VIPDNS_ETCD_CA',
+  etcdCert: 'VIPDNS_ETCD_CERT',
+  etcdKey: 'VIPDNS_ETCD_KEY',
+  etcdUser: 'VIPDNS_ETCD_USER',
+  etcdPassword: 'VIPDNS_ETCD_PASSWORD',
+  etcdLeaseTtl: 'VIPDNS_ETCD_LEASE_TTL',
+  nodeName: 'VIPDNS_NODE_NAME',
 };
 
 export function loadConfig(src: ConfigSources): DaemonConfig {
@@ -170,5 +194,18 @@ export function loadConfig(src: ConfigSources): DaemonConfig {
   c.ttl.dnsrr = ttl('ttlDnsrr') ?? c.ttl.dnsrr;
   c.ttl.tasks = ttl('ttlTasks') ?? c.ttl.tasks;
   c.ttl.container = ttl('ttlContainer') ?? c.ttl.container;
+  c.nodeName = str('nodeName') ?? c.nodeName;
+  if (!/^[A-Za-z0-9]([A-Za-z0-9._-]{0,62})$/.test(c.nodeName)) throw new VipdnsError('CONFIG', `node name "${c.nodeName}" must be 1-63 letters, digits, '.', '_' or '-'`);
+  const store = str('store') ?? 'file';
+  if (store !== 'file') {
+    const leaseTtl = Number(merged.etcdLeaseTtl ?? DEFAULT_LEASE_TTL);
+    if (!Number.isInteger(leaseTtl) || leaseTtl < 2 || leaseTtl > 3600) throw new VipdnsError('CONFIG', 'etcd-lease-ttl must be a whole number of seconds from 2 to 3600');
+    const etcd: { kind: 'etcd' } & EtcdConfig = { kind: 'etcd', ...parseEtcdUrl(store), leaseTtlSeconds: leaseTtl };
+    for (const k of ['etcdCa', 'etcdCert', 'etcdKey', 'etcdUser', 'etcdPassword'] as const) {
+      const v = str(k);
+      if (v !== undefined) etcd[({ etcdCa: 'ca', etcdCert: 'cert', etcdKey: 'key', etcdUser: 'user', etcdPassword: 'password' } as const)[k]] = v;
+    }
+    c.store = etcd;
+  }
   return c;
 }

@@ -2,6 +2,8 @@
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { ApiServer } from './api/server.js';
 import { Catalog } from './catalog/catalog.js';
+import { EtcdStore } from './catalog/store/etcd.js';
+import { etcdStoreOptions } from './catalog/store/etcd-url.js';
 import { FileStore } from './catalog/store/file.js';
 import type { DaemonConfig } from './config.js';
 import { AnswerIndex } from './dns/answers.js';
@@ -25,7 +27,7 @@ export class Daemon {
   ) {}
 
   static async start(config: DaemonConfig, log: Logger): Promise<Daemon> {
-    const store = await FileStore.open(config.dataDir);
+    const store = config.store.kind === 'etcd' ? new EtcdStore(etcdStoreOptions(config.store, config.nodeName, log)) : await FileStore.open(config.dataDir);
     let catalog: Catalog;
     try {
       catalog = await Catalog.open(store);
@@ -35,7 +37,7 @@ export class Daemon {
     }
     const st = catalog.state;
     log.info(
-      { store: store.location, revision: st.revision, networks: Object.keys(st.networks).length, services: Object.keys(st.services).length, tasks: Object.keys(st.tasks).length },
+      { store: store.location, node: config.nodeName, revision: st.revision, networks: Object.keys(st.networks).length, services: Object.keys(st.services).length, tasks: Object.keys(st.tasks).length },
       'catalog loaded',
     );
 
@@ -61,7 +63,10 @@ export class Daemon {
       port: config.metricsListen.port,
       registry,
       readiness: {
-        catalog: () => ({ ok: true, detail: `revision ${catalog.state.revision}` }),
+        catalog: () =>
+          store instanceof EtcdStore
+            ? { ok: store.live, detail: `revision ${catalog.state.revision}, etcd watch ${store.live ? 'connected' : 'lost'}` }
+            : { ok: true, detail: `revision ${catalog.state.revision}` },
         dns: () => ({ ok: dns.listening, detail: dns.listening ? `listening on ${config.dnsListen.host}:${dns.port} udp+tcp` : 'not listening' }),
       },
     });

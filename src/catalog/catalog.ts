@@ -1,12 +1,16 @@
 // The catalog: the one source of truth for networks, services, tasks and containers.
-// Mutations validate fully before they change anything, are applied in memory, and are
-// acknowledged only once the store has them (group commit: one write covers every
-// mutation made while the previous write was in flight). Subscribers get a 'change'
-// event after each commit; the catalog knows nothing of DNS or the kernel.
+// Mutations validate fully before they change anything and are computed on a copy of the
+// state; the resulting change (objects written and deleted) goes to the store, and the state
+// that readers see changes only when the store delivers a committed change — this daemon's
+// own or, with a shared store, another daemon's. Mutations queued while a commit is in flight
+// go out together in the next one (group commit). When another writer got there first, the
+// batch is recomputed on the caught-up state and retried. Subscribers get a 'change' event
+// after each delivered change; the catalog knows nothing of DNS or the kernel.
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { VipdnsError } from '../errors.js';
 import { type Prefix, contains, formatCidr, formatIp, overlaps, parseCidr, parseIp } from '../net/ip.js';
+import { type Change, type ChangeKind, applyChange, diffStates, isEmptyChange } from './changes.js';
 import { type Pool, allocate, checkRequested, defaultGateway } from './ipam.js';
 import {
   type CatalogState,
@@ -19,10 +23,12 @@ import {
   type Service,
   type ServiceAttachment,
   type Task,
-  emptyState,
 } from './model.js';
-import type { Store } from './store/store.js';
+import { snapshotLog } from './store/snapshot.js';
+import { type ReplicatedStore, type Store, StoreConflict, isReplicated } from './store/store.js';
 import { checkHealthCheck, checkName, checkPorts } from './validate.js';
+
+export type { ChangeKind } from './changes.js';
 
 export interface NetworkRequest {
   name: string;
@@ -64,8 +70,6 @@ export interface ContainerRequest {
   aliases?: string[];
 }
 
-export type ChangeKind = 'network' | 'service' | 'task' | 'container' | 'health' | 'revert';
-
 export interface CatalogEvents {
   change: [state: CatalogState, kinds: Set<ChangeKind>];
   error: [err: Error];
@@ -75,29 +79,41 @@ const newId = (): string => randomBytes(6).toString('hex');
 const now = (): string => new Date().toISOString();
 const lc = (s: string): string => s.toLowerCase();
 
-interface Waiter {
-  resolve: () => void;
+interface Op {
+  fn: (s: CatalogState) => unknown;
+  resolve: (v: unknown) => void;
   reject: (e: Error) => void;
 }
 
+// Group commit stays under etcd's default 128 operations per transaction.
+const MAX_BATCH_OPS = 32;
+const MAX_ATTEMPTS = 40;
+
 export class Catalog extends EventEmitter<CatalogEvents> {
   private s: CatalogState;
-  private committed: string; // last durable state, to revert to if a write fails
-  private pending: Waiter[] = [];
-  private pendingKinds = new Set<ChangeKind>();
-  private writing = false;
-  private readonly store: Store;
+  private queue: Op[] = [];
+  private draining = false;
+  private closed = false;
+  private readonly store: ReplicatedStore;
 
-  private constructor(store: Store, state: CatalogState) {
+  private constructor(store: ReplicatedStore, state: CatalogState) {
     super();
     this.store = store;
     this.s = state;
-    this.committed = JSON.stringify(state);
   }
 
-  static async open(store: Store): Promise<Catalog> {
-    const state = (await store.load()) ?? emptyState();
-    return new Catalog(store, state);
+  /** Opens the catalog on a store: a whole-state store (file) or a replicated one (etcd). */
+  static async open(store: Store | ReplicatedStore): Promise<Catalog> {
+    const replicated = isReplicated(store) ? store : snapshotLog(store);
+    let catalog: Catalog | undefined;
+    const early: Array<[Change, number]> = [];
+    const state = await replicated.open((change, revision) => {
+      if (catalog) catalog.apply(change, revision);
+      else early.push([change, revision]); // delivered before open() returned
+    });
+    catalog = new Catalog(replicated, state);
+    for (const [change, revision] of early) catalog.apply(change, revision);
+    return catalog;
   }
 
   /** The current state. Treat as read-only; it changes in place with each mutation. */
@@ -397,7 +413,8 @@ export class Catalog extends EventEmitter<CatalogEvents> {
   }
 
   async close(): Promise<void> {
-    while (this.writing || this.pending.length > 0) await new Promise((r) => setTimeout(r, 5));
+    this.closed = true;
+    while (this.draining || this.queue.length > 0) await new Promise((r) => setTimeout(r, 5));
     await this.store.close();
   }
 
@@ -407,51 +424,82 @@ export class Catalog extends EventEmitter<CatalogEvents> {
     return this.s.networks;
   }
 
-  private mutate<T>(kind: ChangeKind, fn: (s: CatalogState) => T): Promise<T> {
-    let result: T;
-    try {
-      result = fn(this.s); // throws before changing anything on bad input
-    } catch (e) {
-      return Promise.reject(e);
-    }
-    this.s.revision += 1;
-    this.pendingKinds.add(kind);
+  /** A committed change, from the store: the only way the visible state changes. */
+  private apply(change: Change, revision: number): void {
+    const kinds = applyChange(this.s, change);
+    this.s.revision = Math.max(this.s.revision, revision);
+    if (kinds.size > 0) this.emit('change', this.s, kinds);
+  }
+
+  private mutate<T>(_kind: ChangeKind, fn: (s: CatalogState) => T): Promise<T> {
+    if (this.closed) return Promise.reject(new VipdnsError('UNAVAILABLE', 'the catalog is closing'));
     return new Promise<T>((resolve, reject) => {
-      this.pending.push({ resolve: () => resolve(result), reject });
-      this.flush();
+      this.queue.push({ fn, resolve: resolve as (v: unknown) => void, reject });
+      void this.drain();
     });
   }
 
-  private flush(): void {
-    if (this.writing || this.pending.length === 0) return;
-    this.writing = true;
-    const waiters = this.pending;
-    const kinds = this.pendingKinds;
-    this.pending = [];
-    this.pendingKinds = new Set();
-    const snapshot = JSON.stringify(this.s);
-    this.store
-      .save(JSON.parse(snapshot) as CatalogState)
-      .then(
-        () => {
-          this.committed = snapshot;
-          this.writing = false;
-          this.emit('change', this.s, kinds);
-          for (const w of waiters) w.resolve();
-        },
-        (err: Error) => {
-          // Not durable means not done: go back to the last committed state.
-          const failed = [...waiters, ...this.pending];
-          this.pending = [];
-          this.pendingKinds = new Set();
-          this.s = JSON.parse(this.committed) as CatalogState;
-          this.writing = false;
-          this.emit('change', this.s, new Set<ChangeKind>(['revert']));
-          const e = err instanceof VipdnsError ? err : new VipdnsError('STORE_FAILED', err.message, { cause: err });
-          for (const w of failed) w.reject(e);
-        },
-      )
-      .finally(() => this.flush());
+  private async drain(): Promise<void> {
+    if (this.draining) return;
+    this.draining = true;
+    try {
+      while (this.queue.length > 0) await this.commitBatch(this.queue.splice(0, MAX_BATCH_OPS));
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  /**
+   * Runs each op on a copy of the state (an op that throws changed nothing and is rejected
+   * alone), commits what the rest changed as one change, and resolves them once the store
+   * has delivered it. On a conflict, the ops are recomputed on the caught-up state.
+   */
+  private async commitBatch(batch: Op[]): Promise<void> {
+    let live = batch;
+    for (let attempt = 1; ; attempt++) {
+      const base = this.s;
+      const work = structuredClone(base) as CatalogState;
+      const results = new Map<Op, unknown>();
+      this.s = work; // the lookups the ops use read this.s; swapped back before any await
+      try {
+        for (const op of live) {
+          try {
+            results.set(op, op.fn(work));
+          } catch (e) {
+            op.reject(e as Error);
+          }
+        }
+      } finally {
+        this.s = base;
+      }
+      live = live.filter((op) => results.has(op));
+      if (live.length === 0) return;
+      const change = diffStates(base, work);
+      if (isEmptyChange(change)) {
+        for (const op of live) op.resolve(results.get(op));
+        return;
+      }
+      try {
+        await this.store.commit(change, work);
+        for (const op of live) op.resolve(results.get(op));
+        return;
+      } catch (err) {
+        if (err instanceof StoreConflict && attempt < MAX_ATTEMPTS && !this.closed) {
+          await err.caughtUp;
+          // Jittered, growing pause so two daemons racing for the same state take turns.
+          await new Promise((r) => setTimeout(r, Math.random() * Math.min(2 ** attempt, 100)));
+          continue;
+        }
+        const e =
+          err instanceof StoreConflict
+            ? new VipdnsError('CONFLICT', `gave up after ${attempt} attempts: other daemons kept changing the catalog first`)
+            : err instanceof VipdnsError
+              ? err
+              : new VipdnsError('STORE_FAILED', (err as Error).message, { cause: err });
+        for (const op of live) op.reject(e);
+        return;
+      }
+    }
   }
 
   private prefix(network: string): Prefix {

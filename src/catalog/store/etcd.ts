@@ -1,0 +1,367 @@
+// The etcd store: the catalog under a key prefix, shared by every daemon of a cluster.
+// Layout and transaction plan: ./etcd-keys.ts. Here: the client, the watch that mirrors the
+// prefix (and resumes from the last delivered revision after any break), the lease that holds
+// this daemon's tasks, and the compare-and-swap commit.
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { ConstantBackoff, ExponentialBackoff, type IBackoff, handleWhen, noop, retry } from 'cockatiel';
+import { Etcd3, type IRequestOp, type IWatchResponse, type Lease, type Watcher, isRecoverableError } from 'etcd3';
+import { VipdnsError, errorMessage } from '../../errors.js';
+import type { Change, Meta } from '../changes.js';
+import { type CatalogState, FWMARK_BASE } from '../model.js';
+import { type KeyEvent, META, NODES, type RawKv, changeFromEvents, decodeMeta, decodeState, planTxn } from './etcd-keys.js';
+import { type ChangeListener, type ReplicatedStore, StoreConflict } from './store.js';
+
+export interface EtcdStoreOptions {
+  hosts: string[]; // http://host:port or https://host:port
+  prefix: string; // normalized, ends with '/'
+  nodeName: string;
+  leaseTtlSeconds: number;
+  tls?: { ca?: Buffer; cert?: Buffer; key?: Buffer };
+  auth?: { username: string; password: string };
+  callTimeoutMs?: number;
+  log?: StoreLog;
+}
+
+export interface StoreLog {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+const silent: StoreLog = { info: () => undefined, warn: () => undefined, error: () => undefined };
+const PAGE = 1000;
+const CATCH_UP_TIMEOUT_MS = 5_000;
+const ACK_TIMEOUT_MS = 30_000;
+
+interface Waiter {
+  ready: () => boolean;
+  resolve: () => void;
+}
+
+export class EtcdStore implements ReplicatedStore {
+  readonly location: string;
+  private readonly client: Etcd3;
+  private readonly prefix: string;
+  private readonly log: StoreLog;
+  private listener: ChangeListener = () => undefined;
+  /** Mod revision of every key under the prefix, as last delivered: the compare values. */
+  private readonly modRevs = new Map<string, number>();
+  private meta: Meta = { nextFwmark: FWMARK_BASE };
+  private applied = 0;
+  private waiters: Waiter[] = [];
+  private watcher: Watcher | undefined;
+  private watching = false;
+  private lease: Lease | undefined;
+  private leaseId: Promise<string> | undefined;
+  private closed = false;
+  private resyncing: Promise<void> | undefined;
+
+  constructor(private readonly opts: EtcdStoreOptions) {
+    this.prefix = opts.prefix;
+    this.log = opts.log ?? silent;
+    this.location = `etcd ${opts.hosts.join(',')} prefix ${opts.prefix}`;
+    const timeout = opts.callTimeoutMs ?? 5_000;
+    this.client = new Etcd3({
+      hosts: opts.hosts,
+      ...(opts.tls?.ca ? { credentials: { rootCertificate: opts.tls.ca, privateKey: opts.tls.key, certChain: opts.tls.cert } } : {}),
+      ...(opts.auth ? { auth: opts.auth } : {}),
+      // Unary calls fail after a deadline so a change made while etcd is away is refused, not hung.
+      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
+      dialTimeout: timeout,
+      faultHandling: {
+        // No circuit breaker: it would keep refusing for seconds after etcd is back.
+        host: () => noop,
+        // Try the next endpoint once per other host; a commit retried after it landed is
+        // recognized by its id in meta (see commit()).
+        global: opts.hosts.length > 1 ? retry(handleWhen(isRecoverableError), { maxAttempts: opts.hosts.length - 1, backoff: new ConstantBackoff(50) }) : noop,
+        // etcd3 calls .next() on this itself (as on its own default), despite its typing.
+        watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 1_000 }) as unknown as IBackoff<unknown>,
+      },
+    });
+  }
+
+  /** The watch is connected (for readiness). */
+  get live(): boolean {
+    return this.watching && !this.closed;
+  }
+
+  async open(listener: ChangeListener): Promise<CatalogState> {
+    this.listener = listener;
+    const { kvs, revision } = await this.readAll();
+    const state = decodeState(this.prefix, kvs, revision);
+    for (const kv of kvs) this.modRevs.set(kv.key, kv.modRevision);
+    this.meta = { nextFwmark: state.nextFwmark };
+    this.applied = revision;
+    await this.ensureLease();
+    this.startWatch();
+    return state;
+  }
+
+  async commit(change: Change): Promise<number> {
+    try {
+      return await this.commitOnce(change);
+    } catch (e) {
+      // Our lease ran out between keepalives (a stalled host): take a new one and try once more.
+      if (!(e instanceof VipdnsError && /lease not found/i.test(e.message))) throw e;
+      this.log.warn({ node: this.opts.nodeName }, 'etcd lease expired under us; granting a new lease');
+      this.lease?.release();
+      this.lease = undefined;
+      this.leaseId = undefined;
+      return this.commitOnce(change);
+    }
+  }
+
+  private async commitOnce(change: Change): Promise<number> {
+    if (this.closed) throw new VipdnsError('UNAVAILABLE', 'the etcd store is closed');
+    const commitId = randomBytes(8).toString('hex');
+    const plan = planTxn(this.prefix, change, this.meta, (k) => this.modRevs.get(k) ?? 0, commitId);
+    const leaseId = plan.ops.some((o) => o.type === 'put' && o.lease === 'own') ? await this.ensureLease() : undefined;
+    const [first, ...rest] = plan.compares;
+    if (!first) return this.applied;
+    const txn = this.client.if(first.key, 'Mod', '==', first.modRevision);
+    for (const c of rest) txn.and(c.key, 'Mod', '==', c.modRevision);
+    const ops: IRequestOp[] = plan.ops.map((o) =>
+      o.type === 'delete'
+        ? { request_delete_range: { key: Buffer.from(o.key) } }
+        : {
+            request_put: {
+              key: Buffer.from(o.key),
+              value: Buffer.from(o.value),
+              ...(o.lease === 'own' ? { lease: leaseId } : o.lease === 'keep' ? { ignore_lease: true } : {}),
+            },
+          },
+    );
+    // On failure, read back what we compared: it tells what beat us, and how far to catch up.
+    txn.then(...ops).else(...plan.compares.map((c): IRequestOp => ({ request_range: { key: Buffer.from(c.key) } })));
+    let res;
+    try {
+      res = await txn.commit();
+    } catch (e) {
+      throw storeError(e, this.opts.hosts, 'the change was not made');
+    }
+    if (res.succeeded) {
+      const rev = Number(res.header.revision);
+      await this.waitFor(() => this.applied >= rev, ACK_TIMEOUT_MS);
+      return rev;
+    }
+    const current = plan.compares.map((c, i) => ({ compare: c, kv: res.responses[i]?.response_range?.kvs?.[0] }));
+    const metaRead = current.find((x) => x.compare.key === this.prefix + META)?.kv;
+    if (metaRead && decodeMeta(this.prefix + META, metaRead.value.toString()).commit === commitId) {
+      // An earlier attempt of this very call landed (the client retried on another endpoint).
+      const rev = Number(metaRead.mod_revision);
+      await this.waitFor(() => this.applied >= rev, ACK_TIMEOUT_MS);
+      return rev;
+    }
+    let target = 0;
+    const gone: Array<[string, number]> = [];
+    for (const { compare, kv } of current) {
+      if (kv) target = Math.max(target, Number(kv.mod_revision));
+      else if (compare.modRevision !== 0) gone.push([compare.key, compare.modRevision]);
+    }
+    const changed = current.filter(({ compare, kv }) => Number(kv?.mod_revision ?? 0) !== compare.modRevision).map(({ compare }) => compare.key.slice(this.prefix.length));
+    const caughtUp = this.waitFor(() => this.applied >= target && gone.every(([k, r]) => (this.modRevs.get(k) ?? 0) !== r), CATCH_UP_TIMEOUT_MS);
+    throw new StoreConflict(`etcd: ${changed.join(', ') || 'the catalog'} changed since it was read`, caughtUp);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const w of this.waiters) w.resolve();
+    this.waiters = [];
+    // The lease is released, not revoked: this daemon's tasks expire after the TTL, as they
+    // would after a crash, so a restart or a stop never differs from what peers must handle.
+    this.lease?.release();
+    await this.watcher?.cancel().catch(() => undefined);
+    this.client.close();
+  }
+
+  // ---------- reading and watching ----------
+
+  private async readAll(): Promise<{ kvs: RawKv[]; revision: number }> {
+    const end = prefixEnd(this.prefix);
+    const kvs: RawKv[] = [];
+    let from = Buffer.from(this.prefix);
+    let revision: number | undefined;
+    for (;;) {
+      let res;
+      try {
+        res = await this.client.kv.range({ key: from, range_end: end, limit: PAGE, ...(revision ? { revision } : {}) });
+      } catch (e) {
+        throw storeError(e, this.opts.hosts, `cannot read ${this.prefix}`);
+      }
+      revision ??= Number(res.header.revision);
+      for (const kv of res.kvs) kvs.push({ key: kv.key.toString(), value: kv.value.toString(), modRevision: Number(kv.mod_revision) });
+      if (!res.more || res.kvs.length === 0) return { kvs, revision };
+      from = Buffer.concat([res.kvs[res.kvs.length - 1]!.key, Buffer.from([0])]);
+    }
+  }
+
+  private startWatch(): void {
+    if (this.closed) return;
+    const w = this.client.watch().prefix(this.prefix).startRevision(String(this.applied + 1)).watcher();
+    this.watcher = w;
+    w.on('connected', () => {
+      if (!this.watching) this.log.info({ revision: this.applied }, 'etcd watch connected');
+      this.watching = true;
+    });
+    w.on('data', (res: IWatchResponse) => this.onWatch(res));
+    w.on('disconnected', (err: Error) => {
+      if (this.watching) this.log.warn({ err: errorMessage(err), revision: this.applied }, 'etcd watch lost; resuming from the last revision when etcd is back');
+      this.watching = false;
+      // etcd3 would resume after the revision in the last response header, which can be past
+      // events it never delivered (a catch-up cut short); resume after the last one we applied.
+      (w as unknown as { request: { start_revision?: string } }).request.start_revision = String(this.applied + 1);
+    });
+    w.on('error', (err: Error) => {
+      // The watch was cancelled by etcd (e.g. our revision was compacted): read everything anew.
+      this.log.warn({ err: errorMessage(err) }, 'etcd watch cancelled; resynchronizing');
+      this.watching = false;
+      void this.resync();
+    });
+  }
+
+  private onWatch(res: IWatchResponse): void {
+    const byRev = new Map<number, KeyEvent[]>();
+    for (const ev of res.events ?? []) {
+      const rev = Number(ev.kv.mod_revision);
+      if (rev <= this.applied) continue; // already delivered before a reconnect
+      const key = ev.kv.key.toString();
+      const list = byRev.get(rev) ?? [];
+      list.push(ev.type === 'Put' ? { type: 'put', key, value: ev.kv.value.toString() } : { type: 'delete', key });
+      byRev.set(rev, list);
+    }
+    for (const [rev, events] of [...byRev].sort((a, b) => a[0] - b[0])) this.deliver(rev, events);
+    this.wake();
+  }
+
+  private deliver(rev: number, events: KeyEvent[]): void {
+    for (const ev of events) {
+      if (ev.type === 'put') this.modRevs.set(ev.key, rev);
+      else this.modRevs.delete(ev.key);
+    }
+    this.applied = Math.max(this.applied, rev);
+    let change: Change;
+    try {
+      change = changeFromEvents(this.prefix, events);
+    } catch (e) {
+      this.log.error({ err: errorMessage(e), revision: rev }, 'skipping an undecodable etcd change');
+      return;
+    }
+    if (change.meta) this.meta = change.meta;
+    if (change.puts.length + change.deletes.length > 0 || change.meta) this.listener(change, rev);
+  }
+
+  /** Reads the whole prefix and delivers the difference from the mirror as one change. */
+  private resync(): Promise<void> {
+    this.resyncing ??= (async () => {
+      try {
+        await this.watcher?.cancel().catch(() => undefined);
+        for (;;) {
+          if (this.closed) return;
+          try {
+            const { kvs, revision } = await this.readAll();
+            const events: KeyEvent[] = [];
+            const present = new Set<string>();
+            for (const kv of kvs) {
+              present.add(kv.key);
+              if (this.modRevs.get(kv.key) !== kv.modRevision) events.push({ type: 'put', key: kv.key, value: kv.value });
+            }
+            for (const key of this.modRevs.keys()) if (!present.has(key)) events.push({ type: 'delete', key });
+            for (const kv of kvs) this.modRevs.set(kv.key, kv.modRevision);
+            if (revision > this.applied) this.deliver(revision, events);
+            this.log.info({ revision, changed: events.length }, 'etcd resynchronized');
+            break;
+          } catch (e) {
+            this.log.warn({ err: errorMessage(e) }, 'etcd resync failed; retrying');
+            await new Promise((r) => setTimeout(r, 1_000));
+          }
+        }
+        this.startWatch();
+        this.wake();
+      } finally {
+        this.resyncing = undefined;
+      }
+    })();
+    return this.resyncing;
+  }
+
+  private waitFor(ready: () => boolean, timeoutMs: number): Promise<void> {
+    if (ready() || this.closed) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const w: Waiter = { ready, resolve };
+      this.waiters.push(w);
+      // A delivery that never comes (a watch stuck on a broken connection) is healed by a resync.
+      const t = setTimeout(() => {
+        if (!this.waiters.includes(w)) return;
+        this.log.warn({ revision: this.applied }, 'etcd watch did not deliver in time; resynchronizing');
+        void this.resync().then(() => this.wake());
+      }, timeoutMs);
+      t.unref();
+    });
+  }
+
+  private wake(): void {
+    const still: Waiter[] = [];
+    for (const w of this.waiters) (w.ready() || this.closed ? w.resolve : () => still.push(w))();
+    this.waiters = still;
+  }
+
+  // ---------- the lease ----------
+
+  /** This daemon's lease (granting one if there is none), which holds its tasks and node record. */
+  private async ensureLease(): Promise<string> {
+    if (!this.leaseId) {
+      const lease = this.client.lease(this.opts.leaseTtlSeconds);
+      const id = lease.grant();
+      this.lease = lease;
+      this.leaseId = id;
+      lease.on('lost', (err) => {
+        if (this.closed || this.lease !== lease) return;
+        this.log.warn({ err: errorMessage(err), node: this.opts.nodeName }, 'etcd lease lost: this node\'s tasks have expired; granting a new lease');
+        this.lease = undefined;
+        this.leaseId = undefined;
+        setTimeout(() => void this.ensureLease().catch(() => undefined), 1_000).unref();
+      });
+      id.then(
+        (leaseId) => void this.registerNode(leaseId),
+        () => {
+          if (this.leaseId === id) this.leaseId = undefined;
+        },
+      );
+    }
+    try {
+      return await this.leaseId;
+    } catch (e) {
+      throw storeError(e, this.opts.hosts, 'no etcd lease could be granted');
+    }
+  }
+
+  private async registerNode(leaseId: string): Promise<void> {
+    const value = JSON.stringify({ name: this.opts.nodeName, host: hostname(), pid: process.pid, lease: leaseId, since: new Date().toISOString() });
+    try {
+      await this.client.put(`${this.prefix}${NODES}${this.opts.nodeName}`).value(value).lease(leaseId);
+      this.log.info({ node: this.opts.nodeName, lease: leaseId, ttl: this.opts.leaseTtlSeconds }, 'etcd lease granted; node registered');
+    } catch (e) {
+      this.log.warn({ err: errorMessage(e) }, 'cannot register this node in etcd');
+    }
+  }
+}
+
+/** The first key after every key that starts with `prefix`. */
+function prefixEnd(prefix: string): Buffer {
+  const b = Buffer.from(prefix);
+  b[b.length - 1] = b[b.length - 1]! + 1; // prefixes end with '/', never 0xff
+  return b;
+}
+
+function storeError(e: unknown, hosts: string[], what: string): VipdnsError {
+  if (e instanceof VipdnsError) return e;
+  const msg = errorMessage(e);
+  const name = e instanceof Error ? e.constructor.name : '';
+  if (/Unavailable|DeadlineExceeded|BrokenCircuit|ClientClosed|Cancelled/.test(name) || /UNAVAILABLE|ECONNREFUSED|deadline|No connection/i.test(msg)) {
+    return new VipdnsError('UNAVAILABLE', `etcd (${hosts.join(',')}) is unavailable: ${msg}; ${what}`, { cause: e });
+  }
+  return new VipdnsError('STORE_FAILED', `etcd (${hosts.join(',')}): ${msg}; ${what}`, { cause: e });
+}
+
