@@ -44,6 +44,8 @@ program
   .option('--upstream <addr[:port]>', 'upstream resolver, repeatable (default: /etc/resolv.conf)', collect, [])
   .addOption(new Option('--dataplane <kind>', 'load-balancer dataplane').choices(['auto', 'ipvs', 'nftables', 'none']))
   .option('--log-level <level>', 'trace, debug, info, warn or error (default info)')
+  .option('--docker [socket|url]', 'follow a Docker engine: its containers and networks become catalog entries (default $DOCKER_HOST or unix:///var/run/docker.sock)')
+  .addHelpText('after', '\nExamples:\n  vipdns serve\n  vipdns serve --config /etc/vipdns/vipdns.json\n  vipdns serve --docker --dns-listen 0.0.0.0:53\n  vipdns serve --docker unix:///run/podman/podman.sock --dataplane none\n')
   .action(async (o: Record<string, unknown>) => {
     const config = loadConfig({
       file: o.config as string | undefined,
@@ -57,6 +59,7 @@ program
         upstream: o.upstream,
         dataplane: o.dataplane,
         logLevel: o.logLevel,
+        docker: o.docker,
       },
     });
     const { createLogger } = await import('./log.js');

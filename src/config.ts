@@ -24,6 +24,8 @@ export interface DaemonConfig {
   dataplane: DataplaneKind;
   upstreams: string[]; // empty: the host's /etc/resolv.conf
   logLevel: string;
+  /** Docker engine to follow (unix:///..., /path or tcp://host:port); undefined: no Docker source. */
+  docker?: string;
 }
 
 export const DEFAULTS: DaemonConfig = {
@@ -39,6 +41,9 @@ export const DEFAULTS: DaemonConfig = {
   upstreams: [],
   logLevel: 'info',
 };
+
+/** Where `--docker` without a value points: $DOCKER_HOST, else Docker's default socket. */
+export const DEFAULT_DOCKER = 'unix:///var/run/docker.sock';
 
 /** "ADDR:PORT", "[V6]:PORT" or ":PORT" (all addresses of loopback's family stay explicit). */
 export function parseHostPort(text: string, what: string, defaultPort?: number): HostPort {
@@ -91,6 +96,7 @@ export interface FlagValues {
   ttlDnsrr: string | number;
   ttlTasks: string | number;
   ttlContainer: string | number;
+  docker: string | boolean;
 }
 
 const ENV: Record<keyof FlagValues, string> = {
@@ -108,6 +114,7 @@ const ENV: Record<keyof FlagValues, string> = {
   ttlDnsrr: 'VIPDNS_TTL_DNSRR',
   ttlTasks: 'VIPDNS_TTL_TASKS',
   ttlContainer: 'VIPDNS_TTL_CONTAINER',
+  docker: 'VIPDNS_DOCKER', // true/false, or the engine's socket or URL
 };
 
 export function loadConfig(src: ConfigSources): DaemonConfig {
@@ -170,5 +177,10 @@ export function loadConfig(src: ConfigSources): DaemonConfig {
   c.ttl.dnsrr = ttl('ttlDnsrr') ?? c.ttl.dnsrr;
   c.ttl.tasks = ttl('ttlTasks') ?? c.ttl.tasks;
   c.ttl.container = ttl('ttlContainer') ?? c.ttl.container;
+  const docker = merged.docker;
+  if (docker === true || docker === 'true' || docker === '1' || docker === 'yes') c.docker = env.DOCKER_HOST || DEFAULT_DOCKER;
+  else if (docker === undefined || docker === false || docker === 'false' || docker === '0' || docker === 'no' || docker === '') delete c.docker;
+  else if (typeof docker === 'string') c.docker = docker;
+  else throw new VipdnsError('CONFIG', `docker must be true, false or the engine's socket or URL, got ${JSON.stringify(docker)}`);
   return c;
 }
