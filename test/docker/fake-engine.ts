@@ -2,9 +2,9 @@
 // GET /networks, GET /containers/json and a streaming GET /events from in-memory lists whose
 // shapes were recorded from podman 4.3.1's Docker-compatible API (test/docker/fixtures/).
 import * as http from 'node:http';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { DockerContainer, DockerNetwork } from '../../src/catalog/sources/docker-types.js';
-import { tempDir } from '../helpers/daemon.js';
+import { removeDir, tempDir } from '../helpers/daemon.js';
 
 export class FakeEngine {
   networks: DockerNetwork[] = [];
@@ -44,6 +44,7 @@ export class FakeEngine {
     this.dropStreams();
     this.server.closeAllConnections();
     await new Promise<void>((r) => this.server.close(() => r()));
+    removeDir(dirname(this.socket));
   }
 
   private serve(req: http.IncomingMessage, res: http.ServerResponse): void {
