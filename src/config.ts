@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { VipdnsError, errorMessage } from './errors.js';
 import { DEFAULT_TTL, type TtlOptions } from './dns/answers.js';
 import { parseIp } from './net/ip.js';
+import { parseDockerUrl } from './catalog/sources/docker-api.js';
 
 export type DataplaneKind = 'auto' | 'ipvs' | 'nftables' | 'none';
 
@@ -180,7 +181,7 @@ export function loadConfig(src: ConfigSources): DaemonConfig {
   const docker = merged.docker;
   if (docker === true || docker === 'true' || docker === '1' || docker === 'yes') c.docker = env.DOCKER_HOST || DEFAULT_DOCKER;
   else if (docker === undefined || docker === false || docker === 'false' || docker === '0' || docker === 'no' || docker === '') delete c.docker;
-  else if (typeof docker === 'string') c.docker = docker;
+  else if (typeof docker === 'string') c.docker = parseDockerUrl(docker).url; // refuse a bad URL before anything opens
   else throw new VipdnsError('CONFIG', `docker must be true, false or the engine's socket or URL, got ${JSON.stringify(docker)}`);
   return c;
 }

@@ -51,4 +51,6 @@ test('examples/vipdns.json is a valid config with every key', (t) => {
   t.is(loadConfig({ env: { VIPDNS_DOCKER: 'false' }, flags: {} }).docker, undefined);
   t.is(loadConfig({ env: {}, flags: { docker: true } }).docker, 'unix:///var/run/docker.sock', '--docker with no value');
   t.is(loadConfig({ env: {}, flags: { docker: 'tcp://127.0.0.1:2375' } }).docker, 'tcp://127.0.0.1:2375');
+  t.is(loadConfig({ env: {}, flags: { docker: '/run/podman/podman.sock' } }).docker, 'unix:///run/podman/podman.sock');
+  t.throws(() => loadConfig({ env: {}, flags: { docker: 'https://engine:2376' } }), { message: /TLS and ssh engines are not supported/ });
 });
