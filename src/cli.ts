@@ -52,6 +52,8 @@ program
   .option('--etcd-password <password>', 'etcd password (prefer VIPDNS_ETCD_PASSWORD: flags show in ps)')
   .option('--etcd-lease-ttl <seconds>', "how long a dead host's tasks outlive it (default 10)")
   .option('--node-name <name>', 'this host in a shared store (default the hostname)')
+  .option('--docker [socket|url]', 'follow a Docker engine: its containers and networks become catalog entries (default $DOCKER_HOST or unix:///var/run/docker.sock)')
+  .addHelpText('after', '\nExamples:\n  vipdns serve\n  vipdns serve --config /etc/vipdns/vipdns.json\n  vipdns serve --docker --dns-listen 0.0.0.0:53\n  vipdns serve --docker unix:///run/podman/podman.sock --dataplane none\n')
   .action(async (o: Record<string, unknown>) => {
     const config = loadConfig({
       file: o.config as string | undefined,
@@ -73,6 +75,7 @@ program
         etcdPassword: o.etcdPassword,
         etcdLeaseTtl: o.etcdLeaseTtl,
         nodeName: o.nodeName,
+        docker: o.docker,
       },
     });
     const { createLogger } = await import('./log.js');

@@ -6,6 +6,7 @@ import { DEFAULT_LEASE_TTL, type EtcdConfig, parseEtcdUrl } from './catalog/stor
 import { VipdnsError, errorMessage } from './errors.js';
 import { DEFAULT_TTL, type TtlOptions } from './dns/answers.js';
 import { parseIp } from './net/ip.js';
+import { parseDockerUrl } from './catalog/sources/docker-api.js';
 
 export type DataplaneKind = 'auto' | 'ipvs' | 'nftables' | 'none';
 
@@ -30,6 +31,8 @@ export interface DaemonConfig {
   store: { kind: 'file' } | ({ kind: 'etcd' } & EtcdConfig);
   /** This host's identity in a shared store (its lease and node record). */
   nodeName: string;
+  /** Docker engine to follow (unix:///..., /path or tcp://host:port); undefined: no Docker source. */
+  docker?: string;
 }
 
 export const DEFAULTS: DaemonConfig = {
@@ -47,6 +50,9 @@ export const DEFAULTS: DaemonConfig = {
   store: { kind: 'file' },
   nodeName: hostname(),
 };
+
+/** Where `--docker` without a value points: $DOCKER_HOST, else Docker's default socket. */
+export const DEFAULT_DOCKER = 'unix:///var/run/docker.sock';
 
 /** "ADDR:PORT", "[V6]:PORT" or ":PORT" (all addresses of loopback's family stay explicit). */
 export function parseHostPort(text: string, what: string, defaultPort?: number): HostPort {
@@ -107,6 +113,7 @@ export interface FlagValues {
   etcdPassword: string;
   etcdLeaseTtl: string | number;
   nodeName: string;
+  docker: string | boolean;
 }
 
 const ENV: Record<keyof FlagValues, string> = {
@@ -132,6 +139,7 @@ const ENV: Record<keyof FlagValues, string> = {
   etcdPassword: 'VIPDNS_ETCD_PASSWORD',
   etcdLeaseTtl: 'VIPDNS_ETCD_LEASE_TTL',
   nodeName: 'VIPDNS_NODE_NAME',
+  docker: 'VIPDNS_DOCKER', // true/false, or the engine's socket or URL
 };
 
 export function loadConfig(src: ConfigSources): DaemonConfig {
@@ -207,5 +215,10 @@ export function loadConfig(src: ConfigSources): DaemonConfig {
     }
     c.store = etcd;
   }
+  const docker = merged.docker;
+  if (docker === true || docker === 'true' || docker === '1' || docker === 'yes') c.docker = env.DOCKER_HOST || DEFAULT_DOCKER;
+  else if (docker === undefined || docker === false || docker === 'false' || docker === '0' || docker === 'no' || docker === '') delete c.docker;
+  else if (typeof docker === 'string') c.docker = parseDockerUrl(docker).url; // refuse a bad URL before anything opens
+  else throw new VipdnsError('CONFIG', `docker must be true, false or the engine's socket or URL, got ${JSON.stringify(docker)}`);
   return c;
 }

@@ -14,6 +14,8 @@ import { registerCatalogMetrics } from './catalog/metrics.js';
 import { HealthChecker } from './health/checker.js';
 import { healthMetricsHooks } from './health/metrics.js';
 import { MetricsServer } from './metrics/http.js';
+import { join } from 'node:path';
+import { DockerSource } from './catalog/sources/docker.js';
 
 export class Daemon {
   private constructor(
@@ -24,6 +26,7 @@ export class Daemon {
     readonly metrics: MetricsServer,
     readonly health: HealthChecker,
     private readonly log: Logger,
+    readonly docker?: DockerSource,
   ) {}
 
   static async start(config: DaemonConfig, log: Logger): Promise<Daemon> {
@@ -51,11 +54,14 @@ export class Daemon {
     collectDefaultMetrics({ register: registry });
     registerCatalogMetrics(registry, catalog);
     const health = new HealthChecker(catalog, healthMetricsHooks(registry, log));
+    const docker = config.docker
+      ? new DockerSource({ url: config.docker, catalog, ownedFile: join(config.dataDir, 'docker-source.json'), log: log.child({ source: 'docker' }), registry })
+      : undefined;
     const api = new ApiServer({
       host: config.apiListen.host,
       port: config.apiListen.port,
       catalog,
-      info: () => ({ dns: `${config.dnsListen.host}:${dns.port}`, domain: config.domain, dataplane: 'none' }),
+      info: () => ({ dns: `${config.dnsListen.host}:${dns.port}`, domain: config.domain, dataplane: 'none', ...(docker ? { docker: docker.status() } : {}) }),
       onError: (e) => log.error({ err: e }, 'api handler error'),
     });
     const metrics = new MetricsServer({
@@ -68,26 +74,29 @@ export class Daemon {
             ? { ok: store.live, detail: `revision ${catalog.state.revision}, etcd watch ${store.live ? 'connected' : 'lost'}` }
             : { ok: true, detail: `revision ${catalog.state.revision}` },
         dns: () => ({ ok: dns.listening, detail: dns.listening ? `listening on ${config.dnsListen.host}:${dns.port} udp+tcp` : 'not listening' }),
+        ...(docker ? { docker: () => docker.status() } : {}),
       },
     });
-    const d = new Daemon(config, catalog, dns, api, metrics, health, log);
+    const d = new Daemon(config, catalog, dns, api, metrics, health, log, docker);
     try {
       await dns.start();
       await api.start();
       await metrics.start();
       health.start();
+      await docker?.start(); // returns at once; the source connects and reconnects on its own
     } catch (e) {
       await d.stop();
       throw e;
     }
     log.info(
-      { dns: `${config.dnsListen.host}:${dns.port}`, api: `http://${config.apiListen.host}:${api.port}`, metrics: `http://${config.metricsListen.host}:${metrics.port}`, domain: config.domain },
+      { dns: `${config.dnsListen.host}:${dns.port}`, api: `http://${config.apiListen.host}:${api.port}`, metrics: `http://${config.metricsListen.host}:${metrics.port}`, domain: config.domain, docker: docker?.url },
       'vipdns serving',
     );
     return d;
   }
 
   async stop(): Promise<void> {
+    await this.docker?.stop();
     this.health.stop();
     await Promise.allSettled([this.dns.stop(), this.api.stop(), this.metrics.stop()]);
     await this.catalog.close();

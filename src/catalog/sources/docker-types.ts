@@ -1,0 +1,45 @@
+// The parts of the Docker Engine API's JSON that the source reads (GET /networks,
+// GET /containers/json?all=true, GET /events). Everything is optional: podman and older
+// engines leave fields out or set them to null.
+
+export interface DockerIpamConfig {
+  Subnet?: string;
+  Gateway?: string;
+  IPRange?: string;
+}
+
+export interface DockerNetwork {
+  Id?: string;
+  Name?: string;
+  Scope?: string; // local | swarm | global
+  Driver?: string; // bridge, overlay, macvlan, ipvlan, host, null
+  Attachable?: boolean;
+  Internal?: boolean;
+  IPAM?: { Config?: DockerIpamConfig[] | null } | null;
+  Labels?: Record<string, string> | null;
+}
+
+export interface DockerEndpointSettings {
+  NetworkID?: string;
+  IPAddress?: string;
+  GlobalIPv6Address?: string;
+  Aliases?: string[] | null;
+}
+
+/** One entry of GET /containers/json. */
+export interface DockerContainer {
+  Id?: string;
+  Names?: string[] | null;
+  Labels?: Record<string, string> | null;
+  State?: string; // created, running, paused, restarting, removing, exited, dead
+  Status?: string; // "Up 3 minutes (healthy)"
+  NetworkSettings?: { Networks?: Record<string, DockerEndpointSettings> | null } | null;
+}
+
+export interface DockerEvent {
+  Type?: string;
+  Action?: string;
+  status?: string;
+  id?: string;
+  Actor?: { ID?: string; Attributes?: Record<string, string> | null } | null;
+}

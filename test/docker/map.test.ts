@@ -1,0 +1,156 @@
+// Pure parts of the Docker source: labels, Docker JSON → desired entries, the plan, the event splitter.
+import test from 'ava';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { emptyState } from '../../src/catalog/model.js';
+import { parsePorts, parseVips } from '../../src/catalog/sources/docker-labels.js';
+import { mapDocker } from '../../src/catalog/sources/docker-map.js';
+import { emptyOwned, pickVip, plan } from '../../src/catalog/sources/docker-plan.js';
+import { JsonObjectSplitter } from '../../src/catalog/sources/docker-stream.js';
+import { isRelevant } from '../../src/catalog/sources/docker.js';
+import { parseDockerUrl } from '../../src/catalog/sources/docker-api.js';
+import type { DockerContainer, DockerNetwork } from '../../src/catalog/sources/docker-types.js';
+import { ROOT } from '../helpers/daemon.js';
+import { container, network } from './fake-engine.js';
+
+test('port labels: named targets, published ports merged onto them, udp', (t) => {
+  t.deepEqual(parsePorts('http=80,dns=53/udp,9000', '8080:80,5353:53/udp,7000:7'), [
+    { protocol: 'tcp', target: 80, name: 'http', published: 8080 },
+    { protocol: 'udp', target: 53, name: 'dns', published: 5353 },
+    { protocol: 'tcp', target: 9000 },
+    { protocol: 'tcp', target: 7, published: 7000 },
+  ]);
+  t.throws(() => parsePorts('http=0', undefined), { code: 'BAD_PORT' } as never);
+  t.throws(() => parsePorts(undefined, '8080'), { message: /PUBLISHED:TARGET/ });
+  t.throws(() => parsePorts('80/sctp', undefined), { message: /tcp or udp/ });
+  t.deepEqual(parseVips('10.0.9.250, back=10.1.0.9'), { any: ['10.0.9.250'], byNetwork: new Map([['back', '10.1.0.9']]) });
+});
+
+test('docker URLs: unix sockets and tcp; TLS and ssh refused with a hint', (t) => {
+  t.deepEqual(parseDockerUrl('unix:///var/run/docker.sock'), { socketPath: '/var/run/docker.sock', url: 'unix:///var/run/docker.sock' });
+  t.deepEqual(parseDockerUrl('/run/podman/podman.sock'), { socketPath: '/run/podman/podman.sock', url: 'unix:///run/podman/podman.sock' });
+  t.deepEqual(parseDockerUrl('tcp://127.0.0.1:2375'), { host: '127.0.0.1', port: 2375, url: 'tcp://127.0.0.1:2375' });
+  t.throws(() => parseDockerUrl('https://h:2376'), { message: /TLS and ssh engines are not supported/ });
+  t.throws(() => parseDockerUrl('unix://relative.sock'), { message: /absolute socket path/ });
+});
+
+test('the podman recording maps to a network, a service with its port and a task', (t) => {
+  const rec = JSON.parse(readFileSync(join(ROOT, 'test/docker/fixtures/podman-4.3.1.json'), 'utf8')) as { network: DockerNetwork; containers: DockerContainer[] };
+  const d = mapDocker([rec.network, { Name: 'bridge', Driver: 'bridge', IPAM: { Config: [{ Subnet: '10.88.0.0/16' }] } }], rec.containers);
+  t.deepEqual([...d.networks.values()].map((n) => [n.name, n.subnet, n.gateway, n.attachable]), [['front', '10.31.0.0/24', '10.31.0.1', true]], 'the default bridge is left out');
+  const svc = d.services.get('web')!;
+  t.deepEqual([svc.endpointMode, svc.networks, svc.ports], ['vip', ['front'], [{ protocol: 'tcp', target: 80, name: 'http' }]]);
+  t.deepEqual([...d.tasks.values()].map((x) => [x.name, x.service, x.addresses]), [['web-1', 'web', { front: '10.31.0.2' }]]);
+  t.is(d.containers.size, 0, 'a service container is a task, not a container');
+  t.deepEqual(d.warnings, []);
+});
+
+test('mapping: containers, aliases, stopped, ignored, invalid names, health, shared networks', (t) => {
+  const nets = [network('front', '10.0.9.0/24', '10.0.9.1'), network('back', '10.1.0.0/24'), network('my.net', '10.2.0.0/24'), { ...network('ov', '10.3.0.0/24'), Scope: 'swarm', Driver: 'overlay' }];
+  const cs = [
+    container('db', { front: { ip: '10.0.9.20', aliases: ['database', 'db'] }, ov: { ip: '10.3.0.5' } }, { 'vipdns.alias': 'pg' }),
+    container('gone', { front: { ip: '10.0.9.21' } }, {}, 'exited'),
+    container('quiet', { front: { ip: '10.0.9.22' } }, { 'vipdns.ignore': 'true' }),
+    container('on.dots', { front: { ip: '10.0.9.23' } }),
+    container('api-1', { front: { ip: '10.0.9.30' }, back: { ip: '10.1.0.30' } }, { 'vipdns.service': 'api', 'vipdns.endpoint-mode': 'dnsrr' }),
+    container('api-2', { front: { ip: '10.0.9.31' } }, { 'vipdns.service': 'api', 'vipdns.endpoint-mode': 'dnsrr' }),
+    container('api-3', { front: { ip: '10.0.9.32' } }, { 'vipdns.service': 'api', 'vipdns.endpoint-mode': 'dnsrr' }, 'exited'),
+    { ...container('web-1', { front: { ip: '10.0.9.40' } }, { 'vipdns.service': 'web' }), Status: 'Up 1 minute (unhealthy)' },
+    container('bad', { front: { ip: '10.0.9.50' } }, { 'vipdns.service': 'x.y' }),
+  ];
+  const d = mapDocker(nets, cs);
+  t.false(d.networks.has('my.net'));
+  t.is(d.networks.get('ov')!.attachable, false, 'a swarm overlay is attachable only when Docker says so');
+  t.deepEqual(d.containers.get('db'), { name: 'db', containerId: cs[0]!.Id!, aliases: ['database', 'pg'], addresses: { front: '10.0.9.20' } });
+  t.false(d.containers.has('gone'));
+  t.false(d.containers.has('quiet'));
+  t.deepEqual(d.containers.get('on-dots')?.addresses, { front: '10.0.9.23' }, 'dots in a container name become dashes');
+  t.deepEqual(d.services.get('api')!.networks, ['front'], 'a service spans the networks all its running containers share');
+  t.deepEqual([...d.tasks.values()].filter((x) => x.service === 'api').map((x) => x.name), ['api-1', 'api-2']);
+  t.is(d.tasks.get('web-1')!.health, 'unhealthy');
+  t.true(d.warnings.some((w) => /network "my\.net" skipped/.test(w)));
+  t.true(d.warnings.some((w) => /service "api": network "back" left out/.test(w)));
+  t.true(d.warnings.some((w) => /"x\.y" is not a valid service name/.test(w)));
+  t.true(d.warnings.some((w) => /swarm network that is not attachable/.test(w)));
+});
+
+test('pickVip takes the highest free address, never the broadcast or gateway', (t) => {
+  t.is(pickVip('10.0.9.0/24', '10.0.9.1', new Set()), '10.0.9.254');
+  t.is(pickVip('10.0.9.0/24', '10.0.9.254', new Set(['10.0.9.253'])), '10.0.9.252');
+  t.is(pickVip('fd00::/120', undefined, new Set()), 'fd00::ff');
+  t.is(pickVip('10.0.0.0/30', undefined, new Set(['10.0.0.2', '10.0.0.1'])), undefined);
+});
+
+test('plan: creates in dependency order; converged state plans nothing; stale owned entries go, foreign ones stay', async (t) => {
+  const nets = [network('front', '10.0.9.0/24', '10.0.9.1')];
+  const cs = [
+    container('web-1', { front: { ip: '10.0.9.2' } }, { 'vipdns.service': 'web', 'vipdns.ports': 'http=80', 'vipdns.alias': 'www' }),
+    container('db', { front: { ip: '10.0.9.3', aliases: ['web', 'database'] } }),
+  ];
+  const p = plan(mapDocker(nets, cs), emptyState(), emptyOwned());
+  t.deepEqual(p.ops.map((o) => o.op), ['createNetwork', 'createService', 'addTask', 'addContainer']);
+  const svc = p.ops[1] as Extract<(typeof p.ops)[number], { op: 'createService' }>;
+  t.deepEqual(svc.req.networks, [{ network: 'front', vip: '10.0.9.254' }]);
+  const ctr = p.ops[3] as Extract<(typeof p.ops)[number], { op: 'addContainer' }>;
+  t.deepEqual(ctr.req.aliases, ['database'], 'an alias that is a service name is dropped');
+
+  // Apply it to a real catalog, then: no ops on the next plan; stop web-1 → only its task goes.
+  const { Catalog } = await import('../../src/catalog/catalog.js');
+  const { FileStore } = await import('../../src/catalog/store/file.js');
+  const { tempDir, removeDir } = await import('../helpers/daemon.js');
+  const dir = tempDir();
+  t.teardown(() => removeDir(dir));
+  const c = await Catalog.open(await FileStore.open(dir));
+  t.teardown(() => c.close());
+  const owned = emptyOwned();
+  await c.createNetwork((p.ops[0] as never as { req: never }).req);
+  owned.networks.front = 'front-id';
+  await c.createService(svc.req);
+  owned.services.web = 'web-1';
+  await c.addTask((p.ops[2] as never as { req: never }).req);
+  owned.tasks['web-1'] = cs[0]!.Id!;
+  await c.addContainer(ctr.req);
+  owned.containers.db = cs[1]!.Id!;
+  await c.createNetwork({ name: 'mine', subnet: '10.5.0.0/24', attachable: true });
+  await c.addContainer({ name: 'byhand', networks: ['front'] });
+  t.deepEqual(plan(mapDocker(nets, cs), c.state, owned).ops, [], 'converged');
+
+  const stopped = [{ ...cs[0]!, State: 'exited' }, cs[1]!];
+  t.deepEqual(plan(mapDocker(nets, stopped), c.state, owned).ops.map((o) => [o.op, 'name' in o ? o.name : '']), [['removeTask', 'web-1']], 'the service (and its VIP) stays while a stopped container has the label');
+  const gone = plan(mapDocker([], []), c.state, owned).ops.map((o) => [o.op, 'name' in o ? o.name : '']);
+  t.deepEqual(gone, [['removeContainer', 'db'], ['removeService', 'web'], ['removeNetwork', 'front']], 'the task goes with its service; byhand and mine are not touched');
+});
+
+test('plan: a hand-made service with a fixed VIP gets the tasks; changed labels update or recreate', async (t) => {
+  const nets = [network('front', '10.0.9.0/24')];
+  const state = emptyState();
+  state.networks.front = { id: 'n', name: 'front', subnet: '10.0.9.0/24', gateway: '10.0.9.1', attachable: true, createdAt: '', ipamCursor: '1' };
+  state.services.web = { id: 's', name: 'web', aliases: [], endpointMode: 'vip', attachments: [{ network: 'front', vip: '10.0.9.100' }], ports: [], fwmark: 256, createdAt: '' };
+  const cs = [container('web-1', { front: { ip: '10.0.9.2' } }, { 'vipdns.service': 'web' })];
+  t.deepEqual(plan(mapDocker(nets, cs), state, emptyOwned()).ops.map((o) => o.op), ['addTask'], 'network adopted silently (same subnet), service left alone');
+
+  const owned = { ...emptyOwned(), services: { web: 'web-1' } };
+  const relabelled = [container('web-1', { front: { ip: '10.0.9.2' } }, { 'vipdns.service': 'web', 'vipdns.alias': 'www', 'vipdns.publish': '8080:80' })];
+  const upd = plan(mapDocker(nets, relabelled), state, owned).ops;
+  t.deepEqual(upd[0], { op: 'updateService', name: 'web', upd: { aliasAdd: ['www'], aliasRm: [], ports: [{ protocol: 'tcp', target: 80, published: 8080 }] } });
+  const rr = [container('web-1', { front: { ip: '10.0.9.2' } }, { 'vipdns.service': 'web', 'vipdns.endpoint-mode': 'dnsrr' })];
+  t.deepEqual(plan(mapDocker(nets, rr), state, owned).ops.map((o) => o.op), ['removeService', 'createService', 'addTask'], 'a mode change recreates the service');
+});
+
+test('event splitter: lines, glued objects, split chunks, braces in strings, garbage', (t) => {
+  const s = new JsonObjectSplitter();
+  t.deepEqual(s.push('{"a":1}\n{"b":"}{"}{"c"'), [{ a: 1 }, { b: '}{' }]);
+  t.deepEqual(s.push(':{"d":"\\"}"}}\n'), [{ c: { d: '"}' } }]);
+  t.deepEqual(s.push('garbage {"e":2}'), [{ e: 2 }]);
+  t.deepEqual(s.push('{bad json}{"f":3}'), [{ f: 3 }]);
+  t.is(s.dropped, 1);
+});
+
+test('relevant events: lifecycle and network changes, not exec or top', (t) => {
+  t.true(isRelevant({ Type: 'container', Action: 'die' }));
+  t.true(isRelevant({ Type: 'container', status: 'start' }));
+  t.true(isRelevant({ Type: 'container', Action: 'health_status: unhealthy' }));
+  t.true(isRelevant({ Type: 'network', Action: 'disconnect' }));
+  t.false(isRelevant({ Type: 'container', Action: 'exec_start: sh' }));
+  t.false(isRelevant({ Type: 'image', Action: 'pull' }));
+});
