@@ -5,6 +5,8 @@ import { Catalog } from './catalog/catalog.js';
 import { FileStore } from './catalog/store/file.js';
 import type { DaemonConfig } from './config.js';
 import { AnswerIndex } from './dns/answers.js';
+import { type Forwarding, setupForwarding } from './dns/forward/setup.js';
+import { DnsMetrics } from './dns/metrics.js';
 import { Resolver } from './dns/resolver.js';
 import { DnsServer } from './dns/server.js';
 import type { Logger } from './log.js';
@@ -18,6 +20,7 @@ export class Daemon {
     readonly api: ApiServer,
     readonly metrics: MetricsServer,
     private readonly log: Logger,
+    private readonly forwarding: Forwarding,
   ) {}
 
   static async start(config: DaemonConfig, log: Logger): Promise<Daemon> {
@@ -39,10 +42,13 @@ export class Daemon {
     index.rebuild(catalog.state);
     catalog.on('change', (state) => index.rebuild(state));
 
-    const resolver = new Resolver({ index });
-    const dns = new DnsServer({ host: config.dnsListen.host, port: config.dnsListen.port, resolver, onError: (e) => log.error({ err: e }, 'dns server error') });
     const registry = new Registry();
     collectDefaultMetrics({ register: registry });
+    const dnsMetrics = new DnsMetrics();
+    dnsMetrics.register(registry);
+    const forwarding = setupForwarding(config, dnsMetrics, log);
+    const resolver = new Resolver({ index, forwarder: forwarding.forwarder, metrics: dnsMetrics });
+    const dns = new DnsServer({ host: config.dnsListen.host, port: config.dnsListen.port, resolver, onError: (e) => log.error({ err: e }, 'dns server error') });
     const api = new ApiServer({
       host: config.apiListen.host,
       port: config.apiListen.port,
@@ -59,7 +65,7 @@ export class Daemon {
         dns: () => ({ ok: dns.listening, detail: dns.listening ? `listening on ${config.dnsListen.host}:${dns.port} udp+tcp` : 'not listening' }),
       },
     });
-    const d = new Daemon(config, catalog, dns, api, metrics, log);
+    const d = new Daemon(config, catalog, dns, api, metrics, log, forwarding);
     try {
       await dns.start();
       await api.start();
@@ -77,6 +83,7 @@ export class Daemon {
 
   async stop(): Promise<void> {
     await Promise.allSettled([this.dns.stop(), this.api.stop(), this.metrics.stop()]);
+    this.forwarding.close();
     await this.catalog.close();
     this.log.info('vipdns stopped');
   }
