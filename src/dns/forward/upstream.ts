@@ -35,6 +35,8 @@ export class Upstream {
   readonly label: string;
   fails = 0;
   private sock?: dgram.Socket;
+  private connected = false;
+  private connecting?: Promise<void>;
   private readonly pending = new Map<number, Pending>();
   private closed = false;
 
@@ -95,7 +97,12 @@ export class Upstream {
         p.reject(err);
       }
     });
-    s.connect(this.port, this.host);
+    this.connecting = new Promise<void>((res) =>
+      s.connect(this.port, this.host, () => {
+        this.connected = true;
+        res();
+      }),
+    );
     s.unref();
     this.sock = s;
     return s;
@@ -132,14 +139,24 @@ export class Upstream {
         reject(new UpstreamError('UPSTREAM_TIMEOUT', `${this.label}: no reply in ${timeoutMs} ms`));
       }, timeoutMs);
       this.pending.set(id, { query: q, qEnd, resolve, reject, timer });
-      sock.send(q, (err) => {
-        if (!err) return;
+      const fail = (err: Error): void => {
         const p = this.pending.get(id);
         if (!p) return;
         clearTimeout(p.timer);
         this.pending.delete(id);
         reject(new UpstreamError('UPSTREAM_UNREACHABLE', `${this.label}: ${err.message}`));
-      });
+      };
+      const send = (): void => {
+        if (this.sock !== sock) return fail(new Error('closed'));
+        try {
+          sock.send(q, (err) => err && fail(err));
+        } catch (e) {
+          fail(e as Error);
+        }
+      };
+      // A connected socket's send() takes no address, and is only valid once connect() is done.
+      if (this.connected) send();
+      else void this.connecting!.then(send);
     });
   }
 
@@ -194,5 +211,6 @@ export class Upstream {
     this.pending.clear();
     this.sock?.close();
     this.sock = undefined;
+    this.connected = false;
   }
 }
