@@ -88,11 +88,12 @@ export class MessageWriter {
   rawQuestion(src: Buffer, start: number, end: number, labels: readonly string[]): void {
     const at = this.off;
     this.bytes(src.subarray(start, end));
+    // Offsets come from the raw length bytes: an escaped label's text is longer than its bytes.
     let o = at;
     for (let i = 0; i < labels.length; i++) {
       const key = labels.slice(i).join('.').toLowerCase();
       if (!this.names.has(key) && o < 0x3fff) this.names.set(key, o);
-      o += 1 + labels[i]!.length;
+      o += 1 + src[start + (o - at)]!;
     }
   }
 
