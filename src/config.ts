@@ -26,6 +26,8 @@ export interface DaemonConfig {
   othersSeeAll: boolean;
   dataplane: DataplaneKind;
   upstreams: string[]; // empty: the host's /etc/resolv.conf
+  resolvConf: string; // where the default upstreams come from
+  forward: ForwardConfig;
   logLevel: string;
   /** Where the catalog lives: the data dir's file (single host) or a shared etcd. */
   store: { kind: 'file' } | ({ kind: 'etcd' } & EtcdConfig);
@@ -33,6 +35,15 @@ export interface DaemonConfig {
   nodeName: string;
   /** Docker engine to follow (unix:///..., /path or tcp://host:port); undefined: no Docker source. */
   docker?: string;
+}
+
+export interface ForwardConfig {
+  policy: 'random' | 'round_robin' | 'sequential';
+  hedgeMs: number; // start the next upstream after this long without an answer
+  maxConcurrent: number; // distinct forwards in flight; over it: REFUSED (counted)
+  cacheEntries: number; // 0: no cache
+  cacheBytes: number;
+  serveStale: number; // seconds an expired answer may be served while every upstream fails; 0: off
 }
 
 export const DEFAULTS: DaemonConfig = {
@@ -46,6 +57,8 @@ export const DEFAULTS: DaemonConfig = {
   othersSeeAll: false,
   dataplane: 'auto',
   upstreams: [],
+  resolvConf: '/etc/resolv.conf',
+  forward: { policy: 'random', hedgeMs: 150, maxConcurrent: 1000, cacheEntries: 10_000, cacheBytes: 32 << 20, serveStale: 0 },
   logLevel: 'info',
   store: { kind: 'file' },
   nodeName: hostname(),
@@ -114,6 +127,13 @@ export interface FlagValues {
   etcdLeaseTtl: string | number;
   nodeName: string;
   docker: string | boolean;
+  resolvConf: string;
+  forwardPolicy: string;
+  hedgeMs: string | number;
+  maxForwards: string | number;
+  cacheEntries: string | number;
+  cacheBytes: string | number;
+  serveStale: string | number;
 }
 
 const ENV: Record<keyof FlagValues, string> = {
@@ -140,6 +160,13 @@ const ENV: Record<keyof FlagValues, string> = {
   etcdLeaseTtl: 'VIPDNS_ETCD_LEASE_TTL',
   nodeName: 'VIPDNS_NODE_NAME',
   docker: 'VIPDNS_DOCKER', // true/false, or the engine's socket or URL
+  resolvConf: 'VIPDNS_RESOLV_CONF',
+  forwardPolicy: 'VIPDNS_FORWARD_POLICY',
+  hedgeMs: 'VIPDNS_HEDGE_MS',
+  maxForwards: 'VIPDNS_MAX_FORWARDS',
+  cacheEntries: 'VIPDNS_CACHE_ENTRIES',
+  cacheBytes: 'VIPDNS_CACHE_BYTES',
+  serveStale: 'VIPDNS_SERVE_STALE',
 };
 
 export function loadConfig(src: ConfigSources): DaemonConfig {
@@ -166,7 +193,7 @@ export function loadConfig(src: ConfigSources): DaemonConfig {
     if (v !== undefined && !(Array.isArray(v) && v.length === 0)) merged[k as keyof FlagValues] = v;
   }
 
-  const c: DaemonConfig = { ...DEFAULTS, ttl: { ...DEFAULTS.ttl } };
+  const c: DaemonConfig = { ...DEFAULTS, ttl: { ...DEFAULTS.ttl }, forward: { ...DEFAULTS.forward } };
   const str = (k: keyof FlagValues): string | undefined => (merged[k] === undefined ? undefined : String(merged[k]));
   const bool = (k: keyof FlagValues): boolean | undefined => {
     const v = merged[k];
@@ -220,5 +247,21 @@ export function loadConfig(src: ConfigSources): DaemonConfig {
   else if (docker === undefined || docker === false || docker === 'false' || docker === '0' || docker === 'no' || docker === '') delete c.docker;
   else if (typeof docker === 'string') c.docker = parseDockerUrl(docker).url; // refuse a bad URL before anything opens
   else throw new VipdnsError('CONFIG', `docker must be true, false or the engine's socket or URL, got ${JSON.stringify(docker)}`);
+  const int = (k: keyof FlagValues, min: number, max: number): number | undefined => {
+    const v = merged[k];
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min || n > max) throw new VipdnsError('CONFIG', `${k} must be a whole number from ${min} to ${max}, got "${String(v)}"`);
+    return n;
+  };
+  c.resolvConf = str('resolvConf') ?? c.resolvConf;
+  const pol = str('forwardPolicy') ?? c.forward.policy;
+  if (!['random', 'round_robin', 'sequential'].includes(pol)) throw new VipdnsError('CONFIG', `forwardPolicy must be random, round_robin or sequential, got "${pol}"`);
+  c.forward.policy = pol as ForwardConfig['policy'];
+  c.forward.hedgeMs = int('hedgeMs', 1, 10_000) ?? c.forward.hedgeMs;
+  c.forward.maxConcurrent = int('maxForwards', 1, 1_000_000) ?? c.forward.maxConcurrent;
+  c.forward.cacheEntries = int('cacheEntries', 0, 10_000_000) ?? c.forward.cacheEntries;
+  c.forward.cacheBytes = int('cacheBytes', 4096, 2 ** 40) ?? c.forward.cacheBytes;
+  c.forward.serveStale = int('serveStale', 0, 7 * 86400) ?? c.forward.serveStale;
   return c;
 }

@@ -1,33 +1,42 @@
 // Wires the modules together. Nothing imports this file but the CLI.
+import { join } from 'node:path';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { ApiServer } from './api/server.js';
 import { Catalog } from './catalog/catalog.js';
+import { registerCatalogMetrics } from './catalog/metrics.js';
+import { DockerSource } from './catalog/sources/docker.js';
 import { EtcdStore } from './catalog/store/etcd.js';
 import { etcdStoreOptions } from './catalog/store/etcd-url.js';
 import { FileStore } from './catalog/store/file.js';
 import type { DaemonConfig } from './config.js';
 import { AnswerIndex } from './dns/answers.js';
+import { type Forwarding, setupForwarding } from './dns/forward/setup.js';
+import { DnsMetrics } from './dns/metrics.js';
 import { Resolver } from './dns/resolver.js';
 import { DnsServer } from './dns/server.js';
-import type { Logger } from './log.js';
-import { registerCatalogMetrics } from './catalog/metrics.js';
 import { HealthChecker } from './health/checker.js';
 import { healthMetricsHooks } from './health/metrics.js';
+import type { Logger } from './log.js';
 import { MetricsServer } from './metrics/http.js';
-import { join } from 'node:path';
-import { DockerSource } from './catalog/sources/docker.js';
+
+interface Parts {
+  config: DaemonConfig;
+  catalog: Catalog;
+  dns: DnsServer;
+  api: ApiServer;
+  metrics: MetricsServer;
+  health: HealthChecker;
+  forwarding: Forwarding;
+  docker: DockerSource | undefined;
+  log: Logger;
+}
 
 export class Daemon {
-  private constructor(
-    readonly config: DaemonConfig,
-    readonly catalog: Catalog,
-    readonly dns: DnsServer,
-    readonly api: ApiServer,
-    readonly metrics: MetricsServer,
-    readonly health: HealthChecker,
-    private readonly log: Logger,
-    readonly docker?: DockerSource,
-  ) {}
+  private constructor(readonly parts: Parts) {}
+
+  get catalog(): Catalog {
+    return this.parts.catalog;
+  }
 
   static async start(config: DaemonConfig, log: Logger): Promise<Daemon> {
     const store = config.store.kind === 'etcd' ? new EtcdStore(etcdStoreOptions(config.store, config.nodeName, log)) : await FileStore.open(config.dataDir);
@@ -44,19 +53,24 @@ export class Daemon {
       'catalog loaded',
     );
 
-    const index = new AnswerIndex({ suffix: config.domain, ttl: config.ttl, loopbackSeesAll: config.loopbackSeesAll, othersSeeAll: config.othersSeeAll });
-    index.rebuild(catalog.state);
-    catalog.on('change', (state) => index.rebuild(state));
-
-    const resolver = new Resolver({ index });
-    const dns = new DnsServer({ host: config.dnsListen.host, port: config.dnsListen.port, resolver, onError: (e) => log.error({ err: e }, 'dns server error') });
     const registry = new Registry();
     collectDefaultMetrics({ register: registry });
     registerCatalogMetrics(registry, catalog);
+
+    const index = new AnswerIndex({ suffix: config.domain, ttl: config.ttl, loopbackSeesAll: config.loopbackSeesAll, othersSeeAll: config.othersSeeAll });
+    index.rebuild(catalog.state);
+    catalog.on('change', (state) => index.rebuild(state));
+    const dnsMetrics = new DnsMetrics();
+    dnsMetrics.register(registry);
+    const forwarding = setupForwarding(config, dnsMetrics, log);
+    const resolver = new Resolver({ index, forwarder: forwarding.forwarder, metrics: dnsMetrics });
+    const dns = new DnsServer({ host: config.dnsListen.host, port: config.dnsListen.port, resolver, onError: (e) => log.error({ err: e }, 'dns server error') });
+
     const health = new HealthChecker(catalog, healthMetricsHooks(registry, log));
     const docker = config.docker
       ? new DockerSource({ url: config.docker, catalog, ownedFile: join(config.dataDir, 'docker-source.json'), log: log.child({ source: 'docker' }), registry })
       : undefined;
+
     const api = new ApiServer({
       host: config.apiListen.host,
       port: config.apiListen.port,
@@ -77,7 +91,7 @@ export class Daemon {
         ...(docker ? { docker: () => docker.status() } : {}),
       },
     });
-    const d = new Daemon(config, catalog, dns, api, metrics, health, log, docker);
+    const d = new Daemon({ config, catalog, dns, api, metrics, health, forwarding, docker, log });
     try {
       await dns.start();
       await api.start();
@@ -96,10 +110,12 @@ export class Daemon {
   }
 
   async stop(): Promise<void> {
-    await this.docker?.stop();
-    this.health.stop();
-    await Promise.allSettled([this.dns.stop(), this.api.stop(), this.metrics.stop()]);
-    await this.catalog.close();
-    this.log.info('vipdns stopped');
+    const p = this.parts;
+    await p.docker?.stop();
+    p.health.stop();
+    await Promise.allSettled([p.dns.stop(), p.api.stop(), p.metrics.stop()]);
+    p.forwarding.close();
+    await p.catalog.close();
+    p.log.info('vipdns stopped');
   }
 }

@@ -1,6 +1,7 @@
 // The answer index: every internal name precomputed from the catalog, so a query is a map
 // lookup plus a filter by the client's networks. Rebuilt on each catalog change; pure, no I/O.
 import type { CatalogState } from '../catalog/model.js';
+import type { Rr, SoaData } from './encode.js';
 import { servingTasks } from '../catalog/model.js';
 import { type Addr, type Prefix, contains, isLoopback, parseCidr, parseIp, parseReverseName, formatIp, unmapV4 } from '../net/ip.js';
 
@@ -24,10 +25,17 @@ export interface IndexOptions {
 
 export const DEFAULT_TTL: TtlOptions = { vip: 60, dnsrr: 5, tasks: 5, container: 60, ptr: 60 };
 
+interface SrvEntry {
+  port: number;
+  target: string; // fully qualified: "<svc|task>.<net>.<suffix>"
+  ip: string;
+}
+
 interface Target {
   network: string;
   v4: string[];
   v6: string[];
+  srv?: SrvEntry[]; // set on "_name._proto.<svc>" entries only
   shuffle: boolean;
   ttl: number;
 }
@@ -38,12 +46,11 @@ interface PtrTarget {
   ttl: number;
 }
 
-export type Record_ =
-  | { type: 'A' | 'AAAA'; ttl: number; data: string }
-  | { type: 'PTR'; ttl: number; data: string };
+export type Record_ = Rr;
 
 export type Resolution =
-  | { kind: 'answer'; records: Record_[] }
+  /** shuffle: the order is random per answer (dnsrr, tasks.*); records are already shuffled once. */
+  | { kind: 'answer'; records: Record_[]; additionals: Record_[]; shuffle: boolean }
   | { kind: 'nodata'; ttl: number }
   | { kind: 'nxdomain'; ttl: number }
   | { kind: 'external' };
@@ -58,6 +65,8 @@ export class AnswerIndex {
   private suffix: string;
   private opts: IndexOptions;
   revision = -1;
+  /** Bumped on every rebuild: precompiled answers and per-client caches key on it. */
+  generation = 0;
 
   constructor(opts: IndexOptions) {
     this.opts = opts;
@@ -112,6 +121,18 @@ export class AnswerIndex {
           add(`tasks.${al}`, taskTarget);
         }
         if (a.vip) addPtr(a.vip, { network: a.network, name: fq(`${svc.name}.${a.network}`), ttl: ttl.ptr });
+        // SRV for named ports: the VIP's name (vip mode) or every serving task (dnsrr).
+        for (const p of svc.ports) {
+          if (!p.name) continue;
+          const srv: SrvEntry[] =
+            svc.endpointMode === 'vip' && a.vip
+              ? [{ port: p.target, target: fq(`${svc.name}.${a.network}`), ip: a.vip }]
+              : servingTasks(tasks)
+                  .filter((t) => t.addresses[a.network])
+                  .map((t) => ({ port: p.target, target: fq(`${t.name}.${a.network}`), ip: t.addresses[a.network]! }));
+          const st: Target = { network: a.network, v4: [], v6: [], srv, shuffle: svc.endpointMode !== 'vip', ttl: main.ttl };
+          for (const n of [svc.name, ...svc.aliases]) add(`_${p.name}._${p.protocol}.${n}`, st);
+        }
         for (const t of tasks) {
           const ip = t.addresses[a.network];
           if (!ip) continue;
@@ -133,6 +154,20 @@ export class AnswerIndex {
     this.networkNames = new Set(Object.keys(state.networks).map((n) => n.toLowerCase()));
     this.prefixes = Object.values(state.networks).map((n) => ({ name: n.name, prefix: parseCidr(n.subnet) }));
     this.revision = state.revision;
+    this.generation++;
+  }
+
+  /** The SOA that goes with negative answers (RFC 2308: its minimum caps negative caching). */
+  soa(ttl: number): Rr | undefined {
+    if (this.suffix === '') return undefined;
+    const data: SoaData = { mname: `ns.${this.suffix}`, rname: `hostmaster.${this.suffix}`, serial: Math.max(0, this.revision) >>> 0, refresh: 3600, retry: 600, expire: 86400, minimum: ttl };
+    return { name: this.suffix, type: 'SOA', ttl, data };
+  }
+
+  /** A stable key for what a client can see: answers are equal for equal keys. */
+  scopeKey(client: Addr): string {
+    const v = this.visibility(client);
+    return v === 'all' ? '*' : [...v].sort().join(',');
   }
 
   /** The networks a client may see: 'all', or the names of networks whose subnet holds its address. */
@@ -173,7 +208,7 @@ export class AnswerIndex {
       internal = true;
     }
     if (!targets) {
-      if (internal || dot < 0 || name.startsWith('tasks.')) return { kind: 'nxdomain', ttl: NEGATIVE_TTL };
+      if (internal || dot < 0 || name.startsWith('tasks.') || name.startsWith('_')) return { kind: 'nxdomain', ttl: NEGATIVE_TTL };
       return { kind: 'external' };
     }
     const vis = this.visibility(client);
@@ -184,7 +219,9 @@ export class AnswerIndex {
 
     const wantA = qtype === 'A' || qtype === 'ANY';
     const wantAAAA = qtype === 'AAAA' || qtype === 'ANY';
+    const wantSrv = qtype === 'SRV' || qtype === 'ANY';
     const records: Record_[] = [];
+    const additionals: Record_[] = [];
     const seen = new Set<string>();
     let shuffle = false;
     let ttl = Infinity;
@@ -198,10 +235,20 @@ export class AnswerIndex {
       };
       if (wantA) for (const ip of t.v4) push('A', ip);
       if (wantAAAA) for (const ip of t.v6) push('AAAA', ip);
+      if (wantSrv && t.srv) {
+        for (const e of t.srv) {
+          const k = `${e.port} ${e.target}`;
+          if (seen.has(k)) continue;
+          seen.add(k);
+          records.push({ type: 'SRV', ttl: t.ttl, data: { priority: 0, weight: 10, port: e.port, target: e.target } });
+          // Glue, so the client needs no second lookup.
+          additionals.push({ name: e.target, type: e.ip.includes(':') ? 'AAAA' : 'A', ttl: t.ttl, data: e.ip });
+        }
+      }
     }
     if (records.length === 0) return { kind: 'nodata', ttl: Math.min(ttl, NEGATIVE_TTL) };
     if (shuffle) shuffleInPlace(records);
-    return { kind: 'answer', records };
+    return { kind: 'answer', records, additionals, shuffle };
   }
 
   private resolvePtr(name: string, qtype: string, client: Addr): Resolution {
@@ -218,7 +265,7 @@ export class AnswerIndex {
     const visible = list.filter((p) => vis === 'all' || vis.has(p.network));
     if (visible.length === 0) return { kind: 'nxdomain', ttl: NEGATIVE_TTL };
     if (qtype !== 'PTR' && qtype !== 'ANY') return { kind: 'nodata', ttl: NEGATIVE_TTL };
-    return { kind: 'answer', records: visible.map((p) => ({ type: 'PTR', ttl: p.ttl, data: p.name })) };
+    return { kind: 'answer', records: visible.map((p) => ({ type: 'PTR', ttl: p.ttl, data: p.name })), additionals: [], shuffle: false };
   }
 }
 

@@ -3,7 +3,7 @@
 // timeout and a cap on connections so a slow client cannot hold the server.
 import * as dgram from 'node:dgram';
 import * as net from 'node:net';
-import { type Addr, parseIp } from '../net/ip.js';
+import { parseIp } from '../net/ip.js';
 import type { Resolver } from './resolver.js';
 
 export interface DnsServerOptions {
@@ -73,8 +73,7 @@ export class DnsServer {
   }
 
   private onDatagram(sock: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
-    const client = clientAddr(rinfo.address);
-    if (!client) return;
+    const client = rinfo.address;
     const send = (reply: Buffer | undefined): void => {
       if (reply) sock.send(reply, rinfo.port, rinfo.address);
     };
@@ -94,7 +93,7 @@ export class DnsServer {
       s.destroy();
       return;
     }
-    const client = clientAddr(s.remoteAddress ?? '');
+    const client = s.remoteAddress;
     if (!client) {
       s.destroy();
       return;
@@ -140,13 +139,5 @@ export class DnsServer {
         s.pause();
       }
     });
-  }
-}
-
-function clientAddr(text: string): Addr | undefined {
-  try {
-    return parseIp(text);
-  } catch {
-    return undefined;
   }
 }

@@ -29,7 +29,7 @@ const idx = (): AnswerIndex => {
   return i;
 };
 const LO = parseIp('127.0.0.1');
-const data = (r: ReturnType<AnswerIndex['resolve']>): string[] => (r.kind === 'answer' ? r.records.map((x) => x.data).sort() : [r.kind]);
+const data = (r: ReturnType<AnswerIndex['resolve']>): string[] => (r.kind === 'answer' ? r.records.map((x) => String(x.data)).sort() : [r.kind]);
 
 test('vip service answers its VIP by family; tasks.<svc> the task IPs', (t) => {
   const i = idx();

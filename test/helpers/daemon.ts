@@ -70,7 +70,8 @@ export async function startDaemon(opts: StartOptions = {}): Promise<DaemonHandle
   const wrap = opts.wrap ?? [];
   const proc = spawn(wrap.length ? wrap[0]! : process.execPath, wrap.length ? [...wrap.slice(1), process.execPath, ...args] : args, {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, ...opts.env },
+    // Tests never forward to the host's real resolvers: no upstreams unless a test names them.
+    env: { ...process.env, VIPDNS_RESOLV_CONF: '/nonexistent/vipdns-test-resolv.conf', ...opts.env },
   });
   const logs: string[] = [];
   const serving = new Promise<Record<string, string>>((resolveP, rejectP) => {

@@ -1,0 +1,202 @@
+// DNS metrics with CoreDNS-style names. The hot path only bumps plain numbers (a map lookup
+// per query); prom-client reads them at scrape time through collect() hooks, so a query costs
+// no label hashing. Labels never carry query names or client addresses (cardinality).
+import { Counter, Gauge, type Registry } from 'prom-client';
+
+const KNOWN_TYPES = new Set(['A', 'AAAA', 'PTR', 'SRV', 'SOA', 'NS', 'CNAME', 'MX', 'TXT', 'ANY', 'HTTPS', 'SVCB', 'CAA', 'DS', 'DNSKEY']);
+export const RCODE_NAMES = ['NOERROR', 'FORMERR', 'SERVFAIL', 'NXDOMAIN', 'NOTIMP', 'REFUSED'];
+const DURATION_BUCKETS = [0.00025, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096, 8.192];
+
+export type AnswerSource = 'internal' | 'forward' | 'cache';
+
+function rcodeName(rcode: number): string {
+  return RCODE_NAMES[rcode] ?? `RCODE${rcode}`;
+}
+
+/** Counts keyed by a label tuple joined with "\0"; exported through a prom-client Counter. */
+class Tally {
+  readonly values = new Map<string, number>();
+  inc(key: string, by = 1): void {
+    this.values.set(key, (this.values.get(key) ?? 0) + by);
+  }
+  get(key: string): number {
+    return this.values.get(key) ?? 0;
+  }
+}
+
+/** A histogram updated with two array writes; rendered in Prometheus's histogram shape. */
+export class FastHistogram {
+  readonly type = 'histogram';
+  private readonly series = new Map<string, { labels: Record<string, string>; counts: number[]; sum: number; count: number }>();
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly labelNames: string[],
+    private readonly buckets = DURATION_BUCKETS,
+  ) {}
+
+  observe(labelValues: string[], seconds: number): void {
+    const key = labelValues.join('\0');
+    let s = this.series.get(key);
+    if (!s) {
+      const labels: Record<string, string> = {};
+      this.labelNames.forEach((n, i) => (labels[n] = labelValues[i] ?? ''));
+      s = { labels, counts: new Array<number>(this.buckets.length).fill(0), sum: 0, count: 0 };
+      this.series.set(key, s);
+    }
+    let i = 0;
+    while (i < this.buckets.length && seconds > this.buckets[i]!) i++;
+    if (i < this.buckets.length) s.counts[i]!++;
+    s.sum += seconds;
+    s.count++;
+  }
+
+  get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: Array<{ metricName: string; labels: Record<string, string | number>; value: number }> }> {
+    const values: Array<{ metricName: string; labels: Record<string, string | number>; value: number }> = [];
+    for (const s of this.series.values()) {
+      let acc = 0;
+      this.buckets.forEach((b, i) => {
+        acc += s.counts[i]!;
+        values.push({ metricName: `${this.name}_bucket`, labels: { ...s.labels, le: b }, value: acc });
+      });
+      values.push({ metricName: `${this.name}_bucket`, labels: { ...s.labels, le: '+Inf' }, value: s.count });
+      values.push({ metricName: `${this.name}_sum`, labels: s.labels, value: s.sum });
+      values.push({ metricName: `${this.name}_count`, labels: s.labels, value: s.count });
+    }
+    return Promise.resolve({ name: this.name, help: this.help, type: this.type, aggregator: 'sum', values });
+  }
+
+  reset(): void {
+    this.series.clear();
+  }
+}
+
+export class DnsMetrics {
+  readonly requests = new Tally(); // proto \0 type
+  readonly responses = new Tally(); // rcode
+  readonly answers = new Tally(); // source
+  readonly malformed = new Tally(); // reason
+  readonly cache = new Tally(); // hits|misses|evictions|stale|prefetch \0 kind
+  readonly forwards = new Tally(); // upstream \0 rcode
+  refused = 0; // forwards turned away by the concurrency cap
+  readonly duration = new FastHistogram('vipdns_dns_request_duration_seconds', 'Time from a request read to its response written, by protocol.', ['proto']);
+  readonly forwardDuration = new FastHistogram('vipdns_forward_request_duration_seconds', 'Time an upstream took to answer one forwarded request.', ['upstream']);
+  /** Filled by the owner of the cache and the upstreams at scrape time. */
+  cacheEntries: () => number = () => 0;
+  cacheBytes: () => number = () => 0;
+  upstreamHealth: () => Array<{ upstream: string; healthy: boolean }> = () => [];
+
+  request(proto: string, type: string): void {
+    this.requests.inc(`${proto}\0${KNOWN_TYPES.has(type) ? type : 'other'}`);
+  }
+
+  response(rcode: number, proto: string, seconds: number): void {
+    this.responses.inc(rcodeName(rcode));
+    this.duration.observe([proto], seconds);
+  }
+
+  answer(source: AnswerSource): void {
+    this.answers.inc(source);
+  }
+
+  forward(upstream: string, rcode: number | 'timeout' | 'error', seconds?: number): void {
+    this.forwards.inc(`${upstream}\0${typeof rcode === 'number' ? rcodeName(rcode) : rcode}`);
+    if (seconds !== undefined) this.forwardDuration.observe([upstream], seconds);
+  }
+
+  register(registry: Registry): void {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- prom-client binds `this` in collect()
+    const self = this;
+    const fromTally = (name: string, help: string, labelNames: string[], tally: Tally): void => {
+      registry.registerMetric(
+        new Counter({
+          name,
+          help,
+          labelNames,
+          registers: [],
+          collect() {
+            this.reset();
+            for (const [k, v] of tally.values) {
+              const parts = k.split('\0');
+              const labels: Record<string, string> = {};
+              labelNames.forEach((n, i) => (labels[n] = parts[i] ?? ''));
+              this.inc(labels, v);
+            }
+          },
+        }),
+      );
+    };
+    fromTally('vipdns_dns_requests_total', 'DNS requests by protocol and query type.', ['proto', 'type'], this.requests);
+    fromTally('vipdns_dns_responses_total', 'DNS responses by rcode.', ['rcode'], this.responses);
+    fromTally('vipdns_dns_answers_total', 'DNS responses by where the answer came from.', ['source'], this.answers);
+    fromTally('vipdns_dns_malformed_total', 'Packets dropped or answered FORMERR/NOTIMP before resolution, by reason.', ['reason'], this.malformed);
+    fromTally('vipdns_forward_requests_total', 'Requests sent to upstreams, by upstream and outcome (rcode, timeout, error).', ['upstream', 'rcode'], this.forwards);
+    const cache = this.cache;
+    const cacheCounter = (what: string, help: string): void => {
+      registry.registerMetric(
+        new Counter({
+          name: `vipdns_cache_${what}_total`,
+          help,
+          labelNames: ['type'],
+          registers: [],
+          collect() {
+            this.reset();
+            for (const [k, v] of cache.values) {
+              const [w, kind] = k.split('\0');
+              if (w === what) this.inc({ type: kind ?? '' }, v);
+            }
+          },
+        }),
+      );
+    };
+    cacheCounter('hits', 'Cache hits by kind (success, denial, stale).');
+    cacheCounter('misses', 'Cache misses.');
+    cacheCounter('evictions', 'Cache entries evicted to stay within bounds.');
+    cacheCounter('prefetch', 'Background refreshes of hot entries about to expire.');
+    registry.registerMetric(
+      new Gauge({
+        name: 'vipdns_cache_entries',
+        help: 'Entries in the forward cache.',
+        registers: [],
+        collect() {
+          this.set(self.cacheEntries());
+        },
+      }),
+    );
+    registry.registerMetric(
+      new Gauge({
+        name: 'vipdns_cache_size_bytes',
+        help: 'Bytes held by the forward cache.',
+        registers: [],
+        collect() {
+          this.set(self.cacheBytes());
+        },
+      }),
+    );
+    registry.registerMetric(
+      new Gauge({
+        name: 'vipdns_forward_upstream_healthy',
+        help: '1 when the upstream is considered healthy.',
+        labelNames: ['upstream'],
+        registers: [],
+        collect() {
+          this.reset();
+          for (const u of self.upstreamHealth()) this.set({ upstream: u.upstream }, u.healthy ? 1 : 0);
+        },
+      }),
+    );
+    registry.registerMetric(
+      new Counter({
+        name: 'vipdns_forward_refused_total',
+        help: 'Requests answered REFUSED because the concurrent-forward cap was reached.',
+        registers: [],
+        collect() {
+          this.reset();
+          this.inc(self.refused);
+        },
+      }),
+    );
+    registry.registerMetric(this.duration as unknown as Parameters<Registry['registerMetric']>[0]);
+    registry.registerMetric(this.forwardDuration as unknown as Parameters<Registry['registerMetric']>[0]);
+  }
+}
