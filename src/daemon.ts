@@ -1,6 +1,6 @@
 // Wires the modules together. Nothing imports this file but the CLI.
 import { join } from 'node:path';
-import { Registry, collectDefaultMetrics } from 'prom-client';
+import { Registry } from 'prom-client';
 import { ApiServer } from './api/server.js';
 import { Catalog } from './catalog/catalog.js';
 import { registerCatalogMetrics } from './catalog/metrics.js';
@@ -18,6 +18,7 @@ import { HealthChecker } from './health/checker.js';
 import { healthMetricsHooks } from './health/metrics.js';
 import type { Logger } from './log.js';
 import { MetricsServer } from './metrics/http.js';
+import { registerProcessMetrics } from './metrics/process.js';
 
 interface Parts {
   config: DaemonConfig;
@@ -54,7 +55,7 @@ export class Daemon {
     );
 
     const registry = new Registry();
-    collectDefaultMetrics({ register: registry });
+    registerProcessMetrics(registry);
     registerCatalogMetrics(registry, catalog);
 
     const index = new AnswerIndex({ suffix: config.domain, ttl: config.ttl, loopbackSeesAll: config.loopbackSeesAll, othersSeeAll: config.othersSeeAll });
