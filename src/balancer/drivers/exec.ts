@@ -1,6 +1,8 @@
 // Runs a dataplane tool (nft), optionally inside a named network namespace, feeding a script on stdin.
 // The only place that spawns processes for drivers, so tests and the bench can see every call.
 import { spawn } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { delimiter, join } from 'node:path';
 import { VipdnsError } from '../../errors.js';
 
 export interface RunResult {
@@ -13,9 +15,30 @@ export interface Runner {
   (args: string[], input?: string): Promise<RunResult>;
 }
 
+const SYSTEM_DIRS = ['/usr/sbin', '/sbin', '/usr/bin', '/bin', '/usr/local/sbin'];
+
+/**
+ * Absolute path of a system tool. npm puts node_modules/.bin first on PATH, and an npm package may ship
+ * a binary of the same name (@vercel/nft ships `nft`), so those directories are never searched.
+ */
+export function resolveTool(tool: string, path = process.env['PATH'] ?? ''): string {
+  const dirs = [...path.split(delimiter).filter((d) => d && !d.includes('node_modules')), ...SYSTEM_DIRS];
+  for (const d of dirs) {
+    const p = join(d, tool);
+    try {
+      accessSync(p, constants.X_OK);
+      return p;
+    } catch {
+      // keep looking
+    }
+  }
+  return tool; // spawn reports ENOENT → code 127
+}
+
 /** `nft ARGS` or `ip netns exec NS nft ARGS`; a missing binary becomes code 127 with a clear stderr. */
 export function toolRunner(tool: string, netns?: string): Runner {
-  const argv0 = netns ? ['ip', 'netns', 'exec', netns, tool] : [tool];
+  const bin = resolveTool(tool);
+  const argv0 = netns ? [resolveTool('ip'), 'netns', 'exec', netns, bin] : [bin];
   return (args, input) =>
     new Promise((resolve) => {
       const child = spawn(argv0[0]!, [...argv0.slice(1), ...args], { stdio: ['pipe', 'pipe', 'pipe'] });

@@ -173,9 +173,9 @@ function renderBase(o: NftOptions, out: string[]): void {
   out.push(`add map ${t} ${MAPS.vips6} { type ipv6_addr . inet_proto . inet_service : verdict ; }`);
   out.push(`add map ${t} ${MAPS.published} { type inet_proto . inet_service : verdict ; }`);
   const rules = baseRules(o);
+  // All chains exist before any rule jumps to one.
+  for (const c of BASE_CHAINS) out.push(`add chain ${t} ${c}${c === 'services' ? '' : ` { ${HOOKS[c]} }`}`);
   for (const c of BASE_CHAINS) {
-    const hook = c === 'services' ? '' : ` { ${HOOKS[c]} }`;
-    out.push(`add chain ${t} ${c}${hook}`);
     out.push(`flush chain ${t} ${c}`);
     for (const r of rules[c]) out.push(`add rule ${t} ${c} ${r} comment "b:${h}"`);
   }
