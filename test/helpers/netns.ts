@@ -1,6 +1,6 @@
 // Network namespaces for root tests. Every name starts with `vipdns-t` and is unique per run; nothing
 // here ever touches the namespace the tests run in (all commands are `ip -n NS` / `ip netns exec NS`).
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 
@@ -32,7 +32,7 @@ export async function netnsUnavailable(): Promise<string | undefined> {
   } catch {
     return 'nft is not installed';
   }
-  const probe = `vipdns-t${randomBytes(3).toString('hex')}-probe`;
+  const probe = `${uniquePrefix()}-probe`;
   try {
     await sh('ip', ['netns', 'add', probe]);
   } catch (e) {
@@ -43,8 +43,53 @@ export async function netnsUnavailable(): Promise<string | undefined> {
   return undefined;
 }
 
+// Names carry the creating pid (`vipdns-t<pid36>-<rand>-<role>`), so a later run can tell a namespace
+// leaked by a killed worker (pid gone) from one a parallel suite is using right now.
+const PREFIX = /^vipdns-t([0-9a-z]+)-[0-9a-f]+-/;
+const mine = new Set<string>();
+
 export function uniquePrefix(): string {
-  return `vipdns-t${randomBytes(3).toString('hex')}`;
+  return `vipdns-t${process.pid.toString(36)}-${randomBytes(2).toString('hex')}`;
+}
+
+/** Registers a namespace for the synchronous last-resort cleanup at process exit. */
+export function track(ns: string): void {
+  mine.add(ns);
+}
+
+export function untrack(ns: string): void {
+  mine.delete(ns);
+}
+
+// After a test timeout the runner may exit without running teardown hooks: delete what is left, sync.
+process.on('exit', () => {
+  for (const ns of mine) {
+    try {
+      execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+    } catch {
+      // already gone
+    }
+  }
+});
+
+/** Deletes `vipdns-t…` namespaces whose creating process no longer exists. */
+export async function sweepStale(): Promise<string[]> {
+  const out = await sh('ip', ['netns', 'list']).catch(() => '');
+  const gone: string[] = [];
+  for (const line of out.split('\n')) {
+    const ns = line.split(' ')[0] ?? '';
+    const m = PREFIX.exec(ns);
+    if (!m) continue;
+    const pid = parseInt(m[1]!, 36);
+    try {
+      process.kill(pid, 0);
+      continue; // its creator is alive
+    } catch {
+      await sh('ip', ['netns', 'del', ns]).catch(() => {});
+      gone.push(ns);
+    }
+  }
+  return gone;
 }
 
 export interface Member {
@@ -78,9 +123,14 @@ export async function createTopology(prefix: string, nBackends: number): Promise
     backends,
     all,
     async destroy() {
-      for (const ns of all) await sh('ip', ['netns', 'del', ns]).catch(() => {});
+      for (const ns of all) {
+        await sh('ip', ['netns', 'del', ns]).catch(() => {});
+        untrack(ns);
+      }
     },
   };
+  await sweepStale();
+  for (const ns of all) track(ns);
   try {
     await sh('ip', ['netns', 'add', host]);
     const batch = [

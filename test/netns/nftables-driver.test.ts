@@ -8,7 +8,7 @@ import { NftablesDriver } from '../../src/balancer/drivers/nftables.js';
 import { plan } from '../../src/balancer/plan.js';
 import { Balancer } from '../../src/balancer/reconcile.js';
 import { CatalogBuilder } from '../helpers/catalog.js';
-import { netnsUnavailable, sh, uniquePrefix } from '../helpers/netns.js';
+import { netnsUnavailable, sh, sweepStale, track, uniquePrefix, untrack } from '../helpers/netns.js';
 
 const why = await netnsUnavailable();
 const NFT = resolveTool('nft');
@@ -61,6 +61,8 @@ if (why) {
   const quiet = { info() {}, warn() {}, error() {} };
 
   test.before(async () => {
+    await sweepStale();
+    track(ns);
     await sh('ip', ['netns', 'add', ns]);
     await nftIn(FOREIGN_NFT);
     const ipt = (...a: string[]) => sh('ip', ['netns', 'exec', ns, resolveTool('iptables'), ...a]);
@@ -71,6 +73,7 @@ if (why) {
 
   test.after.always(async () => {
     await sh('ip', ['netns', 'del', ns]).catch(() => {});
+    untrack(ns);
   });
 
   test.serial('probe: the kernel has everything the driver needs', async (t) => {
