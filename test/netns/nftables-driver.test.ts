@@ -96,34 +96,42 @@ if (why) {
     const desired = plan(c.state);
     t.true(isEmpty(diff(desired, await driver.observe(), driver)));
 
-    // Drift 1: a rule deleted from a unit chain, an element deleted, a foreign rule in our base chain,
-    // a stray chain in our table.
-    const listing = JSON.parse(await nft('-j', '-a', 'list', 'chain', 'inet', 'vipdns', 'vip-n/svc1/tcp/80')) as { nftables: { rule?: { handle: number } }[] };
-    const handle = listing.nftables.find((x) => x.rule)!.rule!.handle;
-    await nft('delete', 'rule', 'inet', 'vipdns', 'vip-n/svc1/tcp/80', 'handle', String(handle));
-    await nft('delete', 'element', 'inet', 'vipdns', 'vips4', '{ 10.0.9.3 . udp . 53 }');
+    // Drift 1: a backend element and a dispatch element deleted, a class chain flushed, a foreign rule in
+    // our base chain, a stray chain in our table.
+    await nft('delete', 'element', 'inet', 'vipdns', 't-v4-tcp-k3', '{ 10.0.9.3 . tcp . 80 . 1 }');
+    await nft('delete', 'element', 'inet', 'vipdns', 'vips4', '{ 10.0.9.4 . udp . 53 }');
+    await nft('flush', 'chain', 'inet', 'vipdns', 'c-v6-tcp-k3');
     await nft('add', 'rule', 'inet', 'vipdns', 'services', 'tcp', 'dport', '1', 'drop');
     await nft('add', 'chain', 'inet', 'vipdns', 'intruder');
     t.false(isEmpty(diff(desired, await driver.observe(), driver)));
     await b.resync();
-    t.is(b.status().repairs, 1);
+    t.is(b.status().repairs, 1, JSON.stringify(b.status().lastError));
     t.true(isEmpty(diff(desired, await driver.observe(), driver)), 'repaired');
-    t.false((await nft('list', 'table', 'inet', 'vipdns')).includes('intruder'));
+    const table = await nft('list', 'table', 'inet', 'vipdns');
+    t.false(table.includes('intruder'));
+    t.false(table.includes('dport 1 drop'));
 
-    // Drift 2: the whole table deleted.
+    // Drift 2: a backend element rewritten in place is seen (elements are read back exactly).
+    await nftIn('delete element inet vipdns t-v4-tcp-k3 { 10.0.9.2 . tcp . 80 . 0 }\nadd element inet vipdns t-v4-tcp-k3 { 10.0.9.2 . tcp . 80 . 0 : 192.0.2.99 . 80 }\n');
+    await b.resync();
+    t.is(b.status().repairs, 2);
+    t.false((await nft('list', 'map', 'inet', 'vipdns', 't-v4-tcp-k3')).includes('192.0.2.99'));
+
+    // Drift 3: the whole table deleted.
     await nft('delete', 'table', 'inet', 'vipdns');
     await b.resync();
     t.true(isEmpty(diff(desired, await driver.observe(), driver)), 'recreated');
 
-    // Drift 3: a rule replaced in place behind our comment is invisible to a normal resync,
-    // and repaired by the full one.
-    const l2 = JSON.parse(await nft('-j', '-a', 'list', 'chain', 'inet', 'vipdns', 'vip-n/svc2/tcp/80')) as { nftables: { rule?: { handle: number; comment: string } }[] };
+    // Drift 4: a class rule replaced behind our comment is invisible to a normal resync, and repaired
+    // by the full one.
+    const l2 = JSON.parse(await nft('-j', '-a', 'list', 'chain', 'inet', 'vipdns', 'c-v4-tcp-k3')) as { nftables: { rule?: { handle: number; comment: string } }[] };
     const r2 = l2.nftables.find((x) => x.rule)!.rule!;
-    await nft('replace', 'rule', 'inet', 'vipdns', 'vip-n/svc2/tcp/80', 'handle', String(r2.handle), 'meta', 'l4proto', 'tcp', 'dnat', 'ip', 'to', '192.0.2.99', 'comment', `"${r2.comment}"`);
+    await nft('replace', 'rule', 'inet', 'vipdns', 'c-v4-tcp-k3', 'handle', String(r2.handle), 'meta', 'l4proto', 'tcp', 'dnat', 'ip', 'to', '192.0.2.99', 'comment', `"${r2.comment}"`);
     await b.resync();
-    t.true((await nft('list', 'chain', 'inet', 'vipdns', 'vip-n/svc2/tcp/80')).includes('192.0.2.99'), 'normal resync trusts the comment');
+    t.true((await nft('list', 'chain', 'inet', 'vipdns', 'c-v4-tcp-k3')).includes('192.0.2.99'), 'normal resync trusts the comment');
     await b.resync(true);
-    t.false((await nft('list', 'chain', 'inet', 'vipdns', 'vip-n/svc2/tcp/80')).includes('192.0.2.99'), 'full resync rewrites it');
+    t.false((await nft('list', 'chain', 'inet', 'vipdns', 'c-v4-tcp-k3')).includes('192.0.2.99'), 'full resync rewrites it');
+    t.true(isEmpty(diff(desired, await driver.observe(), driver)));
 
     t.is(await foreign(), before, 'after drift repairs');
     await b.stop();
@@ -138,8 +146,8 @@ if (why) {
     b.update(c.snapshot());
     await b.start();
     const before = await nft('list', 'table', 'inet', 'vipdns');
-    // Hand the driver a diff the kernel must refuse (a chain that does not exist).
-    const bogus = { id: 'vip-gone', fingerprint: '', native: { chain: 'vip-gone', ruleHash: '', elements: [], hasChain: true } };
+    // Hand the driver a diff the kernel must refuse (an element that does not exist).
+    const bogus = { id: 'vip|192.0.2.1 . tcp . 1', fingerprint: '', native: { elements: [{ map: 'vips4', key: '192.0.2.1 . tcp . 1', value: 'goto c-none' }] } };
     const err = await t.throwsAsync(driver.apply({ base: false, add: [], change: [], remove: [bogus], unchanged: 0 }));
     t.is((err as { code?: string }).code, 'DATAPLANE_FAILED');
     t.regex(err!.message, /nft -f .*No such file or directory/);

@@ -1,18 +1,18 @@
-// nftables: `nft -j list table` output → ObservedState. Pure. We only trust what we can verify cheaply:
-// chain names, rule comments (which carry the hash of the rules we wrote), rule counts and map elements.
-// A rule edited in place behind a matching comment is caught by the periodic full resync instead.
-import { tryParseIp, formatIp } from '../../net/ip.js';
+// nftables: `nft -j list table` output → ObservedState. Pure. Units are rebuilt from map elements, which
+// are data the kernel returns exactly, so any edited, missing or extra element shows as a changed
+// fingerprint. Rules (scaffolding, class chains) are verified by count and by the hash in their comment.
+import { formatIp, tryParseIp } from '../../net/ip.js';
 import type { ObservedState, ObservedUnit } from '../types.js';
-import type { ElementRef, MapName, NftOptions, NftUnitNative } from './nftables-render.js';
-import { BASE_CHAINS, MAPS, baseHash, baseRuleCounts, fingerprintOf, isUnitChain } from './nftables-render.js';
+import type { Elem, NftOptions, NftUnitNative } from './nftables-render.js';
+import { BASE_CHAINS, CLASS_RE, DISPATCH, baseHash, baseRuleCounts, classComment, classMap, classOf, fingerprintOf } from './nftables-render.js';
 
-interface JChain { name: string; table: string; hook?: string; type?: string; prio?: number }
+interface JChain { name: string; table: string; hook?: string }
 interface JRule { chain: string; table: string; comment?: string }
-interface JMap { name: string; table: string; type?: unknown; elem?: unknown[] }
+interface JMap { name: string; table: string; elem?: unknown[] }
 
-const MAP_NAMES = new Set<string>(Object.values(MAPS));
+const DISPATCH_MAPS = new Set<string>(Object.values(DISPATCH));
 
-function canonicalKeyPart(v: unknown): string {
+function canonicalPart(v: unknown): string {
   if (typeof v === 'number') return String(v);
   if (typeof v === 'string') {
     const a = tryParseIp(v);
@@ -21,17 +21,26 @@ function canonicalKeyPart(v: unknown): string {
   return JSON.stringify(v);
 }
 
-/** `[{concat:[ip,proto,port]}, {goto:{target}}]` → key text and target chain. */
-function parseElement(e: unknown): { key: string; target: string | undefined } | undefined {
-  if (!Array.isArray(e) || e.length !== 2) return undefined;
-  const [k, v] = e as [unknown, unknown];
-  const parts = (k as { concat?: unknown[] })?.concat;
-  const key = Array.isArray(parts) ? parts.map(canonicalKeyPart).join(' . ') : canonicalKeyPart(k);
-  const verdict = v as { goto?: { target?: string }; jump?: { target?: string } };
-  return { key, target: verdict?.goto?.target ?? verdict?.jump?.target };
+function concatText(v: unknown): string[] {
+  const parts = (v as { concat?: unknown[] } | undefined)?.concat;
+  return Array.isArray(parts) ? parts.map(canonicalPart) : [canonicalPart(v)];
 }
 
-export function parseObserved(json: string, o: NftOptions): ObservedState {
+function verdictText(v: unknown): string {
+  const x = v as { goto?: { target?: string }; jump?: { target?: string } };
+  if (x?.goto?.target) return `goto ${x.goto.target}`;
+  if (x?.jump?.target) return `jump ${x.jump.target}`;
+  return JSON.stringify(v);
+}
+
+export interface Observed extends ObservedState {
+  /** Class chains found intact (one rule, our comment, their map present). */
+  knownClasses: Set<string>;
+  /** Class maps present. */
+  knownMaps: Set<string>;
+}
+
+export function parseObserved(json: string, o: NftOptions): Observed {
   const doc = JSON.parse(json) as { nftables?: Record<string, unknown>[] };
   const chains = new Map<string, JChain>();
   const rules = new Map<string, JRule[]>();
@@ -46,59 +55,74 @@ export function parseObserved(json: string, o: NftOptions): ObservedState {
       let l = rules.get(r.chain);
       if (!l) rules.set(r.chain, (l = []));
       l.push(r);
-    } else if ('map' in item) {
-      const m = item.map as JMap;
+    } else if ('map' in item || 'set' in item) {
+      const m = (item.map ?? item.set) as JMap;
       if (m.table === o.table) maps.set(m.name, m);
     }
   }
 
-  // Scaffolding: maps present, hooked chains present, each base chain holding exactly our rules.
+  // Scaffolding: dispatch maps and base chains present, each base chain holding exactly our rules.
   let base: ObservedState['base'] = 'ok';
   const counts = baseRuleCounts(o);
   const bh = `b:${baseHash(o)}`;
-  const missing = [...MAP_NAMES].some((m) => !maps.has(m)) || BASE_CHAINS.some((c) => !chains.has(c));
-  if (missing) base = chains.size === 0 && maps.size === 0 ? 'missing' : 'drifted';
-  else {
+  if ([...DISPATCH_MAPS].some((m) => !maps.has(m)) || BASE_CHAINS.some((c) => !chains.has(c))) {
+    base = chains.size === 0 && maps.size === 0 ? 'missing' : 'drifted';
+  } else {
     for (const c of BASE_CHAINS) {
       const rs = rules.get(c) ?? [];
       if (rs.length !== counts[c] || rs.some((r) => r.comment !== bh)) base = 'drifted';
-      if (c !== 'services' && chains.get(c)?.hook !== c) base = 'drifted';
+      if ((c === 'prerouting' || c === 'output' || c === 'postrouting') && chains.get(c)?.hook !== c) base = 'drifted';
     }
   }
 
-  // Elements grouped by the chain they point at.
-  const elsByChain = new Map<string, ElementRef[]>();
-  const strays: ElementRef[] = [];
-  for (const name of MAP_NAMES) {
-    for (const e of maps.get(name)?.elem ?? []) {
-      const p = parseElement(e);
-      if (!p) continue;
-      const ref: ElementRef = { map: name as MapName, key: p.key };
-      if (p.target && isUnitChain(p.target)) {
-        let l = elsByChain.get(p.target);
-        if (!l) elsByChain.set(p.target, (l = []));
-        l.push(ref);
-      } else strays.push(ref);
-    }
-  }
-
-  const units = new Map<string, ObservedUnit>();
+  const knownClasses = new Set<string>();
   for (const name of chains.keys()) {
-    if ((BASE_CHAINS as readonly string[]).includes(name)) continue;
+    const c = classOf(name);
+    if (!c) continue;
     const rs = rules.get(name) ?? [];
-    const elements = elsByChain.get(name) ?? [];
-    // Every rule carries `h:<hash>:<count>`; anything else means someone touched the chain.
-    let ruleHash = '';
-    const m = /^h:([A-Za-z0-9_-]+):(\d+)$/.exec(rs[0]?.comment ?? '');
-    if (m && Number(m[2]) === rs.length && rs.every((r) => r.comment === rs[0]!.comment)) ruleHash = m[1]!;
-    const native: NftUnitNative = { chain: name, ruleHash, elements, hasChain: true };
-    // Chains that are not unit chains are strays in our own table: observed under their name, so removed.
-    const fingerprint = ruleHash && isUnitChain(name) ? fingerprintOf(ruleHash, elements) : '';
-    units.set(name, { id: name, fingerprint, native });
+    if (rs.length === 1 && rs[0]!.comment === classComment(c, o) && maps.has(classMap(c))) knownClasses.add(name);
   }
-  if (strays.length) {
-    const native: NftUnitNative = { chain: '', ruleHash: '', elements: strays, hasChain: false };
-    units.set('#stray-elements', { id: '#stray-elements', fingerprint: '', native });
+
+  const units = new Map<string, ObservedUnit & { native: NftUnitNative }>();
+  const unit = (id: string) => {
+    let u = units.get(id);
+    if (!u) units.set(id, (u = { id, fingerprint: '', native: { elements: [] } }));
+    return u;
+  };
+  const broken = new Set<string>(); // units dispatching to a chain that is not an intact class chain
+  for (const [name, m] of maps) {
+    const dispatch = DISPATCH_MAPS.has(name);
+    const cls = CLASS_RE.exec(name);
+    if (!dispatch && !(cls && name.startsWith('t-'))) {
+      if (!name.startsWith('vipdns-probe')) unit(`map|${name}`).native.stray = { map: name };
+      continue;
+    }
+    const kind = dispatch ? (name.startsWith('vips') ? 'vip' : 'pub') : cls![1]!.startsWith('v') ? 'vip' : 'pub';
+    for (const e of m.elem ?? []) {
+      if (!Array.isArray(e) || e.length !== 2) continue;
+      const keyParts = concatText(e[0]);
+      let elem: Elem;
+      let id: string;
+      if (dispatch) {
+        elem = { map: name, key: keyParts.join(' . '), value: verdictText(e[1]) };
+        id = `${kind}|${elem.key}`;
+        const target = elem.value.startsWith('goto ') ? elem.value.slice(5) : '';
+        if (target !== 'c-none' && !knownClasses.has(target)) broken.add(id);
+      } else {
+        elem = { map: name, key: keyParts.join(' . '), value: concatText(e[1]).join(' . ') };
+        id = `${kind}|${keyParts.slice(0, -1).join(' . ')}`;
+      }
+      unit(id).native.elements.push(elem);
+    }
   }
-  return { base, units };
+  for (const name of chains.keys()) {
+    if ((BASE_CHAINS as readonly string[]).includes(name) || classOf(name)) continue;
+    unit(`chain|${name}`).native.stray = { chain: name };
+  }
+  for (const u of units.values()) {
+    if (u.native.stray || broken.has(u.id)) continue;
+    u.fingerprint = fingerprintOf(u.native.elements);
+  }
+  const knownMaps = new Set([...maps.keys()].filter((m) => m.startsWith('t-') && CLASS_RE.test(m)));
+  return { base, units, knownClasses, knownMaps };
 }

@@ -4,7 +4,7 @@
 import type { ApplyResult, CleanupResult, DataplaneDriver, Diff, ObservedState, ObservedUnit, ProbeResult, Unit } from '../types.js';
 import { toolError, toolRunner, type Runner } from './exec.js';
 import { parseObserved } from './nftables-observe.js';
-import { DEFAULT_NFT_OPTIONS, fingerprintOf, renderDiff, renderUnit, type NftOptions } from './nftables-render.js';
+import { DEFAULT_NFT_OPTIONS, fingerprintOf, renderDiff, unitElements, unitId, type NftOptions, type NftUnitNative } from './nftables-render.js';
 import { probeNftables } from './supported.js';
 
 export interface NftablesDriverOptions extends Partial<NftOptions> {
@@ -18,6 +18,9 @@ export class NftablesDriver implements DataplaneDriver {
   readonly name = 'nftables' as const;
   readonly options: NftOptions;
   private readonly nft: Runner;
+  /** Class chains known intact: from the last observe, plus those our own transactions created. */
+  private knownClasses = new Set<string>();
+  private knownMaps = new Set<string>();
 
   constructor(opts: NftablesDriverOptions = {}) {
     this.options = {
@@ -32,24 +35,36 @@ export class NftablesDriver implements DataplaneDriver {
   }
 
   expect(u: Unit): ObservedUnit {
-    const { native } = renderUnit(u, this.options);
-    return { id: native.chain, fingerprint: fingerprintOf(native.ruleHash, native.elements), native };
+    const elements = unitElements(u);
+    const native: NftUnitNative = { elements };
+    return { id: unitId(u), fingerprint: fingerprintOf(elements), native };
   }
 
   async observe(): Promise<ObservedState> {
     const r = await this.nft(['-j', 'list', 'table', 'inet', this.options.table]);
     if (r.code !== 0) {
-      if (/No such file or directory/.test(r.stderr)) return { base: 'missing', units: new Map() };
+      if (/No such file or directory/.test(r.stderr)) {
+        this.knownClasses = new Set();
+        this.knownMaps = new Set();
+        return { base: 'missing', units: new Map() };
+      }
       throw toolError(`nft list table inet ${this.options.table}`, r);
     }
-    return parseObserved(r.stdout, this.options);
+    const { base, units, knownClasses, knownMaps } = parseObserved(r.stdout, this.options);
+    this.knownClasses = knownClasses;
+    this.knownMaps = knownMaps;
+    return { base, units };
   }
 
   async apply(d: Diff): Promise<ApplyResult> {
-    const { text, ops } = renderDiff(d, this.options);
+    const { text, ops, classes } = renderDiff(d, this.options, { knownClasses: this.knownClasses, knownMaps: this.knownMaps });
     if (ops === 0) return { ops: 0 };
     const r = await this.nft(['-f', '-'], text);
     if (r.code !== 0) throw toolError('nft -f (dataplane transaction)', r);
+    for (const c of classes) {
+      this.knownClasses.add(c);
+      this.knownMaps.add(`t-${c.slice(2)}`);
+    }
     return { ops };
   }
 
