@@ -15,9 +15,36 @@ export interface Plan extends DesiredState {
   warnings: string[];
 }
 
+// Parsing addresses dominates a large plan; the same task addresses come back every time.
+const canon = new Map<string, { ip: string; family: Family } | null>();
+
 function canonical(ip: string): { ip: string; family: Family } | undefined {
-  const a = tryParseIp(ip);
-  return a ? { ip: formatIp(a), family: a.family } : undefined;
+  let c = canon.get(ip);
+  if (c === undefined) {
+    const a = tryParseIp(ip);
+    c = a ? { ip: formatIp(a), family: a.family } : null;
+    if (canon.size > 1_000_000) canon.clear();
+    canon.set(ip, c);
+  }
+  return c ?? undefined;
+}
+
+function sameBackends(a: Backend[], b: Backend[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i]!;
+    const y = b[i]!;
+    if (x.ip !== y.ip || x.port !== y.port || x.weight !== y.weight || x.task !== y.task || x.draining !== y.draining) return false;
+  }
+  return true;
+}
+
+function sameVip(a: VirtualService, b: VirtualService): boolean {
+  return a.vip === b.vip && a.fwmark === b.fwmark && a.scheduler === b.scheduler && sameBackends(a.backends, b.backends);
+}
+
+function samePublished(a: PublishedPort, b: PublishedPort): boolean {
+  return a.service === b.service && a.fwmark === b.fwmark && a.targetPort === b.targetPort && sameBackends(a.backends, b.backends);
 }
 
 function byIpPort(a: Backend, b: Backend): number {
@@ -41,7 +68,11 @@ function vipPorts(svc: Service): { protocol: 'tcp' | 'udp'; port: number }[] {
   return out;
 }
 
-export function plan(state: CatalogState, opts: PlanOptions = {}): Plan {
+/**
+ * `previous` (the last plan) lets unchanged units keep their object identity, so consumers can memoise
+ * per unit (drivers cache what they render) and a change costs what it touches, not the catalog.
+ */
+export function plan(state: CatalogState, opts: PlanOptions = {}, previous?: DesiredState): Plan {
   const warnings: string[] = [];
   const tasksBySvc = new Map<string, Task[]>();
   for (const t of Object.values(state.tasks)) {
@@ -109,7 +140,20 @@ export function plan(state: CatalogState, opts: PlanOptions = {}): Plan {
     }
   }
   services.sort(byKey);
-  return { services, published: [...published.values()].sort(byKey), warnings };
+  const pubs = [...published.values()].sort(byKey);
+  if (previous) {
+    const pv = new Map(previous.services.map((x) => [x.key, x]));
+    const pp = new Map(previous.published.map((x) => [x.key, x]));
+    for (let i = 0; i < services.length; i++) {
+      const old = pv.get(services[i]!.key);
+      if (old && sameVip(old, services[i]!)) services[i] = old;
+    }
+    for (let i = 0; i < pubs.length; i++) {
+      const old = pp.get(pubs[i]!.key);
+      if (old && samePublished(old, pubs[i]!)) pubs[i] = old;
+    }
+  }
+  return { services, published: pubs, warnings };
 }
 
 /** One address per task and family: the first attached network (in attachment order) that has one. */

@@ -74,6 +74,7 @@ export class Balancer {
   private catalog: CatalogState | undefined;
   private observed: ObservedState | undefined; // kernel as read, then as we last applied it
   private applied: DesiredState | undefined; // with drain bookkeeping
+  private planned: DesiredState | undefined; // last plan, before draining: lets unchanged units keep identity
   private running = false;
   private adopted = false;
   private inflight: Promise<void> | undefined;
@@ -195,7 +196,8 @@ export class Balancer {
     const t0 = performance.now();
     const report: SyncReport = { reason, ms: 0, ops: 0, added: 0, changed: 0, removed: 0, unchanged: 0, base: false };
     try {
-      const planned = plan(this.catalog, this.planOpts);
+      const planned = plan(this.catalog, this.planOpts, this.planned);
+      this.planned = planned;
       if (planned.warnings.join('\n') !== this.warnings.join('\n')) for (const w of planned.warnings) this.log.warn({ driver: this.driver.name }, w);
       this.warnings = planned.warnings;
       const { state, nextExpiry } = withDraining(this.applied, { services: planned.services, published: planned.published }, this.now(), this.drainMs);

@@ -24,7 +24,7 @@ export const DEFAULT_NFT_OPTIONS: NftOptions = { table: 'vipdns', masqueradeMark
 
 export const DISPATCH = { vips4: 'vips4', vips6: 'vips6', published4: 'published4', published6: 'published6' } as const;
 export const BASE_CHAINS = ['prerouting', 'output', 'postrouting', 'services', 'c-none'] as const;
-/** More slots than this per unit would bloat maps; larger weights are scaled down. */
+/** Slots per unit beyond this would bloat maps: larger weights are scaled down (one slot per backend at least). */
 export const MAX_SLOTS = 256;
 
 export type ClassKind = 'v4' | 'v6' | 'p4' | 'p6';
@@ -75,7 +75,15 @@ export function slots(backends: Backend[]): Backend[] {
   const g = active.reduce((acc, b) => gcd(acc, b.weight), 0);
   let w = active.map((b) => b.weight / g);
   const total = w.reduce((a, b) => a + b, 0);
-  if (total > MAX_SLOTS) w = w.map((x) => Math.max(1, Math.floor((x * MAX_SLOTS) / total)));
+  if (total > MAX_SLOTS) {
+    // Scale down, keeping every backend at least one slot, then trim the largest to fit.
+    w = w.map((x) => Math.max(1, Math.floor((x * MAX_SLOTS) / total)));
+    for (let sum = w.reduce((a, b) => a + b, 0); sum > MAX_SLOTS; sum--) {
+      const i = w.indexOf(Math.max(...w));
+      if (w[i]! <= 1) break; // more backends than slots: every one keeps its single slot
+      w[i]!--;
+    }
+  }
   const W = w.reduce((a, b) => a + b, 0);
   const current = w.map(() => 0);
   const out: Backend[] = [];

@@ -21,6 +21,7 @@ export class NftablesDriver implements DataplaneDriver {
   /** Class chains known intact: from the last observe, plus those our own transactions created. */
   private knownClasses = new Set<string>();
   private knownMaps = new Set<string>();
+  private readonly expected = new WeakMap<object, ObservedUnit>();
 
   constructor(opts: NftablesDriverOptions = {}) {
     this.options = {
@@ -35,9 +36,16 @@ export class NftablesDriver implements DataplaneDriver {
   }
 
   expect(u: Unit): ObservedUnit {
+    // Memoised per unit object: the planner keeps identity for unchanged units, so a sync renders only
+    // what changed. Safe because units are never mutated once planned.
+    const obj = u.kind === 'vip' ? u.vip : u.published;
+    const hit = this.expected.get(obj);
+    if (hit) return hit;
     const elements = unitElements(u);
     const native: NftUnitNative = { elements };
-    return { id: unitId(u), fingerprint: fingerprintOf(elements), native };
+    const e = { id: unitId(u), fingerprint: fingerprintOf(elements), native };
+    this.expected.set(obj, e);
+    return e;
   }
 
   async observe(): Promise<ObservedState> {
