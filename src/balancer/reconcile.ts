@@ -10,7 +10,8 @@ import type { CatalogState } from '../catalog/model.js';
 import { errorMessage, isVipdnsError } from '../errors.js';
 import { diff, isEmpty } from './diff.js';
 import { withDraining } from './drain.js';
-import { plan, type PlanOptions } from './plan.js';
+import { incrementalDiff } from './incremental.js';
+import { TaskIndex, plan, replan, type Plan, type PlanOptions } from './plan.js';
 import type { DataplaneDriver, DesiredState, Diff, Logger, ObservedState } from './types.js';
 
 export interface BalancerOptions {
@@ -28,6 +29,16 @@ export interface BalancerOptions {
   now?: () => number;
   /** Called after every sync attempt (metrics hook). */
   onSync?: (r: SyncReport) => void;
+}
+
+/**
+ * What changed since the previous update(), from the catalog's events: services whose definition changed
+ * (added, updated, removed) and tasks that were added, removed or updated. Anything missing here is picked
+ * up by the next periodic resync, which re-plans everything.
+ */
+export interface ChangeHint {
+  services?: Iterable<string>;
+  tasks?: Iterable<string>;
 }
 
 export type SyncReason = 'update' | 'resync' | 'full-resync' | 'drain' | 'retry';
@@ -74,7 +85,9 @@ export class Balancer {
   private catalog: CatalogState | undefined;
   private observed: ObservedState | undefined; // kernel as read, then as we last applied it
   private applied: DesiredState | undefined; // with drain bookkeeping
-  private planned: DesiredState | undefined; // last plan, before draining: lets unchanged units keep identity
+  private planned: Plan | undefined; // last plan, before draining: lets unchanged units keep identity
+  private dirty: Set<string> | 'all' = 'all'; // services changed since the last plan
+  private index: TaskIndex | undefined; // service → tasks, for re-planning a few services
   private running = false;
   private adopted = false;
   private inflight: Promise<void> | undefined;
@@ -82,6 +95,7 @@ export class Balancer {
   private coalesceTimer: NodeJS.Timeout | undefined;
   private resyncTimer: NodeJS.Timeout | undefined;
   private drainTimer: NodeJS.Timeout | undefined;
+  private drainAt: number | undefined; // when the pending drain timer fires
   private retryTimer: NodeJS.Timeout | undefined;
   private resyncCount = 0;
   private failures = 0;
@@ -128,9 +142,19 @@ export class Balancer {
     await this.inflight;
   }
 
-  /** New catalog state; bursts within coalesceMs become one sync. */
-  update(state: CatalogState): void {
+  /**
+   * New catalog state; bursts within coalesceMs become one sync. With `changed`, only the services it
+   * names (directly or through their tasks) are re-planned; without it (or when a network changed: pass
+   * nothing) everything is.
+   */
+  update(state: CatalogState, changed?: ChangeHint): void {
     this.catalog = state;
+    if (!changed || !this.index) this.dirty = 'all';
+    if (changed && this.index) {
+      const dirty = this.dirty === 'all' ? undefined : this.dirty;
+      for (const s of changed.services ?? []) dirty?.add(s);
+      for (const id of changed.tasks ?? []) for (const s of this.index.touch(state, id)) dirty?.add(s);
+    }
     if (!this.running || this.coalesceTimer) return;
     this.coalesceTimer = setTimeout(() => {
       this.coalesceTimer = undefined;
@@ -196,18 +220,32 @@ export class Balancer {
     const t0 = performance.now();
     const report: SyncReport = { reason, ms: 0, ops: 0, added: 0, changed: 0, removed: 0, unchanged: 0, base: false };
     try {
-      const planned = plan(this.catalog, this.planOpts, this.planned);
+      // Resyncs re-plan everything: a cheap guard against a wrong change hint.
+      const hinted = this.dirty === 'all' ? undefined : this.dirty;
+      const full = !hinted || !this.planned || reason === 'resync' || reason === 'full-resync';
+      if (full) this.index = new TaskIndex(this.catalog);
+      const planned = full ? plan(this.catalog, this.planOpts, this.planned) : replan(this.catalog, this.planOpts, this.planned!, hinted!, this.index);
       this.planned = planned;
+      this.dirty = new Set();
       if (planned.warnings.join('\n') !== this.warnings.join('\n')) for (const w of planned.warnings) this.log.warn({ driver: this.driver.name }, w);
       this.warnings = planned.warnings;
-      const { state, nextExpiry } = withDraining(this.applied, { services: planned.services, published: planned.published }, this.now(), this.drainMs);
 
       const reread = reason === 'resync' || reason === 'full-resync' || reason === 'retry' || !this.observed;
       if (reread) {
         this.observed = await this.driver.observe();
         this.adopted = true;
       }
-      const d = diff(state, this.observed!, this.driver, { force: reason === 'full-resync' });
+      let state: DesiredState;
+      let d: Diff;
+      let nextExpiry: number | undefined;
+      if (!full && !reread && reason === 'update' && this.applied) {
+        // Fast path: only the touched services' units are drained, diffed and spliced in.
+        ({ state, diff: d, nextExpiry } = incrementalDiff(this.applied, planned, this.observed!, this.driver, hinted!, this.now(), this.drainMs));
+        nextExpiry = minDefined(nextExpiry, this.drainAt);
+      } else {
+        ({ state, nextExpiry } = withDraining(this.applied, { services: planned.services, published: planned.published }, this.now(), this.drainMs));
+        d = diff(state, this.observed!, this.driver, { force: reason === 'full-resync' });
+      }
       Object.assign(report, { added: d.add.length, changed: d.change.length, removed: d.remove.length, unchanged: d.unchanged, base: d.base });
       if (!isEmpty(d)) {
         const r = await this.driver.apply(d);
@@ -257,6 +295,7 @@ export class Balancer {
   private scheduleDrain(at: number | undefined): void {
     if (this.drainTimer) clearTimeout(this.drainTimer);
     this.drainTimer = undefined;
+    this.drainAt = at;
     if (at === undefined || !this.running) return;
     this.drainTimer = setTimeout(() => this.request('drain'), Math.max(0, at - this.now()) + 5);
     this.drainTimer.unref?.();
@@ -286,4 +325,8 @@ const RANK: Record<SyncReason, number> = { update: 0, drain: 0, resync: 1, retry
 
 function stronger(a: SyncReason | undefined, b: SyncReason): SyncReason {
   return a === undefined || RANK[b] > RANK[a] ? b : a;
+}
+
+function minDefined(a: number | undefined, b: number | undefined): number | undefined {
+  return a === undefined ? b : b === undefined ? a : Math.min(a, b);
 }

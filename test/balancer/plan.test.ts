@@ -80,3 +80,35 @@ test('duplicate target ports collapse into one VIP port', (t) => {
   t.is(p.services.length, 1);
   t.deepEqual(p.published.map((x) => x.key), ['tcp/8080', 'tcp/8081']);
 });
+
+test('replan of the changed services equals a full plan, and keeps identity of the rest', async (t) => {
+  const { replan } = await import('../../src/balancer/plan.js');
+  const c = new CatalogBuilder().network('n', '10.0.9.0/24');
+  for (let i = 0; i < 20; i++) {
+    c.service({ name: `s${i}`, vips: { n: `10.0.9.${i + 2}` }, ports: [{ protocol: 'tcp', target: 80, published: 8000 + i }] });
+    for (let j = 0; j < 3; j++) c.task(`s${i}`, { n: `10.0.9.${100 + i * 3 + j}` }, 'healthy', `s${i}-${j}`);
+  }
+  const before = plan(c.state);
+  // A task replaced in s3, s5 removed, s21 added (with a port of its own), s7 unhealthy task.
+  c.removeTask('s3-1').task('s3', { n: '10.0.9.250' }, 'healthy', 's3-9');
+  delete c.state.services['s5'];
+  for (let j = 0; j < 3; j++) c.removeTask(`s5-${j}`);
+  c.service({ name: 's21', vips: { n: '10.0.9.60' }, ports: [{ protocol: 'udp', target: 53, published: 5353 }] }).task('s21', { n: '10.0.9.61' });
+  c.state.tasks['s7-0']!.health = 'unhealthy';
+  const changed = new Set(['s3', 's5', 's21', 's7']);
+  const inc = replan(c.state, {}, before, changed);
+  t.deepEqual(inc, plan(c.state));
+  t.is(inc.services.find((s) => s.service === 's1'), before.services.find((s) => s.service === 's1'), 'untouched unit: same object');
+});
+
+test('replan falls back to a full plan when a published port becomes contested', async (t) => {
+  const { replan } = await import('../../src/balancer/plan.js');
+  const c = new CatalogBuilder()
+    .network('n', '10.0.9.0/24')
+    .service({ name: 'a', vips: { n: '10.0.9.2' }, ports: [{ protocol: 'tcp', target: 80, published: 8080 }] });
+  const before = plan(c.state);
+  c.service({ name: 'b', vips: { n: '10.0.9.3' }, ports: [{ protocol: 'tcp', target: 80, published: 8080 }] });
+  const inc = replan(c.state, {}, before, new Set(['b']));
+  t.deepEqual(inc, plan(c.state));
+  t.is(inc.warnings.length, 1);
+});

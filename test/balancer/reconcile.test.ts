@@ -159,3 +159,25 @@ test('createDriver: none, non-root auto → none with a clear line, explicit kin
   t.is(withIpvs.driver.name, 'ipvs');
   t.true(lines.length >= 2);
 });
+
+test('change hints re-plan only what they name; a resync re-plans everything', async (t) => {
+  const drv = new FakeDriver();
+  const b = new Balancer({ driver: drv, logger: quiet, resyncIntervalMs: 0, drainMs: 0 });
+  const c = world().service({ name: 'z', vips: { n: '10.0.9.9' } });
+  b.update(c.snapshot());
+  await b.start();
+  c.task('a', { n: '10.0.9.13' }, 'healthy', 'a3'); // hinted
+  c.task('z', { n: '10.0.9.40' }, 'healthy', 'z1'); // not hinted: invisible until the resync
+  b.update(c.snapshot(), { tasks: ['a3'] });
+  await b.syncNow();
+  t.is(drv.kernel.get('vip:n/a/tcp/80')?.fingerprint, '10.0.9.11/1,10.0.9.12/1,10.0.9.13/1');
+  t.is(drv.kernel.get('vip:n/z/tcp/80')?.fingerprint, '');
+  await b.resync();
+  t.is(drv.kernel.get('vip:n/z/tcp/80')?.fingerprint, '10.0.9.40/1');
+  // A removed service, named.
+  delete c.state.services['z'];
+  b.update(c.snapshot(), { services: ['z'], tasks: ['z1'] });
+  await b.syncNow();
+  t.false(drv.kernel.has('vip:n/z/tcp/80'));
+  await b.stop();
+});
