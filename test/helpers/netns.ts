@@ -43,13 +43,14 @@ export async function netnsUnavailable(): Promise<string | undefined> {
   return undefined;
 }
 
-// Names carry the creating pid (`vipdns-t<pid36>-<rand>-<role>`), so a later run can tell a namespace
-// leaked by a killed worker (pid gone) from one a parallel suite is using right now.
-const PREFIX = /^vipdns-t([0-9a-z]+)-[0-9a-f]+-/;
+// Names carry the creating pid (`vipdns-tlb<pid36>-<rand4>-<role>`), so a later run can tell a namespace
+// leaked by a killed worker (pid gone) from one a parallel suite is using right now. The `lb` marker keeps
+// the sweep away from other suites' `vipdns-t…` namespaces.
+const PREFIX = /^vipdns-tlb([0-9a-z]+)-[0-9a-f]{4}-/;
 const mine = new Set<string>();
 
 export function uniquePrefix(): string {
-  return `vipdns-t${process.pid.toString(36)}-${randomBytes(2).toString('hex')}`;
+  return `vipdns-tlb${process.pid.toString(36)}-${randomBytes(2).toString('hex')}`;
 }
 
 /** Registers a namespace for the synchronous last-resort cleanup at process exit. */
