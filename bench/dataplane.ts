@@ -77,6 +77,7 @@ interface Row {
   chgCpu: number; // nft's CPU for that transaction
   e2eWall: number; // Balancer: re-plan of the changed service + drain + diff + transaction
   e2eFullWall: number; // the same with a full re-plan (no change hint)
+  e2eJsCpu: number; // CPU of this process for the hinted change
 }
 
 async function measure(size: number): Promise<Row> {
@@ -129,13 +130,17 @@ async function measure(size: number): Promise<Row> {
     await balancer.start();
     const e2e: number[] = [];
     const e2eFull: number[] = [];
+    const jsCpu: number[] = []; // our own process: re-plan, drain, diff, render, spawn
     for (let r = 0; r < REPEAT; r++) {
       const name = `svc${r % size}`;
       state.tasks[`${name}.1`]!.addresses['n'] = ip((251 << 16) + r);
       t0 = performance.now();
+      const c0 = process.cpuUsage();
       balancer.update({ ...state, revision: 2 * r + 1 }, { tasks: [`${name}.1`] }); // the catalog names what changed
       await balancer.syncNow();
       e2e.push(since(t0));
+      const cu = process.cpuUsage(c0);
+      jsCpu.push((cu.user + cu.system) / 1000);
       state.tasks[`${name}.2`]!.addresses['n'] = ip((252 << 16) + r);
       t0 = performance.now();
       balancer.update({ ...state, revision: 2 * r + 2 }); // no hint: full re-plan
@@ -145,7 +150,7 @@ async function measure(size: number): Promise<Row> {
     await balancer.stop();
     if (balancer.status().errors) throw new Error(`balancer errors: ${JSON.stringify(balancer.status().lastError)}`);
     await driver.cleanup();
-    return { size, fullWall, fullCpu, txnKiB, observeWall, chgWall: median(wall), chgCpu: median(cpus), e2eWall: median(e2e), e2eFullWall: median(e2eFull) };
+    return { size, fullWall, fullCpu, txnKiB, observeWall, chgWall: median(wall), chgCpu: median(cpus), e2eWall: median(e2e), e2eFullWall: median(e2eFull), e2eJsCpu: median(jsCpu) };
   } finally {
     execFileSync('ip', ['netns', 'del', ns]);
   }
@@ -160,9 +165,9 @@ for (const n of SIZES) rows.push(await measure(n));
 
 const f = (x: number) => x.toFixed(1);
 console.log(`\nnftables dataplane: ${BACKENDS} backends per service; one-change figures are medians of ${REPEAT}\n`);
-console.log('| services | full sync wall ms | full sync nft CPU ms | full txn KiB | observe wall ms | 1 change: diff+nft wall ms | 1 change: nft CPU ms | 1 change via Balancer, hinted ms | 1 change via Balancer, full re-plan ms |');
-console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
-for (const r of rows) console.log(`| ${r.size} | ${f(r.fullWall)} | ${f(r.fullCpu)} | ${f(r.txnKiB)} | ${f(r.observeWall)} | ${f(r.chgWall)} | ${f(r.chgCpu)} | ${f(r.e2eWall)} | ${f(r.e2eFullWall)} |`);
+console.log('| services | full sync wall ms | full sync nft CPU ms | full txn KiB | observe wall ms | 1 change: diff+nft wall ms | 1 change: nft CPU ms | 1 change via Balancer, hinted ms | of which vipdns CPU ms | 1 change via Balancer, full re-plan ms |');
+console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+for (const r of rows) console.log(`| ${r.size} | ${f(r.fullWall)} | ${f(r.fullCpu)} | ${f(r.txnKiB)} | ${f(r.observeWall)} | ${f(r.chgWall)} | ${f(r.chgCpu)} | ${f(r.e2eWall)} | ${f(r.e2eJsCpu)} | ${f(r.e2eFullWall)} |`);
 if (rows.length >= 2) {
   const a = rows[0]!;
   const b = rows[rows.length - 1]!;
