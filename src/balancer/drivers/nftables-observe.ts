@@ -1,0 +1,128 @@
+// nftables: `nft -j list table` output → ObservedState. Pure. Units are rebuilt from map elements, which
+// are data the kernel returns exactly, so any edited, missing or extra element shows as a changed
+// fingerprint. Rules (scaffolding, class chains) are verified by count and by the hash in their comment.
+import { formatIp, tryParseIp } from '../../net/ip.js';
+import type { ObservedState, ObservedUnit } from '../types.js';
+import type { Elem, NftOptions, NftUnitNative } from './nftables-render.js';
+import { BASE_CHAINS, CLASS_RE, DISPATCH, baseHash, baseRuleCounts, classComment, classMap, classOf, fingerprintOf } from './nftables-render.js';
+
+interface JChain { name: string; table: string; hook?: string }
+interface JRule { chain: string; table: string; comment?: string }
+interface JMap { name: string; table: string; elem?: unknown[] }
+
+const DISPATCH_MAPS = new Set<string>(Object.values(DISPATCH));
+
+function canonicalPart(v: unknown): string {
+  if (typeof v === 'number') return String(v);
+  if (typeof v === 'string') {
+    const a = tryParseIp(v);
+    return a ? formatIp(a) : v;
+  }
+  return JSON.stringify(v);
+}
+
+function concatText(v: unknown): string[] {
+  const parts = (v as { concat?: unknown[] } | undefined)?.concat;
+  return Array.isArray(parts) ? parts.map(canonicalPart) : [canonicalPart(v)];
+}
+
+function verdictText(v: unknown): string {
+  const x = v as { goto?: { target?: string }; jump?: { target?: string } };
+  if (x?.goto?.target) return `goto ${x.goto.target}`;
+  if (x?.jump?.target) return `jump ${x.jump.target}`;
+  return JSON.stringify(v);
+}
+
+export interface Observed extends ObservedState {
+  /** Class chains found intact (one rule, our comment, their map present). */
+  knownClasses: Set<string>;
+  /** Class maps present. */
+  knownMaps: Set<string>;
+}
+
+export function parseObserved(json: string, o: NftOptions): Observed {
+  const doc = JSON.parse(json) as { nftables?: Record<string, unknown>[] };
+  const chains = new Map<string, JChain>();
+  const rules = new Map<string, JRule[]>();
+  const maps = new Map<string, JMap>();
+  for (const item of doc.nftables ?? []) {
+    if ('chain' in item) {
+      const c = item.chain as JChain;
+      if (c.table === o.table) chains.set(c.name, c);
+    } else if ('rule' in item) {
+      const r = item.rule as JRule;
+      if (r.table !== o.table) continue;
+      let l = rules.get(r.chain);
+      if (!l) rules.set(r.chain, (l = []));
+      l.push(r);
+    } else if ('map' in item || 'set' in item) {
+      const m = (item.map ?? item.set) as JMap;
+      if (m.table === o.table) maps.set(m.name, m);
+    }
+  }
+
+  // Scaffolding: dispatch maps and base chains present, each base chain holding exactly our rules.
+  let base: ObservedState['base'] = 'ok';
+  const counts = baseRuleCounts(o);
+  const bh = `b:${baseHash(o)}`;
+  if ([...DISPATCH_MAPS].some((m) => !maps.has(m)) || BASE_CHAINS.some((c) => !chains.has(c))) {
+    base = chains.size === 0 && maps.size === 0 ? 'missing' : 'drifted';
+  } else {
+    for (const c of BASE_CHAINS) {
+      const rs = rules.get(c) ?? [];
+      if (rs.length !== counts[c] || rs.some((r) => r.comment !== bh)) base = 'drifted';
+      if ((c === 'prerouting' || c === 'output' || c === 'postrouting') && chains.get(c)?.hook !== c) base = 'drifted';
+    }
+  }
+
+  const knownClasses = new Set<string>();
+  for (const name of chains.keys()) {
+    const c = classOf(name);
+    if (!c) continue;
+    const rs = rules.get(name) ?? [];
+    if (rs.length === 1 && rs[0]!.comment === classComment(c, o) && maps.has(classMap(c))) knownClasses.add(name);
+  }
+
+  const units = new Map<string, ObservedUnit & { native: NftUnitNative }>();
+  const unit = (id: string) => {
+    let u = units.get(id);
+    if (!u) units.set(id, (u = { id, fingerprint: '', native: { elements: [] } }));
+    return u;
+  };
+  const broken = new Set<string>(); // units dispatching to a chain that is not an intact class chain
+  for (const [name, m] of maps) {
+    const dispatch = DISPATCH_MAPS.has(name);
+    const cls = CLASS_RE.exec(name);
+    if (!dispatch && !(cls && name.startsWith('t-'))) {
+      if (!name.startsWith('vipdns-probe')) unit(`map|${name}`).native.stray = { map: name };
+      continue;
+    }
+    const kind = dispatch ? (name.startsWith('vips') ? 'vip' : 'pub') : cls![1]!.startsWith('v') ? 'vip' : 'pub';
+    for (const e of m.elem ?? []) {
+      if (!Array.isArray(e) || e.length !== 2) continue;
+      const keyParts = concatText(e[0]);
+      let elem: Elem;
+      let id: string;
+      if (dispatch) {
+        elem = { map: name, key: keyParts.join(' . '), value: verdictText(e[1]) };
+        id = `${kind}|${elem.key}`;
+        const target = elem.value.startsWith('goto ') ? elem.value.slice(5) : '';
+        if (target !== 'c-none' && !knownClasses.has(target)) broken.add(id);
+      } else {
+        elem = { map: name, key: keyParts.join(' . '), value: concatText(e[1]).join(' . ') };
+        id = `${kind}|${keyParts.slice(0, -1).join(' . ')}`;
+      }
+      unit(id).native.elements.push(elem);
+    }
+  }
+  for (const name of chains.keys()) {
+    if ((BASE_CHAINS as readonly string[]).includes(name) || classOf(name)) continue;
+    unit(`chain|${name}`).native.stray = { chain: name };
+  }
+  for (const u of units.values()) {
+    if (u.native.stray || broken.has(u.id)) continue;
+    u.fingerprint = fingerprintOf(u.native.elements);
+  }
+  const knownMaps = new Set([...maps.keys()].filter((m) => m.startsWith('t-') && CLASS_RE.test(m)));
+  return { base, units, knownClasses, knownMaps };
+}

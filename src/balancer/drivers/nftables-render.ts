@@ -1,0 +1,342 @@
+// nftables: units → `nft -f` text. Pure.
+//
+// Layout of our one table, `inet vipdns`:
+//   services chain (from prerouting and output):
+//     ip daddr . l4proto . dport vmap @vips4        → goto c-v4-k<W>   (one element per VIP port)
+//     local daddr . l4proto . dport vmap @published4 → goto c-p4-k<W>   (and the ip6 twins)
+//   c-<class>-k<W>: one rule, `dnat to <key> . numgen inc mod W map @t-<class>-k<W>`
+//   t-<class>-k<W>: one element per (VIP port, slot): slot → backend, W slots per unit
+// A unit's backends are *elements*, never rules: a one-endpoint change deletes and adds a few elements.
+// Measured alternatives: a rule (or anonymous map) per service makes every change O(table) — nft lists
+// every chain and anonymous set before any change, and the kernel re-validates every rule that jumps.
+// Services with the same total weight W share a class chain and so one numgen counter: spreading is exact
+// round robin per class, even in aggregate.
+import { createHash } from 'node:crypto';
+import type { Backend, Diff, Family, Protocol, Unit } from '../types.js';
+
+export interface NftOptions {
+  table: string; // in family inet
+  /** Packet mark bit that asks our postrouting chain to masquerade; 0 disables masquerading. */
+  masqueradeMark: number;
+}
+
+export const DEFAULT_NFT_OPTIONS: NftOptions = { table: 'vipdns', masqueradeMark: 0x4000 };
+
+export const DISPATCH = { vips4: 'vips4', vips6: 'vips6', published4: 'published4', published6: 'published6' } as const;
+export const BASE_CHAINS = ['prerouting', 'output', 'postrouting', 'services', 'c-none'] as const;
+/** Slots per unit beyond this would bloat maps: larger weights are scaled down (one slot per backend at least). */
+export const MAX_SLOTS = 256;
+
+export type ClassKind = 'v4' | 'v6' | 'p4' | 'p6';
+
+/** One map element as text: `map`, `key`, `value` (verdict or data), compared as strings. */
+export interface Elem {
+  map: string;
+  key: string;
+  value: string;
+}
+
+/** The driver's record of a unit: its elements, as rendered or as read back. */
+export interface NftUnitNative {
+  elements: Elem[];
+  /** Observed only: a chain or map of ours that no unit owns (removed as a whole). */
+  stray?: { chain?: string; map?: string };
+}
+
+export function shortHash(text: string): string {
+  return createHash('sha256').update(text).digest('base64url').slice(0, 16);
+}
+
+/** A class: dispatch kind (VIP or published, per family), protocol, and slot count W. */
+export interface Klass {
+  kind: ClassKind;
+  proto: Protocol;
+  w: number;
+}
+export const classChain = (c: Klass) => `c-${c.kind}-${c.proto}-k${c.w}`;
+export const classMap = (c: Klass) => `t-${c.kind}-${c.proto}-k${c.w}`;
+export const CLASS_RE = /^[ct]-(v4|v6|p4|p6)-(tcp|udp)-k([1-9]\d{0,3})$/;
+
+function hex(n: number): string {
+  return `0x${n.toString(16)}`;
+}
+
+function gcd(a: number, b: number): number {
+  return b === 0 ? a : gcd(b, a % b);
+}
+
+/**
+ * W slots over the active backends, proportional to weight and interleaved (smooth weighted round robin),
+ * so consecutive connections alternate even with unequal weights. Equal weights: backends in order.
+ */
+export function slots(backends: Backend[]): Backend[] {
+  const active = backends.filter((b) => b.weight > 0);
+  if (active.length === 0) return [];
+  const g = active.reduce((acc, b) => gcd(acc, b.weight), 0);
+  let w = active.map((b) => b.weight / g);
+  const total = w.reduce((a, b) => a + b, 0);
+  if (total > MAX_SLOTS) {
+    // Scale down, keeping every backend at least one slot, then trim the largest to fit.
+    w = w.map((x) => Math.max(1, Math.floor((x * MAX_SLOTS) / total)));
+    for (let sum = w.reduce((a, b) => a + b, 0); sum > MAX_SLOTS; sum--) {
+      const i = w.indexOf(Math.max(...w));
+      if (w[i]! <= 1) break; // more backends than slots: every one keeps its single slot
+      w[i]!--;
+    }
+  }
+  const W = w.reduce((a, b) => a + b, 0);
+  const current = w.map(() => 0);
+  const out: Backend[] = [];
+  for (let s = 0; s < W; s++) {
+    let best = 0;
+    for (let i = 0; i < w.length; i++) {
+      current[i]! += w[i]!;
+      if (current[i]! > current[best]!) best = i;
+    }
+    current[best]! -= W;
+    out.push(active[best]!);
+  }
+  return out;
+}
+
+const familyOf = (ip: string): Family => (ip.includes(':') ? 6 : 4);
+
+/** The unit's identity in the kernel: its dispatch key, which is what observe() can read back. */
+export function unitId(u: Unit): string {
+  return u.kind === 'vip' ? `vip|${u.vip.vip} . ${u.vip.protocol} . ${u.vip.port}` : `pub|${u.published.protocol} . ${u.published.port}`;
+}
+
+/** Every element a unit owns. A unit without active backends dispatches to c-none (counted, not NATed). */
+export function unitElements(u: Unit): Elem[] {
+  const out: Elem[] = [];
+  const add = (dispatch: string, kind: ClassKind, proto: Protocol, key: string, picks: Backend[]) => {
+    if (picks.length === 0) {
+      out.push({ map: dispatch, key, value: 'goto c-none' });
+      return;
+    }
+    const k: Klass = { kind, proto, w: picks.length };
+    out.push({ map: dispatch, key, value: `goto ${classChain(k)}` });
+    const map = classMap(k);
+    picks.forEach((b, s) => out.push({ map, key: `${key} . ${s}`, value: `${b.ip} . ${b.port}` }));
+  };
+  if (u.kind === 'vip') {
+    const v = u.vip;
+    const f = v.family;
+    add(f === 6 ? DISPATCH.vips6 : DISPATCH.vips4, f === 6 ? 'v6' : 'v4', v.protocol, `${v.vip} . ${v.protocol} . ${v.port}`, slots(v.backends));
+  } else {
+    const p = u.published;
+    const key = `${p.protocol} . ${p.port}`;
+    for (const f of [4, 6] as const) {
+      const picks = slots(p.backends.filter((b) => familyOf(b.ip) === f));
+      // A family without backends gets no dispatch at all: that family's packets stay local.
+      if (picks.length > 0) add(f === 6 ? DISPATCH.published6 : DISPATCH.published4, f === 6 ? 'p6' : 'p4', p.protocol, key, picks);
+    }
+    if (out.length === 0) out.push({ map: DISPATCH.published4, key, value: 'goto c-none' });
+  }
+  return out;
+}
+
+export function elemLine(e: Elem): string {
+  return `${e.map}|${e.key}|${e.value}`;
+}
+
+export function fingerprintOf(els: Elem[]): string {
+  return shortHash(els.map(elemLine).sort().join('\n'));
+}
+
+// ---- class chains and maps ----
+
+export function classRule(c: Klass, o: NftOptions): string {
+  const mark = o.masqueradeMark ? `meta mark set meta mark | ${hex(o.masqueradeMark)} ` : '';
+  const ng = `numgen inc mod ${c.w} map @${classMap(c)}`;
+  switch (c.kind) {
+    case 'v4':
+      return `${mark}dnat ip to ip daddr . meta l4proto . th dport . ${ng}`;
+    case 'v6':
+      return `${mark}dnat ip6 to ip6 daddr . meta l4proto . th dport . ${ng}`;
+    case 'p4':
+      return `${mark}dnat ip to meta l4proto . th dport . ${ng}`;
+    case 'p6':
+      return `${mark}dnat ip6 to meta l4proto . th dport . ${ng}`;
+  }
+}
+
+export function classComment(c: Klass, o: NftOptions): string {
+  return `k:${shortHash(classRule(c, o))}`;
+}
+
+// The data half names the protocol (`tcp dport`/`udp dport`), so each class is per protocol: nft derives a
+// `meta l4proto` check from it, and fails to re-read an existing map whose data is `… . th dport`.
+function classMapType(c: Klass): string {
+  const ng = `numgen inc mod ${c.w}`;
+  const port = `${c.proto} dport`;
+  switch (c.kind) {
+    case 'v4':
+      return `typeof ip daddr . meta l4proto . th dport . ${ng} : ip daddr . ${port}`;
+    case 'v6':
+      return `typeof ip6 daddr . meta l4proto . th dport . ${ng} : ip6 daddr . ${port}`;
+    case 'p4':
+      return `typeof meta l4proto . th dport . ${ng} : ip daddr . ${port}`;
+    case 'p6':
+      return `typeof meta l4proto . th dport . ${ng} : ip6 daddr . ${port}`;
+  }
+}
+
+/** (Re)creates a class chain and rewrites its one rule; creates its map unless it exists. */
+export function renderClass(c: Klass, o: NftOptions, out: string[], mapExists: boolean): void {
+  const t = `inet ${o.table}`;
+  const chain = classChain(c);
+  if (!mapExists) out.push(`add map ${t} ${classMap(c)} { ${classMapType(c)} ; }`);
+  out.push(`add chain ${t} ${chain}`, `flush chain ${t} ${chain}`);
+  out.push(`add rule ${t} ${chain} ${classRule(c, o)} comment "${classComment(c, o)}"`);
+}
+
+export function classOf(chain: string): Klass | undefined {
+  const m = CLASS_RE.exec(chain);
+  return m && chain.startsWith('c-') ? { kind: m[1] as ClassKind, proto: m[2] as Protocol, w: Number(m[3]) } : undefined;
+}
+
+// ---- scaffolding ----
+
+function baseRules(o: NftOptions): Record<(typeof BASE_CHAINS)[number], string[]> {
+  const m = hex(o.masqueradeMark);
+  return {
+    prerouting: ['jump services'],
+    output: ['jump services'],
+    postrouting: o.masqueradeMark ? [`meta mark & ${m} == ${m} meta mark set meta mark ^ ${m} masquerade fully-random`] : [],
+    services: [
+      `ip daddr . meta l4proto . th dport vmap @${DISPATCH.vips4}`,
+      `ip6 daddr . meta l4proto . th dport vmap @${DISPATCH.vips6}`,
+      // Published ports answer on every local address but loopback (DNAT from 127/8 would need route_localnet).
+      `ip daddr != 127.0.0.0/8 fib daddr type local meta l4proto . th dport vmap @${DISPATCH.published4}`,
+      `ip6 daddr != ::1 fib daddr type local meta l4proto . th dport vmap @${DISPATCH.published6}`,
+    ],
+    // VIP ports without a backend: counted, then the host answers (RST / port unreachable).
+    'c-none': ['counter'],
+  };
+}
+
+const HOOKS: Partial<Record<(typeof BASE_CHAINS)[number], string>> = {
+  prerouting: 'type nat hook prerouting priority -100 ; policy accept ;',
+  output: 'type nat hook output priority -100 ; policy accept ;',
+  postrouting: 'type nat hook postrouting priority 100 ; policy accept ;',
+};
+
+/** Identity of the scaffolding, kept in its rules' comments; changes when its rendering changes. */
+export function baseHash(o: NftOptions): string {
+  return shortHash(JSON.stringify(baseRules(o)) + JSON.stringify(HOOKS));
+}
+
+export function baseRuleCounts(o: NftOptions): Record<string, number> {
+  const r = baseRules(o);
+  return Object.fromEntries(BASE_CHAINS.map((c) => [c, r[c].length]));
+}
+
+function renderBase(o: NftOptions, out: string[]): void {
+  const t = `inet ${o.table}`;
+  const h = baseHash(o);
+  out.push(`add table ${t}`);
+  out.push(`add map ${t} ${DISPATCH.vips4} { type ipv4_addr . inet_proto . inet_service : verdict ; }`);
+  out.push(`add map ${t} ${DISPATCH.vips6} { type ipv6_addr . inet_proto . inet_service : verdict ; }`);
+  out.push(`add map ${t} ${DISPATCH.published4} { type inet_proto . inet_service : verdict ; }`);
+  out.push(`add map ${t} ${DISPATCH.published6} { type inet_proto . inet_service : verdict ; }`);
+  const rules = baseRules(o);
+  // All chains exist before any rule jumps to one.
+  for (const c of BASE_CHAINS) out.push(`add chain ${t} ${c}${HOOKS[c] ? ` { ${HOOKS[c]} }` : ''}`);
+  for (const c of BASE_CHAINS) {
+    out.push(`flush chain ${t} ${c}`);
+    for (const r of rules[c]) out.push(`add rule ${t} ${c} ${r} comment "b:${h}"`);
+  }
+}
+
+// ---- transactions ----
+
+const ELEMENT_BATCH = 1000;
+
+/** Element text for nft input: IPv6 addresses in concatenations are bracketed. */
+function part(p: string): string {
+  return p.includes(':') && !p.startsWith('goto') ? `[${p}]` : p;
+}
+function text(s: string): string {
+  return s.startsWith('goto ') ? s : s.split(' . ').map(part).join(' . ');
+}
+
+function pushElements(out: string[], verb: 'add' | 'delete', table: string, els: Elem[]): void {
+  const byMap = new Map<string, Elem[]>();
+  for (const e of els) {
+    let l = byMap.get(e.map);
+    if (!l) byMap.set(e.map, (l = []));
+    l.push(e);
+  }
+  for (const [map, list] of byMap) {
+    for (let i = 0; i < list.length; i += ELEMENT_BATCH) {
+      const items = list.slice(i, i + ELEMENT_BATCH).map((e) => (verb === 'add' ? `${text(e.key)} : ${text(e.value)}` : text(e.key)));
+      out.push(`${verb} element inet ${table} ${map} { ${items.join(', ')} }`);
+    }
+  }
+}
+
+export interface RenderContext {
+  /** Class chains known to be intact in the kernel; others are (re)created before use. */
+  knownClasses: Set<string>;
+  /** Class maps known to exist. */
+  knownMaps: Set<string>;
+}
+
+/**
+ * One `nft -f` transaction for a diff. Order inside it: stale elements go first (a changed element is a
+ * delete plus an add of the same key), then the scaffolding, stray objects, class chains, new elements.
+ */
+export function renderDiff(d: Diff, o: NftOptions, ctx: RenderContext, expect: (u: Unit) => Elem[] = unitElements): { text: string; ops: number; classes: string[] } {
+  const t = o.table;
+  const out: string[] = [];
+  const del: Elem[] = [];
+  const add: Elem[] = [];
+  const strays: { chain?: string; map?: string }[] = [];
+
+  for (const r of d.remove) {
+    const n = r.native as NftUnitNative | undefined;
+    if (!n) continue;
+    del.push(...n.elements);
+    if (n.stray) strays.push(n.stray);
+  }
+  for (const { unit, observed } of d.change) {
+    const want = expect(unit);
+    const have = (observed.native as NftUnitNative | undefined)?.elements ?? [];
+    // An unreadable unit is rewritten whole; otherwise only the elements that differ.
+    const whole = observed.fingerprint === '';
+    const haveSet = new Set(have.map(elemLine));
+    const wantSet = new Set(want.map(elemLine));
+    for (const e of have) if (whole || !wantSet.has(elemLine(e))) del.push(e);
+    for (const e of want) if (whole || !haveSet.has(elemLine(e))) add.push(e);
+  }
+  for (const unit of d.add) add.push(...expect(unit));
+
+  pushElements(out, 'delete', t, del);
+  if (d.base) renderBase(o, out);
+  // Stray chains before stray maps: a stray rule may reference a stray map.
+  for (const s of strays) if (s.chain) out.push(`flush chain inet ${t} ${s.chain}`, `delete chain inet ${t} ${s.chain}`);
+  for (const s of strays) if (s.map) out.push(`delete map inet ${t} ${s.map}`);
+  const classes = new Set<string>();
+  // Rewriting the scaffolding (drift, or a forced resync) rewrites every class chain in use too.
+  if (d.base) {
+    for (const chain of ctx.knownClasses) {
+      const c = classOf(chain);
+      if (c) {
+        classes.add(chain);
+        renderClass(c, o, out, ctx.knownMaps.has(classMap(c)));
+      }
+    }
+  }
+  for (const e of add) {
+    if (!e.value.startsWith('goto c-')) continue;
+    const chain = e.value.slice('goto '.length);
+    const c = classOf(chain);
+    if (c && !ctx.knownClasses.has(chain) && !classes.has(chain)) {
+      classes.add(chain);
+      renderClass(c, o, out, ctx.knownMaps.has(classMap(c)));
+    }
+  }
+  pushElements(out, 'add', t, add);
+  return { text: out.length ? out.join('\n') + '\n' : '', ops: out.length, classes: [...classes] };
+}
