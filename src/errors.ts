@@ -21,6 +21,8 @@ export type ErrorCode =
   | 'CONFIG'
   | 'DATA_DIR_LOCKED'
   | 'UNAVAILABLE'
+  | 'DATAPLANE_FAILED'
+  | 'DATAPLANE_UNSUPPORTED'
   | 'INTERNAL';
 
 const HTTP_STATUS: Record<ErrorCode, number> = {
@@ -44,6 +46,8 @@ const HTTP_STATUS: Record<ErrorCode, number> = {
   CONFIG: 400,
   DATA_DIR_LOCKED: 409,
   UNAVAILABLE: 503,
+  DATAPLANE_FAILED: 500,
+  DATAPLANE_UNSUPPORTED: 501,
   INTERNAL: 500,
 };
 

@@ -1,0 +1,56 @@
+// `--dataplane auto|ipvs|nftables|none` → a driver, with one clear line saying what was chosen and why.
+import { VipdnsError } from '../errors.js';
+import { NftablesDriver } from './drivers/nftables.js';
+import type { NftOptions } from './drivers/nftables-render.js';
+import { NoneDriver } from './drivers/none.js';
+import { probeIpvs } from './drivers/supported.js';
+import type { DataplaneDriver, Logger, ProbeResult } from './types.js';
+
+export type DataplaneKind = 'auto' | 'ipvs' | 'nftables' | 'none';
+
+export const DATAPLANE_KINDS: readonly DataplaneKind[] = ['auto', 'ipvs', 'nftables', 'none'];
+
+export interface CreateDriverOptions {
+  isRoot: boolean;
+  /** Program this named network namespace instead of our own (tests, benchmarks). */
+  netns?: string;
+  logger?: Logger;
+  nft?: Partial<NftOptions>;
+  /** The IPVS driver, once it exists; until then 'ipvs' is refused and 'auto' skips it. */
+  ipvs?: { create: () => DataplaneDriver; probe?: () => Promise<ProbeResult> };
+}
+
+export interface CreatedDriver {
+  driver: DataplaneDriver;
+  reason: string; // the log line
+}
+
+/** Throws DATAPLANE_UNSUPPORTED when an explicitly requested dataplane cannot run here. */
+export async function createDriver(kind: DataplaneKind, o: CreateDriverOptions): Promise<CreatedDriver> {
+  const done = (driver: DataplaneDriver, reason: string, level: 'info' | 'warn' = 'info'): CreatedDriver => {
+    o.logger?.[level]({ dataplane: driver.name, requested: kind }, reason);
+    return { driver, reason };
+  };
+  if (kind === 'none') return done(new NoneDriver(), 'dataplane: none (--dataplane none): DNS only, VIPs are not load-balanced');
+  if (!o.isRoot) {
+    if (kind === 'auto') return done(new NoneDriver(), 'dataplane: none: not running as root, so DNS only; VIPs and published ports are not load-balanced', 'warn');
+    throw new VipdnsError('DATAPLANE_UNSUPPORTED', `--dataplane ${kind} needs root (CAP_NET_ADMIN); run as root or use --dataplane none`);
+  }
+
+  const ipvsProbe = await (o.ipvs?.probe ?? (() => probeIpvs()))();
+  if (kind === 'ipvs') {
+    if (!ipvsProbe.supported) throw new VipdnsError('DATAPLANE_UNSUPPORTED', `--dataplane ipvs: ${ipvsProbe.reason ?? 'IPVS unavailable'}`);
+    if (!o.ipvs) throw new VipdnsError('DATAPLANE_UNSUPPORTED', '--dataplane ipvs: the IPVS driver is not implemented yet; use --dataplane nftables');
+    return done(o.ipvs.create(), 'dataplane: ipvs (--dataplane ipvs)');
+  }
+  if (kind === 'auto' && ipvsProbe.supported && o.ipvs) return done(o.ipvs.create(), 'dataplane: ipvs (auto: kernel has IPVS)');
+
+  const nft = new NftablesDriver({ ...o.nft, ...(o.netns ? { netns: o.netns } : {}) });
+  const nftProbe = await nft.probe();
+  if (nftProbe.supported) {
+    const why = kind === 'nftables' ? '--dataplane nftables' : ipvsProbe.supported ? 'auto: IPVS driver not available yet' : `auto: ${ipvsProbe.reason}`;
+    return done(nft, `dataplane: nftables (${why})`);
+  }
+  if (kind === 'nftables') throw new VipdnsError('DATAPLANE_UNSUPPORTED', `--dataplane nftables: ${nftProbe.reason}`);
+  return done(new NoneDriver(), `dataplane: none (auto: no IPVS — ${ipvsProbe.reason}; no nftables — ${nftProbe.reason}): DNS only`, 'warn');
+}

@@ -1,0 +1,287 @@
+// The reconciler: keeps one dataplane driver converged on the plan of the latest catalog state.
+// - start() reads the kernel and adopts what is there; nothing is written before the first update(),
+//   so a restart never wipes established services while the catalog is still loading.
+// - update() coalesces bursts; syncs never overlap; a change is diffed against the cached observation
+//   (what we last applied), so its cost follows the change, not the table.
+// - resync re-reads the kernel periodically and repairs drift; every Nth one rewrites every unit, which
+//   also catches rules edited in place.
+// - departed backends are drained (weight 0) for drainMs before they go.
+import type { CatalogState } from '../catalog/model.js';
+import { errorMessage, isVipdnsError } from '../errors.js';
+import { diff, isEmpty } from './diff.js';
+import { withDraining } from './drain.js';
+import { plan, type PlanOptions } from './plan.js';
+import type { DataplaneDriver, DesiredState, Diff, Logger, ObservedState } from './types.js';
+
+export interface BalancerOptions {
+  driver: DataplaneDriver;
+  logger: Logger;
+  /** Re-read the kernel and repair drift this often; 0 disables. Default 60 s. */
+  resyncIntervalMs?: number;
+  /** Every Nth resync rewrites every unit; 0 never. Default 10. */
+  fullResyncEvery?: number;
+  /** Wait this long after an update for more to arrive. Default 100 ms. */
+  coalesceMs?: number;
+  /** Keep a departed backend for established flows this long. Default 30 s. */
+  drainMs?: number;
+  plan?: PlanOptions;
+  now?: () => number;
+  /** Called after every sync attempt (metrics hook). */
+  onSync?: (r: SyncReport) => void;
+}
+
+export type SyncReason = 'update' | 'resync' | 'full-resync' | 'drain' | 'retry';
+
+export interface SyncReport {
+  reason: SyncReason;
+  ms: number;
+  ops: number;
+  added: number;
+  changed: number;
+  removed: number;
+  unchanged: number;
+  base: boolean;
+  error?: string;
+}
+
+export interface BalancerStatus {
+  driver: string;
+  running: boolean;
+  adopted: boolean; // the kernel has been read since start
+  lastSyncAt?: string;
+  lastSyncMs?: number;
+  lastError?: { at: string; message: string; code?: string };
+  syncs: number;
+  errors: number;
+  repairs: number; // resyncs that found drift
+  programmed: { services: number; published: number; backends: number; draining: number };
+  warnings: string[];
+}
+
+const RETRY_MIN_MS = 500;
+
+export class Balancer {
+  private readonly driver: DataplaneDriver;
+  private readonly log: Logger;
+  private readonly resyncMs: number;
+  private readonly fullEvery: number;
+  private readonly coalesceMs: number;
+  private readonly drainMs: number;
+  private readonly planOpts: PlanOptions;
+  private readonly now: () => number;
+  private readonly onSync: ((r: SyncReport) => void) | undefined;
+
+  private catalog: CatalogState | undefined;
+  private observed: ObservedState | undefined; // kernel as read, then as we last applied it
+  private applied: DesiredState | undefined; // with drain bookkeeping
+  private running = false;
+  private adopted = false;
+  private inflight: Promise<void> | undefined;
+  private again: SyncReason | undefined; // a sync was requested while one ran
+  private coalesceTimer: NodeJS.Timeout | undefined;
+  private resyncTimer: NodeJS.Timeout | undefined;
+  private drainTimer: NodeJS.Timeout | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private resyncCount = 0;
+  private failures = 0;
+  private warnings: string[] = [];
+  private stats = { syncs: 0, errors: 0, repairs: 0, lastSyncAt: undefined as number | undefined, lastSyncMs: undefined as number | undefined };
+  private lastError: BalancerStatus['lastError'];
+
+  constructor(o: BalancerOptions) {
+    this.driver = o.driver;
+    this.log = o.logger;
+    this.resyncMs = o.resyncIntervalMs ?? 60_000;
+    this.fullEvery = o.fullResyncEvery ?? 10;
+    this.coalesceMs = o.coalesceMs ?? 100;
+    this.drainMs = o.drainMs ?? 30_000;
+    this.planOpts = o.plan ?? {};
+    this.now = o.now ?? Date.now;
+    this.onSync = o.onSync;
+  }
+
+  /** Reads and adopts the kernel state; syncs at once if update() already delivered a catalog. */
+  async start(): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    try {
+      this.observed = await this.driver.observe();
+      this.adopted = true;
+      this.log.info({ driver: this.driver.name, base: this.observed.base, units: this.observed.units.size }, 'dataplane: adopted kernel state');
+    } catch (e) {
+      this.fail(e, 'dataplane: cannot read kernel state; will retry');
+    }
+    if (this.resyncMs > 0) {
+      this.resyncTimer = setInterval(() => this.request(this.nextResyncReason()), this.resyncMs);
+      this.resyncTimer.unref?.();
+    }
+    if (this.catalog) await this.syncNow('update');
+  }
+
+  /** Stops timers and waits for a running sync. Leaves the kernel as it is (restarts keep flows). */
+  async stop(): Promise<void> {
+    this.running = false;
+    for (const t of [this.coalesceTimer, this.drainTimer, this.retryTimer]) if (t) clearTimeout(t);
+    if (this.resyncTimer) clearInterval(this.resyncTimer);
+    this.coalesceTimer = this.drainTimer = this.retryTimer = this.resyncTimer = undefined;
+    await this.inflight;
+  }
+
+  /** New catalog state; bursts within coalesceMs become one sync. */
+  update(state: CatalogState): void {
+    this.catalog = state;
+    if (!this.running || this.coalesceTimer) return;
+    this.coalesceTimer = setTimeout(() => {
+      this.coalesceTimer = undefined;
+      this.request('update');
+    }, this.coalesceMs);
+  }
+
+  /** Sync now and wait for it (and for any sync it had to queue behind). */
+  async syncNow(reason: SyncReason = 'update'): Promise<void> {
+    this.request(reason);
+    while (this.inflight) await this.inflight;
+  }
+
+  /** Re-read the kernel and repair drift now. */
+  resync(full = false): Promise<void> {
+    return this.syncNow(full ? 'full-resync' : 'resync');
+  }
+
+  status(): BalancerStatus {
+    const a = this.applied;
+    const backends = a ? a.services.reduce((n, s) => n + s.backends.length, 0) + a.published.reduce((n, p) => n + p.backends.length, 0) : 0;
+    const draining = a
+      ? a.services.reduce((n, s) => n + s.backends.filter((b) => b.draining).length, 0) +
+        a.published.reduce((n, p) => n + p.backends.filter((b) => b.draining).length, 0)
+      : 0;
+    return {
+      driver: this.driver.name,
+      running: this.running,
+      adopted: this.adopted,
+      ...(this.stats.lastSyncAt !== undefined ? { lastSyncAt: new Date(this.stats.lastSyncAt).toISOString() } : {}),
+      ...(this.stats.lastSyncMs !== undefined ? { lastSyncMs: this.stats.lastSyncMs } : {}),
+      ...(this.lastError ? { lastError: this.lastError } : {}),
+      syncs: this.stats.syncs,
+      errors: this.stats.errors,
+      repairs: this.stats.repairs,
+      programmed: { services: a?.services.length ?? 0, published: a?.published.length ?? 0, backends, draining },
+      warnings: this.warnings,
+    };
+  }
+
+  private nextResyncReason(): SyncReason {
+    this.resyncCount++;
+    return this.fullEvery > 0 && this.resyncCount % this.fullEvery === 0 ? 'full-resync' : 'resync';
+  }
+
+  // Serialises syncs: one runs at a time; requests during it collapse into one follow-up (strongest reason).
+  private request(reason: SyncReason): void {
+    if (!this.running) return;
+    if (this.inflight) {
+      this.again = stronger(this.again, reason);
+      return;
+    }
+    this.inflight = this.run(reason).finally(() => {
+      this.inflight = undefined;
+      const next = this.again;
+      this.again = undefined;
+      if (next) this.request(next);
+    });
+  }
+
+  private async run(reason: SyncReason): Promise<void> {
+    if (!this.catalog) return; // never write before knowing what is wanted
+    const t0 = performance.now();
+    const report: SyncReport = { reason, ms: 0, ops: 0, added: 0, changed: 0, removed: 0, unchanged: 0, base: false };
+    try {
+      const planned = plan(this.catalog, this.planOpts);
+      if (planned.warnings.join('\n') !== this.warnings.join('\n')) for (const w of planned.warnings) this.log.warn({ driver: this.driver.name }, w);
+      this.warnings = planned.warnings;
+      const { state, nextExpiry } = withDraining(this.applied, { services: planned.services, published: planned.published }, this.now(), this.drainMs);
+
+      const reread = reason === 'resync' || reason === 'full-resync' || reason === 'retry' || !this.observed;
+      if (reread) {
+        this.observed = await this.driver.observe();
+        this.adopted = true;
+      }
+      const d = diff(state, this.observed!, this.driver, { force: reason === 'full-resync' });
+      Object.assign(report, { added: d.add.length, changed: d.change.length, removed: d.remove.length, unchanged: d.unchanged, base: d.base });
+      if (!isEmpty(d)) {
+        const r = await this.driver.apply(d);
+        report.ops = r.ops;
+        if (reason === 'resync') {
+          this.stats.repairs++;
+          this.log.warn({ driver: this.driver.name, added: d.add.length, changed: d.change.length, removed: d.remove.length, base: d.base }, 'dataplane: repaired drift');
+        }
+      }
+      this.remember(d);
+      this.applied = state;
+      this.failures = 0;
+      this.stats.syncs++;
+      this.stats.lastSyncAt = this.now();
+      this.scheduleDrain(nextExpiry);
+    } catch (e) {
+      this.observed = undefined; // the kernel is in an unknown state: read it again before the next diff
+      report.error = errorMessage(e);
+      this.fail(e, `dataplane: ${reason} sync failed`);
+      this.scheduleRetry();
+    } finally {
+      report.ms = performance.now() - t0;
+      this.stats.lastSyncMs = report.ms;
+      if (report.ops > 0 || report.error) {
+        const { reason: r, ms, ops, added, changed, removed, unchanged } = report;
+        this.log.info({ driver: this.driver.name, reason: r, ms: Math.round(ms), ops, added, changed, removed, unchanged }, 'dataplane: synced');
+      }
+      this.onSync?.(report);
+    }
+  }
+
+  /** After a successful apply the kernel holds what we expect; record that instead of re-reading it. */
+  private remember(d: Diff): void {
+    const obs = this.observed!;
+    for (const r of d.remove) obs.units.delete(r.id);
+    for (const u of d.add) {
+      const e = this.driver.expect(u);
+      obs.units.set(e.id, e);
+    }
+    for (const { unit } of d.change) {
+      const e = this.driver.expect(unit);
+      obs.units.set(e.id, e);
+    }
+    obs.base = 'ok';
+  }
+
+  private scheduleDrain(at: number | undefined): void {
+    if (this.drainTimer) clearTimeout(this.drainTimer);
+    this.drainTimer = undefined;
+    if (at === undefined || !this.running) return;
+    this.drainTimer = setTimeout(() => this.request('drain'), Math.max(0, at - this.now()) + 5);
+    this.drainTimer.unref?.();
+  }
+
+  private scheduleRetry(): void {
+    if (this.retryTimer || !this.running) return;
+    this.failures++;
+    const cap = this.resyncMs > 0 ? this.resyncMs : 30_000;
+    const wait = Math.min(cap, RETRY_MIN_MS * 2 ** Math.min(this.failures - 1, 10));
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.request('retry');
+    }, wait);
+    this.retryTimer.unref?.();
+  }
+
+  private fail(e: unknown, msg: string): void {
+    this.stats.errors++;
+    const code = isVipdnsError(e) ? e.code : undefined;
+    this.lastError = { at: new Date(this.now()).toISOString(), message: errorMessage(e), ...(code ? { code } : {}) };
+    this.log.error({ driver: this.driver.name, err: errorMessage(e), ...(code ? { code } : {}) }, msg);
+  }
+}
+
+const RANK: Record<SyncReason, number> = { update: 0, drain: 0, resync: 1, retry: 1, 'full-resync': 2 };
+
+function stronger(a: SyncReason | undefined, b: SyncReason): SyncReason {
+  return a === undefined || RANK[b] > RANK[a] ? b : a;
+}

@@ -1,0 +1,82 @@
+import test from 'ava';
+import { plan } from '../../src/balancer/plan.js';
+import { CatalogBuilder } from '../helpers/catalog.js';
+
+function base() {
+  return new CatalogBuilder().network('front', '10.0.9.0/24').network('back', 'fd00:9::/64');
+}
+
+test('one VirtualService per network and target port, backends sorted, fwmark carried', (t) => {
+  const c = base()
+    .service({ name: 'web', vips: { front: '10.0.9.2', back: 'fd00:9::2' }, ports: [{ protocol: 'tcp', target: 80, published: 8080 }, { protocol: 'udp', target: 53 }], fwmark: 0x105 })
+    .task('web', { front: '10.0.9.12', back: 'fd00:9::12' })
+    .task('web', { front: '10.0.9.11', back: 'fd00:9:0:0::11' });
+  const p = plan(c.state);
+  t.deepEqual(
+    p.services.map((s) => s.key),
+    ['back/web/tcp/80', 'back/web/udp/53', 'front/web/tcp/80', 'front/web/udp/53'],
+  );
+  const v4 = p.services.find((s) => s.key === 'front/web/tcp/80')!;
+  t.is(v4.vip, '10.0.9.2');
+  t.is(v4.family, 4);
+  t.is(v4.fwmark, 0x105);
+  t.deepEqual(v4.backends.map((b) => `${b.ip}:${b.port}:${b.weight}`), ['10.0.9.11:80:1', '10.0.9.12:80:1']);
+  const v6 = p.services.find((s) => s.key === 'back/web/tcp/80')!;
+  t.deepEqual(v6.backends.map((b) => b.ip), ['fd00:9::11', 'fd00:9::12'], 'IPv6 canonicalised');
+  t.deepEqual(p.warnings, []);
+});
+
+test('published port: one entry, both families, target port', (t) => {
+  const c = base()
+    .service({ name: 'web', vips: { front: '10.0.9.2', back: 'fd00:9::2' }, ports: [{ protocol: 'tcp', target: 80, published: 8080 }] })
+    .task('web', { front: '10.0.9.11', back: 'fd00:9::11' });
+  const p = plan(c.state);
+  t.is(p.published.length, 1);
+  const pub = p.published[0]!;
+  t.is(pub.key, 'tcp/8080');
+  t.is(pub.targetPort, 80);
+  t.deepEqual(pub.backends.map((b) => `${b.ip}:${b.port}`), ['10.0.9.11:80', 'fd00:9::11:80']);
+  t.is(plan(c.state, { published: false }).published.length, 0);
+});
+
+test('unhealthy tasks, dnsrr services, VIP-less or dangling attachments are left out', (t) => {
+  const c = base()
+    .service({ name: 'web', vips: { front: '10.0.9.2' } })
+    .service({ name: 'rr', vips: { front: '' }, endpointMode: 'dnsrr' })
+    .service({ name: 'ghost', vips: { gone: '10.9.9.9' } })
+    .task('web', { front: '10.0.9.11' }, 'unhealthy')
+    .task('web', { front: '10.0.9.12' }, 'unknown')
+    .task('rr', { front: '10.0.9.20' });
+  const p = plan(c.state);
+  t.deepEqual(p.services.map((s) => s.key), ['front/web/tcp/80']);
+  t.deepEqual(p.services[0]!.backends.map((b) => b.ip), ['10.0.9.12']);
+});
+
+test('a task address of the other family is not a backend of the VIP', (t) => {
+  const c = base().service({ name: 'web', vips: { front: '10.0.9.2' } }).task('web', { front: 'fd00:9::5' });
+  t.deepEqual(plan(c.state).services[0]!.backends, []);
+});
+
+test('a published port claimed by two services: first by name wins, with a warning', (t) => {
+  const c = base()
+    .service({ name: 'b', vips: { front: '10.0.9.3' }, ports: [{ protocol: 'tcp', target: 80, published: 8080 }] })
+    .service({ name: 'a', vips: { front: '10.0.9.2' }, ports: [{ protocol: 'tcp', target: 81, published: 8080 }] });
+  const p = plan(c.state);
+  t.is(p.published[0]!.service, 'a');
+  t.is(p.warnings.length, 1);
+  t.regex(p.warnings[0]!, /8080.*b.*a/);
+});
+
+test('deterministic and pure: same input, same output; input untouched', (t) => {
+  const c = base().service({ name: 'web', vips: { front: '10.0.9.2' } }).task('web', { front: '10.0.9.11' });
+  const before = JSON.stringify(c.state);
+  t.deepEqual(plan(c.state), plan(structuredClone(c.state)));
+  t.is(JSON.stringify(c.state), before);
+});
+
+test('duplicate target ports collapse into one VIP port', (t) => {
+  const c = base().service({ name: 'web', vips: { front: '10.0.9.2' }, ports: [{ protocol: 'tcp', target: 80, published: 8080 }, { protocol: 'tcp', target: 80, published: 8081 }] });
+  const p = plan(c.state);
+  t.is(p.services.length, 1);
+  t.deepEqual(p.published.map((x) => x.key), ['tcp/8080', 'tcp/8081']);
+});

@@ -1,0 +1,147 @@
+// The nftables driver against a real kernel, in one namespace this test creates (no traffic):
+// round trip, drift repair, and that foreign nftables tables and iptables rules stay byte-for-byte.
+import test from 'ava';
+import { cleanupDataplane } from '../../src/balancer/cleanup.js';
+import { diff, isEmpty } from '../../src/balancer/diff.js';
+import { resolveTool } from '../../src/balancer/drivers/exec.js';
+import { NftablesDriver } from '../../src/balancer/drivers/nftables.js';
+import { plan } from '../../src/balancer/plan.js';
+import { Balancer } from '../../src/balancer/reconcile.js';
+import { CatalogBuilder } from '../helpers/catalog.js';
+import { netnsUnavailable, sh, uniquePrefix } from '../helpers/netns.js';
+
+const why = await netnsUnavailable();
+const NFT = resolveTool('nft');
+
+const FOREIGN_NFT = `table ip foreign {
+	chain input {
+		type filter hook input priority filter; policy accept;
+		tcp dport 9999 accept
+	}
+}
+table inet other {
+	map vips4 {
+		type ipv4_addr . inet_proto . inet_service : verdict
+	}
+	chain services {
+		ip daddr 192.0.2.1 accept
+	}
+}
+`;
+
+if (why) {
+  test.skip(`netns nftables driver suite skipped: ${why}`, () => {});
+} else {
+  const ns = `${uniquePrefix()}-d`;
+  const nft = (...a: string[]) => sh('ip', ['netns', 'exec', ns, NFT, ...a]);
+  const nftIn = (text: string) => sh('ip', ['netns', 'exec', ns, NFT, '-f', '-'], text);
+
+  /** Everything in the namespace that is not ours, as text: other nft tables and iptables-save output. */
+  async function foreign(): Promise<string> {
+    const tables = (await nft('list', 'tables')).split('\n').filter((l) => l && l !== 'table inet vipdns');
+    let text = '';
+    for (const l of tables) text += await nft('list', ...l.split(' '));
+    for (const tool of ['iptables-save', 'ip6tables-save']) {
+      const out = await sh('ip', ['netns', 'exec', ns, resolveTool(tool)]);
+      text += out.split('\n').filter((l) => !l.startsWith('#')).join('\n'); // drop the timestamp lines
+    }
+    return text;
+  }
+
+  function catalog(): CatalogBuilder {
+    const c = new CatalogBuilder().network('n', '10.0.9.0/24').network('six', 'fd00:9::/64');
+    for (let i = 0; i < 5; i++) {
+      c.service({ name: `svc${i}`, vips: { n: `10.0.9.${2 + i}`, six: `fd00:9::${2 + i}` }, ports: [{ protocol: 'tcp', target: 80, published: 8080 + i }, { protocol: 'udp', target: 53 }] });
+      for (let j = 0; j < 3; j++) c.task(`svc${i}`, { n: `10.0.9.${100 + i * 10 + j}`, six: `fd00:9::${100 + i * 10 + j}` });
+    }
+    return c;
+  }
+
+  const driver = new NftablesDriver({ netns: ns });
+  const quiet = { info() {}, warn() {}, error() {} };
+
+  test.before(async () => {
+    await sh('ip', ['netns', 'add', ns]);
+    await nftIn(FOREIGN_NFT);
+    const ipt = (...a: string[]) => sh('ip', ['netns', 'exec', ns, resolveTool('iptables'), ...a]);
+    await ipt('-t', 'nat', '-A', 'POSTROUTING', '-s', '192.0.2.0/24', '-j', 'MASQUERADE');
+    await ipt('-A', 'INPUT', '-p', 'tcp', '--dport', '9998', '-j', 'DROP');
+    await ipt('-t', 'mangle', '-A', 'PREROUTING', '-d', '10.0.9.2', '-j', 'MARK', '--set-mark', '0x100');
+  });
+
+  test.after.always(async () => {
+    await sh('ip', ['netns', 'del', ns]).catch(() => {});
+  });
+
+  test.serial('probe: the kernel has everything the driver needs', async (t) => {
+    t.deepEqual(await driver.probe(), { supported: true });
+    t.false((await nft('list', 'tables')).includes('vipdns-probe'), 'the probe is a dry run');
+  });
+
+  test.serial('sync, drift repair, full resync and cleanup leave foreign tables and iptables rules byte-for-byte', async (t) => {
+    const before = await foreign();
+    t.true(before.includes('MASQUERADE') && before.includes('table ip foreign'));
+    const c = catalog();
+    const b = new Balancer({ driver, logger: quiet, resyncIntervalMs: 0 });
+    b.update(c.snapshot());
+    await b.start();
+    t.is(b.status().lastError, undefined);
+    t.is(b.status().programmed.services, 20);
+    t.is(await foreign(), before, 'after sync');
+
+    // Round trip: what the kernel holds reads back as exactly the plan.
+    const desired = plan(c.state);
+    t.true(isEmpty(diff(desired, await driver.observe(), driver)));
+
+    // Drift 1: a rule deleted from a unit chain, an element deleted, a foreign rule in our base chain,
+    // a stray chain in our table.
+    const listing = JSON.parse(await nft('-j', '-a', 'list', 'chain', 'inet', 'vipdns', 'vip-n/svc1/tcp/80')) as { nftables: { rule?: { handle: number } }[] };
+    const handle = listing.nftables.find((x) => x.rule)!.rule!.handle;
+    await nft('delete', 'rule', 'inet', 'vipdns', 'vip-n/svc1/tcp/80', 'handle', String(handle));
+    await nft('delete', 'element', 'inet', 'vipdns', 'vips4', '{ 10.0.9.3 . udp . 53 }');
+    await nft('add', 'rule', 'inet', 'vipdns', 'services', 'tcp', 'dport', '1', 'drop');
+    await nft('add', 'chain', 'inet', 'vipdns', 'intruder');
+    t.false(isEmpty(diff(desired, await driver.observe(), driver)));
+    await b.resync();
+    t.is(b.status().repairs, 1);
+    t.true(isEmpty(diff(desired, await driver.observe(), driver)), 'repaired');
+    t.false((await nft('list', 'table', 'inet', 'vipdns')).includes('intruder'));
+
+    // Drift 2: the whole table deleted.
+    await nft('delete', 'table', 'inet', 'vipdns');
+    await b.resync();
+    t.true(isEmpty(diff(desired, await driver.observe(), driver)), 'recreated');
+
+    // Drift 3: a rule replaced in place behind our comment is invisible to a normal resync,
+    // and repaired by the full one.
+    const l2 = JSON.parse(await nft('-j', '-a', 'list', 'chain', 'inet', 'vipdns', 'vip-n/svc2/tcp/80')) as { nftables: { rule?: { handle: number; comment: string } }[] };
+    const r2 = l2.nftables.find((x) => x.rule)!.rule!;
+    await nft('replace', 'rule', 'inet', 'vipdns', 'vip-n/svc2/tcp/80', 'handle', String(r2.handle), 'meta', 'l4proto', 'tcp', 'dnat', 'ip', 'to', '192.0.2.99', 'comment', `"${r2.comment}"`);
+    await b.resync();
+    t.true((await nft('list', 'chain', 'inet', 'vipdns', 'vip-n/svc2/tcp/80')).includes('192.0.2.99'), 'normal resync trusts the comment');
+    await b.resync(true);
+    t.false((await nft('list', 'chain', 'inet', 'vipdns', 'vip-n/svc2/tcp/80')).includes('192.0.2.99'), 'full resync rewrites it');
+
+    t.is(await foreign(), before, 'after drift repairs');
+    await b.stop();
+    t.deepEqual(await cleanupDataplane({ netns: ns }), { removed: ['nftables'], errors: [] });
+    t.is(await foreign(), before, 'after cleanup');
+    t.false((await nft('list', 'ruleset')).includes('vipdns'));
+  });
+
+  test.serial('a failed transaction changes nothing and reports nft stderr with a code', async (t) => {
+    const c = new CatalogBuilder().network('n', '10.0.9.0/24').service({ name: 'web', vips: { n: '10.0.9.2' } }).task('web', { n: '10.0.9.11' });
+    const b = new Balancer({ driver, logger: quiet, resyncIntervalMs: 0 });
+    b.update(c.snapshot());
+    await b.start();
+    const before = await nft('list', 'table', 'inet', 'vipdns');
+    // Hand the driver a diff the kernel must refuse (a chain that does not exist).
+    const bogus = { id: 'vip-gone', fingerprint: '', native: { chain: 'vip-gone', ruleHash: '', elements: [], hasChain: true } };
+    const err = await t.throwsAsync(driver.apply({ base: false, add: [], change: [], remove: [bogus], unchanged: 0 }));
+    t.is((err as { code?: string }).code, 'DATAPLANE_FAILED');
+    t.regex(err!.message, /nft -f .*No such file or directory/);
+    t.is(await nft('list', 'table', 'inet', 'vipdns'), before);
+    await b.stop();
+    await cleanupDataplane({ netns: ns });
+  });
+}
