@@ -97,7 +97,7 @@ async function startBackends(): Promise<void> {
 }
 
 function burst(proto: 'tcp' | 'udp', host: string, port: number, n: number): { counts: Record<string, number>; errors: number } {
-  const out = run('ip', 'netns', 'exec', 'cl', process.execPath, join(fixtures, 'client.js'), 'burst', proto, host, String(port), String(n));
+  const out = run('ip', 'netns', 'exec', 'cl', process.execPath, join(here, 'burst.js'), proto, host, String(port), String(n));
   const r = JSON.parse(out.trim().split('\n').pop()!) as { counts: Record<string, number>; errors: number };
   return { counts: Object.fromEntries(Object.entries(r.counts).sort()), errors: r.errors }; // key order: for eq()
 }
