@@ -60,7 +60,7 @@ const BACKENDS = [1, 2, 3].map((n) => ({ name: `be${n}`, ip: `10.99.${n}.2` }));
 const LB_CLIENT_SIDE = '10.99.100.1';
 
 function topology(): void {
-  let s = 'ip link set lo up\nsysctl -qw net.ipv4.ip_forward=1\n';
+  let s = 'ip link set lo up\necho 1 >/proc/sys/net/ipv4/ip_forward\n'; // no procps needed
   for (const [i, b] of BACKENDS.entries()) {
     const n = i + 1;
     s += `ip netns add ${b.name}
