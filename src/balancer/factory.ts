@@ -1,5 +1,6 @@
 // `--dataplane auto|ipvs|nftables|none` → a driver, with one clear line saying what was chosen and why.
 import { VipdnsError } from '../errors.js';
+import { IpvsDriver } from './drivers/ipvs.js';
 import { NftablesDriver } from './drivers/nftables.js';
 import type { NftOptions } from './drivers/nftables-render.js';
 import { NoneDriver } from './drivers/none.js';
@@ -16,7 +17,7 @@ export interface CreateDriverOptions {
   netns?: string;
   logger?: Logger;
   nft?: Partial<NftOptions>;
-  /** The IPVS driver, once it exists; until then 'ipvs' is refused and 'auto' skips it. */
+  /** Overrides the IPVS driver and its probe (tests); by default an IpvsDriver in our own namespace. */
   ipvs?: { create: () => DataplaneDriver; probe?: () => Promise<ProbeResult> };
 }
 
@@ -37,13 +38,15 @@ export async function createDriver(kind: DataplaneKind, o: CreateDriverOptions):
     throw new VipdnsError('DATAPLANE_UNSUPPORTED', `--dataplane ${kind} needs root (CAP_NET_ADMIN); run as root or use --dataplane none`);
   }
 
-  const ipvsProbe = await (o.ipvs?.probe ?? (() => probeIpvs()))();
+  // The IPVS driver programs the namespace the process runs in (its netlink socket cannot be moved).
+  const ipvs = o.ipvs ?? (o.netns ? undefined : { create: () => new IpvsDriver({ ...(o.logger ? { logger: o.logger } : {}) }) });
+  const ipvsProbe = o.ipvs || !o.netns ? await (o.ipvs?.probe ?? (() => probeIpvs()))() : { supported: false, reason: 'the IPVS driver cannot program another namespace (run vipdns inside it)' };
   if (kind === 'ipvs') {
     if (!ipvsProbe.supported) throw new VipdnsError('DATAPLANE_UNSUPPORTED', `--dataplane ipvs: ${ipvsProbe.reason ?? 'IPVS unavailable'}`);
-    if (!o.ipvs) throw new VipdnsError('DATAPLANE_UNSUPPORTED', '--dataplane ipvs: the IPVS driver is not implemented yet; use --dataplane nftables');
-    return done(o.ipvs.create(), 'dataplane: ipvs (--dataplane ipvs)');
+    if (!ipvs) throw new VipdnsError('DATAPLANE_UNSUPPORTED', '--dataplane ipvs: the IPVS driver is not available here; use --dataplane nftables');
+    return done(ipvs.create(), 'dataplane: ipvs (--dataplane ipvs)');
   }
-  if (kind === 'auto' && ipvsProbe.supported && o.ipvs) return done(o.ipvs.create(), 'dataplane: ipvs (auto: kernel has IPVS)');
+  if (kind === 'auto' && ipvsProbe.supported && ipvs) return done(ipvs.create(), 'dataplane: ipvs (auto: kernel has IPVS)');
 
   const nft = new NftablesDriver({ ...o.nft, ...(o.netns ? { netns: o.netns } : {}) });
   const nftProbe = await nft.probe();

@@ -33,6 +33,8 @@ export interface VirtualService {
   protocol: Protocol;
   port: number;
   scheduler: 'rr' | 'wrr';
+  /** Client affinity in seconds (IPVS persistence); absent or 0 = none. The planner does not set it yet. */
+  persistence?: number;
   backends: Backend[]; // sorted by ip then port
 }
 
