@@ -364,6 +364,40 @@ container
     }
   });
 
+// ---------- dataplane ----------
+const dataplane = program.command('dataplane').description('inspect or remove the load-balancer dataplane');
+dataplane
+  .command('status')
+  .description("the daemon's dataplane: driver, last sync, programmed services and backends")
+  .action(async () => {
+    const r = await client().call<{ driver: string; reason: string; status?: { lastSyncAt?: string; lastSyncMs?: number; syncs: number; errors: number; repairs: number; lastError?: { message: string }; programmed: { services: number; published: number; backends: number; draining: number }; warnings: string[] } }>('GET', '/v1/dataplane');
+    out(r, () => {
+      const s = r.status;
+      if (!s) return `driver: ${r.driver}\n${r.reason}\n`;
+      return [
+        `driver: ${r.driver}`,
+        `why: ${r.reason}`,
+        `last sync: ${s.lastSyncAt ?? 'never'}${s.lastSyncMs !== undefined ? ` (${Math.round(s.lastSyncMs)} ms)` : ''}; ${s.syncs} syncs, ${s.errors} errors, ${s.repairs} drift repairs`,
+        `programmed: ${s.programmed.services} VIP services, ${s.programmed.published} published ports, ${s.programmed.backends - s.programmed.draining} active + ${s.programmed.draining} draining backends`,
+        ...(s.lastError ? [`last error: ${s.lastError.message}`] : []),
+        ...s.warnings.map((w) => `warning: ${w}`),
+      ].join('\n') + '\n';
+    });
+  });
+dataplane
+  .command('cleanup')
+  .description('remove every kernel object vipdns created (nftables table, IPVS services, iptables chains, vipdns0) and nothing else; run with the daemon stopped')
+  .action(async () => {
+    if (process.getuid?.() !== 0) throw new VipdnsError('DATAPLANE_UNSUPPORTED', 'dataplane cleanup needs root (CAP_NET_ADMIN)');
+    const { cleanupDataplane } = await import('./balancer/index.js');
+    const { IpvsDriver } = await import('./balancer/drivers/ipvs.js');
+    const { probeIpvs } = await import('./balancer/drivers/supported.js');
+    const extra = (await probeIpvs()).supported ? [new IpvsDriver()] : [];
+    const r = await cleanupDataplane({ extra });
+    out(r, () => `${r.removed.length ? `removed: ${r.removed.join(', ')}` : 'nothing of vipdns was programmed'}\n${r.errors.map((e) => `error (${e.driver}): ${e.message}\n`).join('')}`);
+    if (r.errors.length) process.exitCode = 1;
+  });
+
 program.parseAsync(process.argv).catch((e: unknown) => {
   const code = e instanceof VipdnsError ? ` [${e.code}]` : '';
   process.stderr.write(`vipdns: error: ${errorMessage(e)}${code}\n`);

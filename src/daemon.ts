@@ -2,6 +2,9 @@
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import { ApiServer } from './api/server.js';
+import { Balancer, createDriver } from './balancer/index.js';
+import { hintFor } from './balancer/hint.js';
+import { registerDataplaneMetrics } from './balancer/metrics.js';
 import { Catalog } from './catalog/catalog.js';
 import { registerCatalogMetrics } from './catalog/metrics.js';
 import { DockerSource } from './catalog/sources/docker.js';
@@ -29,6 +32,7 @@ interface Parts {
   health: HealthChecker;
   forwarding: Forwarding;
   docker: DockerSource | undefined;
+  balancer: Balancer | undefined;
   log: Logger;
 }
 
@@ -68,6 +72,25 @@ export class Daemon {
     const dns = new DnsServer({ host: config.dnsListen.host, port: config.dnsListen.port, resolver, onError: (e) => log.error({ err: e }, 'dns server error') });
 
     const health = new HealthChecker(catalog, healthMetricsHooks(registry, log));
+
+    // Dataplane: `none` (by choice, or not root) runs DNS only; otherwise a reconciler keeps the
+    // kernel converged on the catalog, adopting what a previous run left (flows survive restarts).
+    let created: Awaited<ReturnType<typeof createDriver>>;
+    try {
+      created = await createDriver(config.dataplane, { isRoot: process.getuid?.() === 0, logger: log });
+    } catch (e) {
+      await catalog.close();
+      throw e;
+    }
+    const { driver, reason: dataplaneReason } = created;
+    let balancer: Balancer | undefined;
+    if (driver.name !== 'none') {
+      const dpMetrics = registerDataplaneMetrics(registry, driver.name, () => balancer?.status());
+      balancer = new Balancer({ driver, logger: log, onSync: (r) => dpMetrics.onSync(r) });
+      const b = balancer;
+      catalog.on('change', (state, _kinds, change) => b.update(state, hintFor(change)));
+      b.update(catalog.state);
+    }
     const docker = config.docker
       ? new DockerSource({ url: config.docker, catalog, ownedFile: join(config.dataDir, 'docker-source.json'), log: log.child({ source: 'docker' }), registry })
       : undefined;
@@ -76,7 +99,7 @@ export class Daemon {
       host: config.apiListen.host,
       port: config.apiListen.port,
       catalog,
-      info: () => ({ dns: `${config.dnsListen.host}:${dns.port}`, domain: config.domain, dataplane: 'none', ...(docker ? { docker: docker.status() } : {}) }),
+      info: () => ({ dns: `${config.dnsListen.host}:${dns.port}`, domain: config.domain, dataplane: driver.name, ...(docker ? { docker: docker.status() } : {}) }),
       onError: (e) => log.error({ err: e }, 'api handler error'),
     });
     const metrics = new MetricsServer({
@@ -89,11 +112,20 @@ export class Daemon {
             ? { ok: store.live, detail: `revision ${catalog.state.revision}, etcd watch ${store.live ? 'connected' : 'lost'}` }
             : { ok: true, detail: `revision ${catalog.state.revision}` },
         dns: () => ({ ok: dns.listening, detail: dns.listening ? `listening on ${config.dnsListen.host}:${dns.port} udp+tcp` : 'not listening' }),
+        dataplane: () => {
+          if (!balancer) return { ok: true, detail: dataplaneReason };
+          const st = balancer.status();
+          return st.syncs > 0
+            ? { ok: true, detail: `${st.driver}: ${st.programmed.services} VIP services, ${st.programmed.published} published ports, last sync ${st.lastSyncAt}` }
+            : { ok: false, detail: `${st.driver}: first sync not done${st.lastError ? ` (${st.lastError.message})` : ''}` };
+        },
         ...(docker ? { docker: () => docker.status() } : {}),
       },
     });
-    const d = new Daemon({ config, catalog, dns, api, metrics, health, forwarding, docker, log });
+    api.route('GET', '/v1/dataplane', () => ({ driver: driver.name, reason: dataplaneReason, ...(balancer ? { status: balancer.status() } : {}) }));
+    const d = new Daemon({ config, catalog, dns, api, metrics, health, forwarding, docker, balancer, log });
     try {
+      await balancer?.start();
       await dns.start();
       await api.start();
       await metrics.start();
@@ -104,7 +136,7 @@ export class Daemon {
       throw e;
     }
     log.info(
-      { dns: `${config.dnsListen.host}:${dns.port}`, api: `http://${config.apiListen.host}:${api.port}`, metrics: `http://${config.metricsListen.host}:${metrics.port}`, domain: config.domain, docker: docker?.url },
+      { dns: `${config.dnsListen.host}:${dns.port}`, api: `http://${config.apiListen.host}:${api.port}`, metrics: `http://${config.metricsListen.host}:${metrics.port}`, domain: config.domain, dataplane: driver.name, docker: docker?.url },
       'vipdns serving',
     );
     return d;
@@ -114,6 +146,7 @@ export class Daemon {
     const p = this.parts;
     await p.docker?.stop();
     p.health.stop();
+    await p.balancer?.stop(); // leaves the kernel programmed: the next run adopts it
     await Promise.allSettled([p.dns.stop(), p.api.stop(), p.metrics.stop()]);
     p.forwarding.close();
     await p.catalog.close();

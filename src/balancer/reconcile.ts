@@ -53,6 +53,8 @@ export interface SyncReport {
   unchanged: number;
   base: boolean;
   error?: string;
+  /** Where a failed sync failed: reading the kernel or writing it (metrics: kernel errors by operation). */
+  stage?: 'observe' | 'apply';
 }
 
 export interface BalancerStatus {
@@ -219,6 +221,7 @@ export class Balancer {
     if (!this.catalog) return; // never write before knowing what is wanted
     const t0 = performance.now();
     const report: SyncReport = { reason, ms: 0, ops: 0, added: 0, changed: 0, removed: 0, unchanged: 0, base: false };
+    let stage: SyncReport['stage'];
     try {
       // Resyncs re-plan everything: a cheap guard against a wrong change hint.
       const hinted = this.dirty === 'all' ? undefined : this.dirty;
@@ -232,6 +235,7 @@ export class Balancer {
 
       const reread = reason === 'resync' || reason === 'full-resync' || reason === 'retry' || !this.observed;
       if (reread) {
+        stage = 'observe';
         this.observed = await this.driver.observe();
         this.adopted = true;
       }
@@ -248,6 +252,7 @@ export class Balancer {
       }
       Object.assign(report, { added: d.add.length, changed: d.change.length, removed: d.remove.length, unchanged: d.unchanged, base: d.base });
       if (!isEmpty(d)) {
+        stage = 'apply';
         const r = await this.driver.apply(d);
         report.ops = r.ops;
         if (reason === 'resync') {
@@ -264,6 +269,7 @@ export class Balancer {
     } catch (e) {
       this.observed = undefined; // the kernel is in an unknown state: read it again before the next diff
       report.error = errorMessage(e);
+      if (stage) report.stage = stage;
       this.fail(e, `dataplane: ${reason} sync failed`);
       this.scheduleRetry();
     } finally {

@@ -71,7 +71,8 @@ export interface ContainerRequest {
 }
 
 export interface CatalogEvents {
-  change: [state: CatalogState, kinds: Set<ChangeKind>];
+  /** After each committed change; `change` lists the objects written and deleted. */
+  change: [state: CatalogState, kinds: Set<ChangeKind>, change: Change];
   error: [err: Error];
 }
 
@@ -428,7 +429,7 @@ export class Catalog extends EventEmitter<CatalogEvents> {
   private apply(change: Change, revision: number): void {
     const kinds = applyChange(this.s, change);
     this.s.revision = Math.max(this.s.revision, revision);
-    if (kinds.size > 0) this.emit('change', this.s, kinds);
+    if (kinds.size > 0) this.emit('change', this.s, kinds, change);
   }
 
   private mutate<T>(_kind: ChangeKind, fn: (s: CatalogState) => T): Promise<T> {

@@ -33,10 +33,21 @@ export class DnsServer {
   }
 
   async start(): Promise<void> {
+    // With port 0, UDP picks a free port that TCP may find taken (another socket's ephemeral
+    // port): pick again rather than fail.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.bind();
+        return;
+      } catch (e) {
+        if (this.opts.port !== 0 || (e as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 10) throw e;
+      }
+    }
+  }
+
+  private async bind(): Promise<void> {
     const family = parseIp(this.opts.host).family;
     const udp = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4' });
-    udp.on('message', (msg, rinfo) => this.onDatagram(udp, msg, rinfo));
-    udp.on('error', (e) => this.opts.onError?.(e));
     await new Promise<void>((resolve, reject) => {
       udp.once('error', reject);
       udp.bind(this.opts.port, this.opts.host, () => {
@@ -44,22 +55,24 @@ export class DnsServer {
         resolve();
       });
     });
-    this.udp = udp;
-    this.port = udp.address().port;
+    const port = udp.address().port;
     const tcp = net.createServer({ noDelay: true }, (s) => this.onConnection(s));
-    tcp.on('error', (e) => this.opts.onError?.(e));
     await new Promise<void>((resolve, reject) => {
       tcp.once('error', reject);
-      tcp.listen({ host: this.opts.host, port: this.port }, () => {
+      tcp.listen({ host: this.opts.host, port }, () => {
         tcp.off('error', reject);
         resolve();
       });
     }).catch((e: unknown) => {
       udp.close();
-      this.udp = undefined;
       throw e;
     });
+    udp.on('message', (msg, rinfo) => this.onDatagram(udp, msg, rinfo));
+    udp.on('error', (e) => this.opts.onError?.(e));
+    tcp.on('error', (e) => this.opts.onError?.(e));
+    this.udp = udp;
     this.tcp = tcp;
+    this.port = port;
   }
 
   async stop(): Promise<void> {

@@ -75,7 +75,7 @@ rootTest(`every dashboard query and alert signal returns data on a real Promethe
   const backend = spawn('ip', ['netns', 'exec', be, process.execPath, join(ROOT, 'test/fixtures/backend.mjs'), 'b0', '10.79.0.11', '8080'], { stdio: 'ignore' });
   procs.push(backend);
   // A real upstream inside the namespace, for forwarded and cached answers.
-  exec('dnsmasq', ['--no-daemon', '--port=5399', '--listen-address=127.0.0.1', '--bind-interfaces', '--no-resolv', '--no-hosts', '--pid-file=', '--address=/upstream.test/192.0.2.7', '--user=root']);
+  exec('dnsmasq', ['--no-daemon', '--port=5399', '--listen-address=127.0.0.1', '--bind-interfaces', '--no-resolv', '--no-hosts', '--pid-file=', '--address=/upstream.test/192.0.2.7', '--local-ttl=300', '--user=root']);
 
   const d = await startDaemon({ wrap: ['ip', 'netns', 'exec', host], args: ['--dataplane', 'nftables', '--upstream', '127.0.0.1:5399'] });
   t.teardown(async () => {
