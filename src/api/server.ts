@@ -1,6 +1,7 @@
 // The control API: JSON over HTTP on loopback. The CLI is its client. Every error is
 // { "error": { "code", "message" } } with a matching HTTP status.
 import * as http from 'node:http';
+import { closeHttp, listenHttp } from '../net/http.js';
 import type { Catalog } from '../catalog/catalog.js';
 import { VipdnsError, isVipdnsError } from '../errors.js';
 
@@ -41,24 +42,14 @@ export class ApiServer {
 
   async start(): Promise<void> {
     const server = http.createServer((req, res) => void this.serve(req, res));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen({ host: this.opts.host, port: this.opts.port }, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    const addr = server.address();
-    this.port = typeof addr === 'object' && addr ? addr.port : this.opts.port;
+    this.port = await listenHttp(server, this.opts.host, this.opts.port);
     this.server = server;
   }
 
   async stop(): Promise<void> {
     const s = this.server;
-    if (!s) return;
     this.server = undefined;
-    s.closeAllConnections();
-    await new Promise<void>((r) => s.close(() => r()));
+    await closeHttp(s);
   }
 
   private register(c: Catalog): void {

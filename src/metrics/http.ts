@@ -1,6 +1,7 @@
 // /metrics (Prometheus text), /healthz (process alive, event loop not stalled) and
 // /readyz (every readiness check passes) on their own listener, apart from the control API.
 import * as http from 'node:http';
+import { closeHttp, listenHttp } from '../net/http.js';
 import type { Registry } from 'prom-client';
 
 export type ReadinessCheck = () => { ok: boolean; detail: string };
@@ -32,25 +33,15 @@ export class MetricsServer {
     }, 100);
     this.timer.unref();
     const server = http.createServer((req, res) => void this.serve(req, res));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen({ host: this.opts.host, port: this.opts.port }, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    const addr = server.address();
-    this.port = typeof addr === 'object' && addr ? addr.port : this.opts.port;
+    this.port = await listenHttp(server, this.opts.host, this.opts.port);
     this.server = server;
   }
 
   async stop(): Promise<void> {
     clearInterval(this.timer);
     const s = this.server;
-    if (!s) return;
     this.server = undefined;
-    s.closeAllConnections();
-    await new Promise<void>((r) => s.close(() => r()));
+    await closeHttp(s);
   }
 
   private async serve(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {

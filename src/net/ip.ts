@@ -67,7 +67,11 @@ export function formatIp(a: Addr): string {
   }
   const groups: number[] = [];
   for (let i = 7; i >= 0; i--) groups.push(Number((a.value >> BigInt(i * 16)) & 0xffffn));
-  // RFC 5952: compress the longest run (>= 2) of zero groups, first one on ties.
+  return formatV6Groups(groups);
+}
+
+/** Eight 16-bit groups as RFC 5952 text: lowercase, the longest run (>= 2) of zero groups compressed, first on ties. */
+export function formatV6Groups(groups: number[]): string {
   let bestStart = -1;
   let bestLen = 0;
   for (let i = 0; i < 8; ) {

@@ -2,11 +2,7 @@
 import test from 'ava';
 import { type DaemonHandle, removeDir, shortAnswers, startDaemon } from '../helpers/daemon.js';
 
-async function ok(d: DaemonHandle, ...args: string[]): Promise<string> {
-  const r = await d.cli(...args);
-  if (r.code !== 0) throw new Error(`vipdns ${args.join(' ')} failed: ${r.stderr}`);
-  return r.stdout;
-}
+const ok = (d: DaemonHandle, ...args: string[]): Promise<string> => d.ok(...args);
 
 test('SRV for named ports, EDNS echo, TC without EDNS, ANY and case, with dig', async (t) => {
   const d = await startDaemon();

@@ -33,6 +33,8 @@ export interface DaemonHandle {
   metrics: string;
   logs: string[];
   cli(...args: string[]): Promise<RunResult>;
+  /** The CLI's stdout; throws with its stderr when it exits non-zero. */
+  ok(...args: string[]): Promise<string>;
   dig(...args: string[]): Promise<string>;
   kill9(): Promise<void>;
   stop(): Promise<number | null>;
@@ -103,6 +105,8 @@ export async function startDaemon(opts: StartOptions = {}): Promise<DaemonHandle
   const dnsPort = Number(dnsText.slice(colon + 1));
   const api = info.api!;
   const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+  const cli = (...a: string[]): Promise<RunResult> =>
+    wrap.length ? run(wrap[0]!, [...wrap.slice(1), process.execPath, CLI, '--api', api, ...a]) : run(process.execPath, [CLI, '--api', api, ...a]);
   return {
     proc,
     dataDir,
@@ -111,8 +115,12 @@ export async function startDaemon(opts: StartOptions = {}): Promise<DaemonHandle
     api,
     metrics: info.metrics!,
     logs,
-    cli: (...a: string[]) =>
-      wrap.length ? run(wrap[0]!, [...wrap.slice(1), process.execPath, CLI, '--api', api, ...a]) : run(process.execPath, [CLI, '--api', api, ...a]),
+    cli,
+    ok: async (...a: string[]) => {
+      const r = await cli(...a);
+      if (r.code !== 0) throw new Error(`vipdns ${a.join(' ')} failed (${r.code}): ${r.stderr}`);
+      return r.stdout;
+    },
     dig: async (...a: string[]) => {
       const r = await run('dig', [`@${dnsHost}`, '-p', String(dnsPort), '+time=2', '+tries=1', ...a]);
       return r.stdout;

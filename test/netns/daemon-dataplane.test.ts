@@ -28,11 +28,7 @@ rootTest(`the daemon programs nftables from the catalog; kill -9 and restart kee
     await d.stop();
     removeDir(dataDir);
   });
-  const ok = async (...a: string[]): Promise<string> => {
-    const r = await d.cli(...a);
-    if (r.code !== 0) throw new Error(`vipdns ${a.join(' ')}: ${r.stderr}`);
-    return r.stdout;
-  };
+  const ok = (...a: string[]): Promise<string> => d.ok(...a);
   await ok('network', 'create', 'n', '--subnet', '10.0.9.0/24');
   t.regex(await ok('service', 'create', 'web', '--network', 'n', '--port', 'http=80'), new RegExp(`vip ${VIP.replaceAll('.', '\\.')} on n`));
   for (const b of topo.backends) await ok('task', 'add', 'web', '--ip', b.ip);

@@ -54,11 +54,7 @@ rootTest(`unhealthy tasks leave dnsrr answers and come back; all unhealthy fails
     await d.stop();
     removeDir(d.dataDir);
   });
-  const ok = async (...a: string[]): Promise<string> => {
-    const r = await d.cli(...a);
-    if (r.code !== 0) throw new Error(`vipdns ${a.join(' ')}: ${r.stderr}`);
-    return r.stdout;
-  };
+  const ok = (...a: string[]): Promise<string> => d.ok(...a);
   await ok('network', 'create', 'n', '--subnet', '10.78.0.0/24');
   await ok('service', 'create', 'web', '--network', 'n', '--endpoint-mode', 'dnsrr', '--health-check', 'http:8080/', '--health-interval', '300', '--health-timeout', '200');
   for (const ip of ips) await ok('task', 'add', 'web', '--ip', ip);

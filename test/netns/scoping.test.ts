@@ -22,11 +22,7 @@ rootTest(`a service is invisible from another network's client until attached th
     await d.stop();
     removeDir(d.dataDir);
   });
-  const ok = async (...a: string[]): Promise<string> => {
-    const r = await d.cli(...a);
-    if (r.code !== 0) throw new Error(`vipdns ${a.join(' ')}: ${r.stderr}`);
-    return r.stdout;
-  };
+  const ok = (...a: string[]): Promise<string> => d.ok(...a);
   await ok('network', 'create', 'neta', '--subnet', '10.77.1.0/24');
   await ok('network', 'create', 'netb', '--subnet', '10.77.2.0/24');
   await ok('service', 'create', 'helloworld', '--network', 'neta');

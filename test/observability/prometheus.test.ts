@@ -82,10 +82,7 @@ rootTest(`every dashboard query and alert signal returns data on a real Promethe
     await d.stop();
     removeDir(d.dataDir);
   });
-  const ok = async (...a: string[]): Promise<void> => {
-    const r = await d.cli(...a);
-    if (r.code !== 0) throw new Error(`vipdns ${a.join(' ')}: ${r.stderr}`);
-  };
+  const ok = (...a: string[]): Promise<string> => d.ok(...a);
   await ok('network', 'create', 'n', '--subnet', '10.79.0.0/24');
   await ok('service', 'create', 'web', '--network', 'n', '--port', 'http=8080', '--health-check', 'http:8080/', '--health-interval', '500', '--health-timeout', '300');
   await ok('task', 'add', 'web', '--ip', '10.79.0.11');

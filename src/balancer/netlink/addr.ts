@@ -1,5 +1,7 @@
-// IP address text <-> 16-byte nf_inet_addr, pure and dependency-free.
+// IP address text <-> 16-byte nf_inet_addr, pure.
 // IPVS always carries 16 address bytes; IPv4 uses the first 4 (rest zero).
+
+import { formatV6Groups } from '../../net/ip.js';
 
 export type Family = 4 | 6;
 export const AF_INET = 2;
@@ -82,25 +84,7 @@ export function formatAddress(family: Family, b: Uint8Array): string {
   if (family === 4) return `${b[0] ?? 0}.${b[1] ?? 0}.${b[2] ?? 0}.${b[3] ?? 0}`;
   const g: number[] = [];
   for (let i = 0; i < 8; i++) g.push(((b[i * 2] ?? 0) << 8) | (b[i * 2 + 1] ?? 0));
-  // longest run (length >= 2) of zero groups, first one wins a tie
-  let bestAt = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (g[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestAt = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = (xs: number[]): string => xs.map((x) => x.toString(16)).join(':');
-  if (bestAt < 0) return hex(g);
-  return `${hex(g.slice(0, bestAt))}::${hex(g.slice(bestAt + bestLen))}`;
+  return formatV6Groups(g);
 }
 
 /** Prefix length -> IPv4 mask as a u32 (24 -> 0xffffff00). */
