@@ -84,6 +84,8 @@ interface Op {
   fn: (s: CatalogState) => unknown;
   resolve: (v: unknown) => void;
   reject: (e: Error) => void;
+  /** Already retried after a store sync (a NOT_FOUND is then final). */
+  synced?: boolean;
 }
 
 // Group commit stays under etcd's default 128 operations per transaction.
@@ -456,6 +458,21 @@ export class Catalog extends EventEmitter<CatalogEvents> {
    * has delivered it. On a conflict, the ops are recomputed on the caught-up state.
    */
   private async commitBatch(batch: Op[]): Promise<void> {
+    const stale: Op[] = [];
+    await this.commitOps(batch, stale);
+    if (stale.length === 0) return;
+    // Something named by these ops was missing here; another daemon may have just created it.
+    // Catch up with the shared store, then run them once more.
+    try {
+      await this.store.sync?.();
+    } catch {
+      /* the retry reports the original NOT_FOUND */
+    }
+    for (const op of stale) op.synced = true;
+    this.queue.unshift(...stale);
+  }
+
+  private async commitOps(batch: Op[], stale: Op[]): Promise<void> {
     let live = batch;
     for (let attempt = 1; ; attempt++) {
       const base = this.s;
@@ -467,7 +484,8 @@ export class Catalog extends EventEmitter<CatalogEvents> {
           try {
             results.set(op, op.fn(work));
           } catch (e) {
-            op.reject(e as Error);
+            if (!op.synced && this.store.sync && e instanceof VipdnsError && e.code === 'NOT_FOUND') stale.push(op);
+            else op.reject(e as Error);
           }
         }
       } finally {

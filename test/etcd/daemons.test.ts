@@ -251,3 +251,17 @@ test("a daemon whose etcd connection broke catches up on every change it missed"
   t.log(`b caught up ${ms} ms after its connection to etcd came back`);
   t.pass();
 });
+
+test('read your writes across daemons: a task added on b right after a created its service', async (t) => {
+  const { ds } = await cluster(t, 2);
+  const [a, b] = ds as [DaemonHandle, DaemonHandle];
+  for (let i = 0; i < 5; i++) {
+    await api(a, 'POST', '/v1/networks', { name: `n${i}`, subnet: `10.${40 + i}.0.0/24` });
+    await api(a, 'POST', '/v1/services', { name: `s${i}`, networks: [`n${i}`] });
+    // b may not have seen s<i> yet: it catches up with etcd instead of answering "no service".
+    const task = await api<{ service: string }>(b, 'POST', '/v1/tasks', { service: `s${i}` });
+    t.is(task.service, `s${i}`);
+  }
+  const r = await b.cli('task', 'add', 'never-created');
+  t.regex(r.stderr, /no service "never-created"/, 'a name that exists nowhere is still NOT_FOUND');
+});

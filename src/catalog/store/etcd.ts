@@ -178,6 +178,18 @@ export class EtcdStore implements ReplicatedStore {
 
   // ---------- reading and watching ----------
 
+  async sync(): Promise<void> {
+    let res;
+    try {
+      // The newest write under our prefix: once the watch has delivered it, so has everything before.
+      res = await this.client.kv.range({ key: Buffer.from(this.prefix), range_end: prefixEnd(this.prefix), limit: 1, sort_order: 'Descend', sort_target: 'Mod', keys_only: true });
+    } catch (e) {
+      throw storeError(e, this.opts.hosts, `cannot read ${this.prefix}`);
+    }
+    const target = Number(res.kvs[0]?.mod_revision ?? 0);
+    await this.waitFor(() => this.applied >= target, CATCH_UP_TIMEOUT_MS);
+  }
+
   private async readAll(): Promise<{ kvs: RawKv[]; revision: number }> {
     const end = prefixEnd(this.prefix);
     const kvs: RawKv[] = [];

@@ -40,6 +40,11 @@ export interface ReplicatedStore {
    * writer changed what the change was computed from, and with a VipdnsError otherwise.
    */
   commit(change: Change, next: CatalogState): Promise<number>;
+  /**
+   * Resolves once the listener has delivered every object committed before the call (by any
+   * writer): a read-your-writes barrier for a request that found something missing locally.
+   */
+  sync?(): Promise<void>;
   close(): Promise<void>;
 }
 
