@@ -265,3 +265,23 @@ test('read your writes across daemons: a task added on b right after a created i
   const r = await b.cli('task', 'add', 'never-created');
   t.regex(r.stderr, /no service "never-created"/, 'a name that exists nowhere is still NOT_FOUND');
 });
+
+test('a daemon restarted within its lease TTL keeps its tasks: they move to its new lease', async (t) => {
+  const { etcd, ds } = await cluster(t, 2);
+  const [a, b] = ds as [DaemonHandle, DaemonHandle];
+  await api(a, 'POST', '/v1/networks', { name: 'front', subnet: '10.0.9.0/24' });
+  await api(a, 'POST', '/v1/services', { name: 'web', networks: ['front'], endpointMode: 'dnsrr' });
+  const ip = (await api<{ addresses: { front: string } }>(a, 'POST', '/v1/tasks', { service: 'web' })).addresses.front;
+  await converge(ds, 'web', [ip], Date.now());
+  await a.stop();
+  const a2 = await startDaemon({ args: ['--store', etcd.url, '--node-name', 'node0', '--etcd-lease-ttl', String(TTL)] });
+  t.teardown(async () => {
+    await a2.stop();
+    removeDir(a2.dataDir);
+  });
+  // Well past the old lease's TTL: the task is still in both daemons' answers.
+  await new Promise((r) => setTimeout(r, (TTL + 2) * 1000));
+  t.is(await query(b, 'web'), ip);
+  t.is(await query(a2, 'web'), ip);
+  t.true(a2.logs.some((l) => /adopted tasks of this node's previous run/.test(l)), 'the restart adopted the task');
+});

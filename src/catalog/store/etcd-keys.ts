@@ -69,6 +69,7 @@ export interface RawKv {
   key: string;
   value: string;
   modRevision: number;
+  lease?: string; // '0' or absent: none
 }
 
 /** Builds a state (and the mod revision of each key) from a consistent read of the prefix. */

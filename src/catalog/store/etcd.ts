@@ -93,9 +93,41 @@ export class EtcdStore implements ReplicatedStore {
     for (const kv of kvs) this.modRevs.set(kv.key, kv.modRevision);
     this.meta = { nextFwmark: state.nextFwmark };
     this.applied = revision;
-    await this.ensureLease();
+    const leaseId = await this.ensureLease();
     this.startWatch();
+    await this.adoptTasks(kvs, leaseId);
     return state;
+  }
+
+  /**
+   * A restarted daemon gets a new lease; the tasks its previous run registered still hang on the
+   * old one (alive until its TTL runs out). Move them to the new lease, so a quick restart does not
+   * expire this host's tasks from every answer. Each move is guarded by the key's mod revision,
+   * so a task another daemon changed meanwhile is left alone.
+   */
+  private async adoptTasks(kvs: RawKv[], leaseId: string): Promise<void> {
+    const node = kvs.find((kv) => kv.key === `${this.prefix}${NODES}${this.opts.nodeName}`);
+    let previous: string | undefined;
+    try {
+      previous = node ? String((JSON.parse(node.value) as { lease?: string }).lease ?? '') : undefined;
+    } catch {
+      previous = undefined;
+    }
+    if (!previous || previous === leaseId || previous === '0') return;
+    const mine = kvs.filter((kv) => kv.lease === previous && kv.key.startsWith(`${this.prefix}tasks/`));
+    let moved = 0;
+    for (const kv of mine) {
+      try {
+        const r = await this.client
+          .if(kv.key, 'Mod', '==', kv.modRevision)
+          .then(this.client.put(kv.key).value(kv.value).lease(leaseId))
+          .commit();
+        if (r.succeeded) moved++;
+      } catch (e) {
+        this.log.warn({ err: errorMessage(e), key: kv.key }, 'cannot move a task to the new etcd lease');
+      }
+    }
+    if (mine.length > 0) this.log.info({ node: this.opts.nodeName, moved, of: mine.length, from: previous, to: leaseId }, 'adopted tasks of this node\'s previous run onto its new lease');
   }
 
   async commit(change: Change): Promise<number> {
@@ -203,7 +235,7 @@ export class EtcdStore implements ReplicatedStore {
         throw storeError(e, this.opts.hosts, `cannot read ${this.prefix}`);
       }
       revision ??= Number(res.header.revision);
-      for (const kv of res.kvs) kvs.push({ key: kv.key.toString(), value: kv.value.toString(), modRevision: Number(kv.mod_revision) });
+      for (const kv of res.kvs) kvs.push({ key: kv.key.toString(), value: kv.value.toString(), modRevision: Number(kv.mod_revision), lease: String(kv.lease) });
       if (!res.more || res.kvs.length === 0) return { kvs, revision };
       from = Buffer.concat([res.kvs[res.kvs.length - 1]!.key, Buffer.from([0])]);
     }
