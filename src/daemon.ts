@@ -5,6 +5,7 @@ import { ApiServer } from './api/server.js';
 import { Balancer, createDriver } from './balancer/index.js';
 import { hintFor } from './balancer/hint.js';
 import { registerDataplaneMetrics } from './balancer/metrics.js';
+import { LoopbackVipSync, LoopbackVips } from './balancer/loopback-vips.js';
 import { Catalog } from './catalog/catalog.js';
 import { registerCatalogMetrics } from './catalog/metrics.js';
 import { DockerSource } from './catalog/sources/docker.js';
@@ -33,6 +34,7 @@ interface Parts {
   forwarding: Forwarding;
   docker: DockerSource | undefined;
   balancer: Balancer | undefined;
+  vipSync: LoopbackVipSync | undefined;
   log: Logger;
 }
 
@@ -84,11 +86,23 @@ export class Daemon {
     }
     const { driver, reason: dataplaneReason } = created;
     let balancer: Balancer | undefined;
+    // nftables DNATs in the balancing host, which must therefore own its VIPs (IPVS has vipdns0).
+    const vipSync = driver.name === 'nftables' ? new LoopbackVipSync(new LoopbackVips(), () => catalog.state, log) : undefined;
     if (driver.name !== 'none') {
       const dpMetrics = registerDataplaneMetrics(registry, driver.name, () => balancer?.status());
-      balancer = new Balancer({ driver, logger: log, onSync: (r) => dpMetrics.onSync(r) });
+      balancer = new Balancer({
+        driver,
+        logger: log,
+        onSync: (r) => {
+          dpMetrics.onSync(r);
+          if (r.reason === 'resync' || r.reason === 'full-resync') vipSync?.request(); // repairs address drift too
+        },
+      });
       const b = balancer;
-      catalog.on('change', (state, _kinds, change) => b.update(state, hintFor(change)));
+      catalog.on('change', (state, _kinds, change) => {
+        b.update(state, hintFor(change));
+        vipSync?.request();
+      });
       b.update(catalog.state);
     }
     const docker = config.docker
@@ -123,9 +137,10 @@ export class Daemon {
       },
     });
     api.route('GET', '/v1/dataplane', () => ({ driver: driver.name, reason: dataplaneReason, ...(balancer ? { status: balancer.status() } : {}) }));
-    const d = new Daemon({ config, catalog, dns, api, metrics, health, forwarding, docker, balancer, log });
+    const d = new Daemon({ config, catalog, dns, api, metrics, health, forwarding, docker, balancer, vipSync, log });
     try {
       await balancer?.start();
+      await vipSync?.run();
       await dns.start();
       await api.start();
       await metrics.start();
@@ -147,6 +162,7 @@ export class Daemon {
     await p.docker?.stop();
     p.health.stop();
     await p.balancer?.stop(); // leaves the kernel programmed: the next run adopts it
+    await p.vipSync?.stop(); // and the VIP addresses too
     await Promise.allSettled([p.dns.stop(), p.api.stop(), p.metrics.stop()]);
     p.forwarding.close();
     await p.catalog.close();

@@ -5,7 +5,8 @@ import test from 'ava';
 import type { ChildProcess } from 'node:child_process';
 import { type DaemonHandle, removeDir, startDaemon } from '../helpers/daemon.js';
 import { createTopology, netnsUnavailable, uniquePrefix } from '../helpers/netns.js';
-import { VIP, addVip, burst, hold, nftRuleset, startBackends } from './common.js';
+import { VIP, burst, hold, nftRuleset, startBackends } from './common.js';
+import { inNs } from '../helpers/netns.js';
 
 const why = await netnsUnavailable();
 const rootTest = why ? test.skip : test.serial;
@@ -19,7 +20,8 @@ rootTest(`the daemon programs nftables from the catalog; kill -9 and restart kee
     await topo.destroy();
   });
   procs.push(...(await startBackends(topo)));
-  await addVip(topo);
+  // A foreign address on lo: ours are told apart by their label and this one must survive.
+  await inNs(topo.host, 'ip', 'addr', 'add', '10.0.9.250/32', 'dev', 'lo', 'label', 'lo:other');
   const start = (dataDir?: string): Promise<DaemonHandle> =>
     startDaemon({ wrap: ['ip', 'netns', 'exec', topo.host], args: ['--dataplane', 'nftables'], ...(dataDir ? { dataDir } : {}) });
   let d = await start();
@@ -42,6 +44,7 @@ rootTest(`the daemon programs nftables from the catalog; kill -9 and restart kee
     throw new Error(`traffic never spread over ${n} backends`);
   };
   await spreadOver(3);
+  t.regex(await inNs(topo.host, 'ip', '-4', '-o', 'addr', 'show', 'dev', 'lo', 'label', 'lo:vipdns'), new RegExp(`inet ${VIP.replaceAll('.', '\\.')}/32`), 'the daemon owns the VIP on lo');
   const even = await burst(topo.client.ns, 'tcp', VIP, 80, 90);
   t.deepEqual(Object.values(even.counts).sort(), [30, 30, 30], `90 connections, round robin: ${JSON.stringify(even.counts)}`);
 
@@ -69,12 +72,15 @@ rootTest(`the daemon programs nftables from the catalog; kill -9 and restart kee
   t.is(await held.ping('four'), held.backend);
 
   // Metrics of the dataplane are there, then cleanup removes all of ours.
-  const metrics = await (await import('../helpers/netns.js')).inNs(topo.host, 'curl', '-s', `${d.metrics}/metrics`);
+  const metrics = await inNs(topo.host, 'curl', '-s', `${d.metrics}/metrics`);
   t.regex(metrics, /vipdns_dataplane_last_sync_success_timestamp_seconds\{driver="nftables"\} \d/);
   t.regex(metrics, /vipdns_dataplane_backends\{driver="nftables",state="active"\} 3/);
   await d.stop();
   const clean = await d.cli('dataplane', 'cleanup');
   t.is(clean.code, 0, clean.stderr);
-  t.regex(clean.stdout, /removed: nftables/);
+  t.regex(clean.stdout, /removed: nftables, VIP addresses on lo/);
   t.notRegex(await nftRuleset(topo.host), /vipdns/);
+  const lo = await inNs(topo.host, 'ip', '-4', '-o', 'addr', 'show', 'dev', 'lo');
+  t.notRegex(lo, /lo:vipdns/, 'our VIP addresses are gone');
+  t.regex(lo, /10\.0\.9\.250\/32 .*lo:other/, 'the foreign one is not');
 });
