@@ -98,7 +98,12 @@ export class ApiServer {
   private async serve(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     try {
       const url = new URL(req.url ?? '/', 'http://localhost');
-      const segs = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
+      let segs: string[];
+      try {
+        segs = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
+      } catch {
+        throw new VipdnsError('BAD_REQUEST', `the path ${url.pathname} is not valid percent-encoding`);
+      }
       let pathMatched = false;
       for (const r of this.routes) {
         const params = match(r.parts, segs);

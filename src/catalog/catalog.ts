@@ -26,7 +26,7 @@ import {
 } from './model.js';
 import { snapshotLog } from './store/snapshot.js';
 import { type ReplicatedStore, type Store, StoreConflict, isReplicated } from './store/store.js';
-import { checkHealthCheck, checkName, checkPorts } from './validate.js';
+import { checkAttachment, checkHealthCheck, checkList, checkName, checkPorts, checkStrings, own } from './validate.js';
 
 export type { ChangeKind } from './changes.js';
 
@@ -179,7 +179,7 @@ export class Catalog extends EventEmitter<CatalogEvents> {
       const name = checkName('service', req.name);
       this.checkPrimaryNameFree(name);
       const mode = checkMode(req.endpointMode ?? 'vip');
-      const aliases = this.checkAliases(req.aliases ?? [], name);
+      const aliases = this.checkAliases(checkStrings('aliases', req.aliases), name);
       const ports = checkPorts(req.ports);
       this.checkPublished(ports, mode, undefined);
       const healthCheck = checkHealthCheck(req.healthCheck);
@@ -209,16 +209,16 @@ export class Catalog extends EventEmitter<CatalogEvents> {
     return this.mutate('service', () => {
       const svc = this.service(name);
       const mode = checkMode(upd.endpointMode ?? svc.endpointMode);
-      const rm = new Set((upd.networkRm ?? []).map((n) => this.network(n).name));
+      const rm = new Set(checkStrings('networkRm', upd.networkRm).map((n) => this.network(n).name));
       for (const n of rm) {
         if (!svc.attachments.some((a) => a.network === n)) throw new VipdnsError('NOT_ATTACHED', `service "${svc.name}" is not attached to network "${n}"`);
       }
       const kept = svc.attachments.filter((a) => !rm.has(a.network));
-      const adds = upd.networkAdd ?? [];
+      const adds = checkList('networkAdd', upd.networkAdd) as AttachmentRequest[];
       if (kept.length + adds.length === 0) throw new VipdnsError('BAD_REQUEST', `service "${svc.name}" must stay attached to at least one network`);
       const ports = upd.ports !== undefined ? checkPorts(upd.ports) : svc.ports;
       this.checkPublished(ports, mode, svc.name);
-      const aliases = upd.aliasAdd || upd.aliasRm ? this.updatedAliases(svc.aliases, upd.aliasAdd ?? [], upd.aliasRm ?? [], svc.name) : svc.aliases;
+      const aliases = upd.aliasAdd || upd.aliasRm ? this.updatedAliases(svc.aliases, checkStrings('aliasAdd', upd.aliasAdd), checkStrings('aliasRm', upd.aliasRm), svc.name) : svc.aliases;
       const healthCheck = upd.healthCheck === null ? undefined : upd.healthCheck !== undefined ? checkHealthCheck(upd.healthCheck) : svc.healthCheck;
 
       // VIPs: kept attachments keep theirs (vip→vip), get one (dnsrr→vip) or drop it (vip→dnsrr).
@@ -280,13 +280,14 @@ export class Catalog extends EventEmitter<CatalogEvents> {
 
   addTask(req: TaskRequest): Promise<Task> {
     return this.mutate('task', (s) => {
+      if (typeof req.service !== 'string') throw new VipdnsError('BAD_REQUEST', `a task needs its service's name, got ${JSON.stringify(req.service)}`);
       const svc = this.service(req.service);
       const id = newId();
       const slot = this.nextSlot(svc.name);
-      const name = req.name !== undefined && req.name !== '' ? checkName('task', req.name, { dotted: true }) : `${svc.name}.${slot}.${id}`;
+      const name = req.name !== undefined && req.name !== null && req.name !== '' ? checkName('task', req.name, { dotted: true }) : `${svc.name}.${slot}.${id}`;
       if (Object.values(s.tasks).some((t) => lc(t.name) === lc(name))) throw new VipdnsError('DUPLICATE_NAME', `task "${name}" already exists`);
       const wanted = new Map<string, string>();
-      for (const ip of req.ips ?? []) {
+      for (const ip of checkStrings('ips', req.ips)) {
         const a = parseIp(ip);
         const att = svc.attachments.find((x) => contains(this.prefix(x.network), a));
         if (!att) {
@@ -325,10 +326,10 @@ export class Catalog extends EventEmitter<CatalogEvents> {
 
   /** Health changes come from the checker; a no-op when unchanged so it never churns the store. */
   async setTaskHealth(id: string, health: Health): Promise<void> {
-    const t = this.s.tasks[id];
+    const t = own(this.s.tasks, id);
     if (!t || t.health === health) return;
     await this.mutate('health', () => {
-      const cur = this.s.tasks[id];
+      const cur = own(this.s.tasks, id);
       if (cur) cur.health = health;
     });
   }
@@ -339,14 +340,14 @@ export class Catalog extends EventEmitter<CatalogEvents> {
     return this.mutate('container', (s) => {
       const name = checkName('container', req.name);
       this.checkPrimaryNameFree(name);
-      const aliases = this.checkAliases(req.aliases ?? [], name);
+      const aliases = this.checkAliases(checkStrings('aliases', req.aliases), name);
       if (!Array.isArray(req.networks) || req.networks.length === 0) {
         throw new VipdnsError('BAD_REQUEST', `container "${name}" needs a network (--network NET)`);
       }
       const addresses: Record<string, string> = {};
       const cursors: Array<[string, bigint]> = [];
       for (const r of req.networks) {
-        const { network, ip } = typeof r === 'string' ? { network: r, ip: undefined } : r;
+        const { network, addr: ip } = checkAttachment(r, 'ip');
         const net = this.network(network);
         if (!net.attachable) {
           throw new VipdnsError('NETWORK_NOT_ATTACHABLE', `network "${net.name}" is not attachable: create it with --attachable to add standalone containers`);
@@ -385,14 +386,14 @@ export class Catalog extends EventEmitter<CatalogEvents> {
   }
 
   service(name: string): Service {
-    const svc = this.s.services[name] ?? Object.values(this.s.services).find((x) => lc(x.name) === lc(name));
+    const svc = own(this.s.services, name) ?? Object.values(this.s.services).find((x) => lc(x.name) === lc(name));
     if (!svc) throw new VipdnsError('NOT_FOUND', `no service "${name}"`);
     return svc;
   }
 
   /** A task by id, unique id prefix, or name. */
   task(ref: string): Task {
-    const direct = this.s.tasks[ref];
+    const direct = own(this.s.tasks, ref);
     if (direct) return direct;
     const all = Object.values(this.s.tasks);
     const byName = all.find((t) => lc(t.name) === lc(ref));
@@ -408,11 +409,11 @@ export class Catalog extends EventEmitter<CatalogEvents> {
   }
 
   findNetwork(name: string): Network | undefined {
-    return this.s.networks[name] ?? Object.values(this.s.networks).find((n) => lc(n.name) === lc(name));
+    return own(this.s.networks, name) ?? Object.values(this.s.networks).find((n) => lc(n.name) === lc(name));
   }
 
   findContainer(name: string): Container | undefined {
-    return this.s.containers[name] ?? Object.values(this.s.containers).find((c) => lc(c.name) === lc(name));
+    return own(this.s.containers, name) ?? Object.values(this.s.containers).find((c) => lc(c.name) === lc(name));
   }
 
   async close(): Promise<void> {
@@ -568,7 +569,7 @@ export class Catalog extends EventEmitter<CatalogEvents> {
     const out: Array<{ attachment: ServiceAttachment; network: string; cursor: bigint }> = [];
     const seen = new Set(existing);
     for (const r of reqs) {
-      const { network, vip } = typeof r === 'string' ? { network: r, vip: undefined } : { network: r.network, vip: r.vip };
+      const { network, addr: vip } = checkAttachment(r, 'vip');
       const net = this.network(network);
       if (seen.has(net.name)) throw new VipdnsError('CONFLICT', `service "${svcName}" is already attached to network "${net.name}"`);
       seen.add(net.name);

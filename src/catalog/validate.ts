@@ -34,6 +34,7 @@ export function checkPorts(ports: unknown): PortSpec[] {
   const out: PortSpec[] = [];
   const seen = new Set<string>();
   for (const raw of ports as Array<Partial<PortSpec>>) {
+    if (typeof raw !== 'object' || raw === null) throw new VipdnsError('BAD_PORT', `a port must be {"target": N, "protocol"?, "published"?, "name"?}, got ${JSON.stringify(raw)}`);
     const protocol: Protocol = raw.protocol ?? 'tcp';
     if (protocol !== 'tcp' && protocol !== 'udp') throw new VipdnsError('BAD_PORT', `protocol must be tcp or udp, got "${String(protocol)}"`);
     const target = checkPort('target port', raw.target);
@@ -84,4 +85,37 @@ export function checkHealthCheck(raw: unknown): HealthCheckSpec | undefined {
     spec.path = path;
   }
   return spec;
+}
+
+/** A list from a request body: absent is empty, anything but an array is refused. */
+export function checkList(what: string, v: unknown): unknown[] {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v)) throw new VipdnsError('BAD_REQUEST', `${what} must be a list, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+export function checkStrings(what: string, v: unknown): string[] {
+  return checkList(what, v).map((x) => {
+    if (typeof x !== 'string') throw new VipdnsError('BAD_REQUEST', `${what} must be a list of strings, got ${JSON.stringify(x)}`);
+    return x;
+  });
+}
+
+/** "net" or {network: "net", vip?/ip?: "addr"}, as the API and the CLI send them. */
+export function checkAttachment(x: unknown, addrKey: 'vip' | 'ip'): { network: string; addr?: string } {
+  if (typeof x === 'string') return { network: x };
+  const o = x as Record<string, unknown> | null;
+  if (typeof o !== 'object' || o === null || typeof o.network !== 'string') {
+    throw new VipdnsError('BAD_REQUEST', `a network must be a name or {"network": NAME, "${addrKey}": ADDRESS}, got ${JSON.stringify(x)}`);
+  }
+  const addr = o[addrKey];
+  if (addr !== undefined && addr !== null && addr !== '' && typeof addr !== 'string') {
+    throw new VipdnsError('BAD_REQUEST', `"${addrKey}" of network "${o.network}" must be an address string, got ${JSON.stringify(addr)}`);
+  }
+  return typeof addr === 'string' && addr !== '' ? { network: o.network, addr } : { network: o.network };
+}
+
+/** Own-property lookup: a record indexed by a user-chosen name must not find "constructor". */
+export function own<T>(rec: Record<string, T>, key: string): T | undefined {
+  return Object.hasOwn(rec, key) ? rec[key] : undefined;
 }

@@ -22,6 +22,7 @@ export function familyBits(f: Family): number {
 }
 
 export function parseIp(text: string): Addr {
+  if (typeof text !== 'string') throw new VipdnsError('BAD_IP', `${JSON.stringify(text)} is not an IPv4 or IPv6 address`);
   const s = text.trim();
   if (isIPv4(s)) return { family: 4, value: v4ToBig(s) };
   if (isIPv6(s) && !s.includes('%')) return { family: 6, value: v6ToBig(s) };
@@ -98,6 +99,7 @@ export function canonicalIp(text: string): string {
 }
 
 export function parseCidr(text: string): Prefix {
+  if (typeof text !== 'string') throw new VipdnsError('BAD_CIDR', `${JSON.stringify(text)} is not a CIDR subnet (expected ADDRESS/PREFIX, e.g. 10.0.9.0/24)`);
   const m = /^([^/]+)\/(\d{1,3})$/.exec(text.trim());
   if (!m) throw new VipdnsError('BAD_CIDR', `"${text}" is not a CIDR subnet (expected ADDRESS/PREFIX, e.g. 10.0.9.0/24 or fd00:9::/64)`);
   let addr: Addr;

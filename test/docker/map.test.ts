@@ -154,3 +154,18 @@ test('relevant events: lifecycle and network changes, not exec or top', (t) => {
   t.false(isRelevant({ Type: 'container', Action: 'exec_start: sh' }));
   t.false(isRelevant({ Type: 'image', Action: 'pull' }));
 });
+
+test('hostile engine input: events and listings of the wrong shape are ignored, never thrown', async (t) => {
+  const { isRelevant } = await import('../../src/catalog/sources/docker.js');
+  for (const e of [{ Type: 'container', Action: 5 }, { Type: 'container' }, null, 7, { Type: 'network', status: {} }]) {
+    t.false(isRelevant(e as never));
+  }
+  const { JsonObjectSplitter, MAX_EVENT_BYTES } = await import('../../src/catalog/sources/docker-stream.js');
+  const s = new JsonObjectSplitter();
+  // An oversize event whose tail holds a nested object: nothing of it may come out as an event.
+  const inner = '{"Type":"network","Action":"destroy","Actor":{"ID":"x"}}';
+  const big = `{"Type":"container","pad":"${'x'.repeat(MAX_EVENT_BYTES)}","nested":${inner},"more":${inner}}`;
+  const out = [...s.push(big.slice(0, MAX_EVENT_BYTES + 100)), ...s.push(big.slice(MAX_EVENT_BYTES + 100)), ...s.push('{"Type":"container","Action":"start"}\n')];
+  t.deepEqual(out, [{ Type: 'container', Action: 'start' }]);
+  t.is(s.dropped, 1);
+});

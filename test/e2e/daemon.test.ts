@@ -123,3 +123,57 @@ test('readiness, health and a second daemon on the same data dir', async (t) => 
   t.regex(await (await fetch(`${d.metrics}/metrics`)).text(), /process_cpu_seconds_total/);
   await t.throwsAsync(startDaemon({ dataDir: d.dataDir }), { message: /in use by another vipdns \(pid \d+\)/ });
 });
+
+test('hostile API bodies get a 4xx with a code, never a 500, and change nothing', async (t) => {
+  const d = await startDaemon();
+  t.teardown(async () => {
+    await d.stop();
+    removeDir(d.dataDir);
+  });
+  await ok(d, 'network', 'create', 'front', '--subnet', '10.0.9.0/24', '--attachable');
+  await ok(d, 'service', 'create', 'web', '--network', 'front');
+  const call = async (method: string, path: string, body?: unknown): Promise<{ status: number; code?: string }> => {
+    const r = await fetch(`${d.api}${path}`, { method, headers: { 'content-type': 'application/json' }, body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body) });
+    const j = (await r.json()) as { error?: { code?: string } };
+    return { status: r.status, ...(j.error?.code ? { code: j.error.code } : {}) };
+  };
+  const before = JSON.stringify(await (await fetch(`${d.api}/v1/services`)).json());
+  const cases: Array<[string, string, unknown]> = [
+    ['POST', '/v1/networks', { name: 5, subnet: '10.1.0.0/24' }],
+    ['POST', '/v1/networks', { name: 'x', subnet: 42 }],
+    ['POST', '/v1/networks', { name: 'x', subnet: '10.1.0.0/24', gateway: 5 }],
+    ['POST', '/v1/networks', { name: 'constructor', subnet: '10.2.0.0/24', gateway: {} }],
+    ['POST', '/v1/services', { name: 's', networks: 'front' }],
+    ['POST', '/v1/services', { name: 's', networks: [5] }],
+    ['POST', '/v1/services', { name: 's', networks: [null] }],
+    ['POST', '/v1/services', { name: 's', networks: [{ network: 'front', vip: 5 }] }],
+    ['POST', '/v1/services', { name: 's', networks: ['front'], ports: [null] }],
+    ['POST', '/v1/services', { name: 's', networks: ['front'], ports: [{ target: '80' }] }],
+    ['POST', '/v1/services', { name: 's', networks: ['front'], aliases: 'www' }],
+    ['POST', '/v1/services', { name: 's', networks: ['front'], healthCheck: 'tcp' }],
+    ['PATCH', '/v1/services/web', { networkRm: 'front' }],
+    ['PATCH', '/v1/services/web', { networkRm: [5] }],
+    ['PATCH', '/v1/services/web', { networkAdd: 'front' }],
+    ['POST', '/v1/tasks', { service: 5 }],
+    ['POST', '/v1/tasks', { service: 'web', ips: [5] }],
+    ['POST', '/v1/tasks', { service: 'web', ips: '10.0.9.7' }],
+    ['POST', '/v1/tasks', { service: 'constructor' }],
+    ['POST', '/v1/containers', { name: 'c', networks: [{ network: 5 }] }],
+    ['POST', '/v1/containers', { name: 'c', networks: [{ network: 'front', ip: 5 }] }],
+    ['POST', '/v1/networks', '{"name": "x", '],
+    ['POST', '/v1/networks', [1, 2]],
+    ['GET', '/v1/networks/%E0%A4%A', undefined],
+    ['GET', '/v1/networks/constructor', undefined],
+    ['GET', '/v1/services/toString', undefined],
+    ['GET', '/v1/tasks/constructor', undefined],
+    ['DELETE', '/v1/tasks/constructor', undefined],
+  ];
+  for (const [method, path, body] of cases) {
+    const r = await call(method, path, body);
+    const what = `${method} ${path} ${JSON.stringify(body)}`;
+    t.true(r.status >= 400 && r.status < 500, `${what} → ${r.status}`);
+    t.truthy(r.code, what);
+  }
+  t.is(JSON.stringify(await (await fetch(`${d.api}/v1/services`)).json()), before);
+  t.is((await fetch(`${d.metrics}/healthz`)).status, 200, 'still alive');
+});

@@ -11,6 +11,7 @@ export class JsonObjectSplitter {
   private inString = false;
   private escaped = false;
   private scanned = 0; // how far `buf` has been scanned
+  private discarding = false; // inside an oversize object: track its depth, keep nothing, emit nothing
   /** Count of values that were not valid JSON or too large (skipped, never thrown). */
   dropped = 0;
 
@@ -36,11 +37,15 @@ export class JsonObjectSplitter {
       } else if (ch === '}' && this.depth > 0) {
         this.depth--;
         if (this.depth === 0) {
-          const text = this.buf.slice(start, i + 1);
-          try {
-            out.push(JSON.parse(text));
-          } catch {
-            this.dropped++;
+          if (this.discarding) {
+            this.discarding = false; // the end of the dropped object: nothing of it is emitted
+          } else {
+            const text = this.buf.slice(start, i + 1);
+            try {
+              out.push(JSON.parse(text));
+            } catch {
+              this.dropped++;
+            }
           }
           start = i + 1;
         }
@@ -50,14 +55,13 @@ export class JsonObjectSplitter {
     }
     this.buf = this.buf.slice(start);
     this.scanned = this.buf.length;
-    if (this.buf.length > MAX_EVENT_BYTES) {
-      // An object this large is not an event: drop it and start over at the next '{'.
-      this.dropped++;
+    if (this.buf.length > MAX_EVENT_BYTES || (this.discarding && this.buf.length > 0)) {
+      // An object this large is not an event: drop what we hold, but keep tracking its depth
+      // (and strings) so its tail is skipped too rather than mistaken for events.
+      if (!this.discarding && this.depth > 0) this.dropped++;
+      this.discarding = this.depth > 0;
       this.buf = '';
       this.scanned = 0;
-      this.depth = 0;
-      this.inString = false;
-      this.escaped = false;
     }
     return out;
   }

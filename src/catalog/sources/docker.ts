@@ -34,7 +34,10 @@ const CONTAINER_ACTIONS = new Set(['create', 'start', 'restart', 'die', 'died', 
 const NETWORK_ACTIONS = new Set(['create', 'destroy', 'remove', 'connect', 'disconnect', 'update']);
 
 export function isRelevant(e: DockerEvent): boolean {
-  const action = (e.Action ?? e.status ?? '').split(':')[0]!.trim();
+  // The engine is trusted to be an engine, not to send well-formed JSON: check the shape.
+  if (typeof e !== 'object' || e === null) return false;
+  const raw = typeof e.Action === 'string' ? e.Action : typeof e.status === 'string' ? e.status : '';
+  const action = raw.split(':')[0]!.trim();
   if (e.Type === 'container') return CONTAINER_ACTIONS.has(action) || action === 'health_status';
   if (e.Type === 'network') return NETWORK_ACTIONS.has(action);
   return false;
@@ -123,7 +126,7 @@ export class DockerSource {
     const wait = Math.min(this.o.debounceMs, Math.max(0, this.firstEventAt + this.o.maxDelayMs - now));
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      void this.syncNow();
+      this.syncNow().catch((e: unknown) => this.o.log.error({ err: errorMessage(e) }, 'docker source pass failed'));
     }, wait);
   }
 
@@ -195,9 +198,25 @@ export class DockerSource {
       return;
     }
     if (this.stopped) return;
+    if (!Array.isArray(networks) || !Array.isArray(containers)) {
+      this.lastError = 'the engine answered /networks or /containers/json with something that is not a list';
+      this.m?.passes.inc({ result: 'unreachable' });
+      this.o.log.warn({ err: this.lastError }, 'docker listing failed; will retry');
+      return;
+    }
     const cat = this.o.catalog;
-    const desired = mapDocker(networks ?? [], containers ?? []);
-    const p = plan(desired, cat.state, this.owned);
+    let desired: ReturnType<typeof mapDocker>;
+    let p: ReturnType<typeof plan>;
+    try {
+      desired = mapDocker(networks, containers);
+      p = plan(desired, cat.state, this.owned);
+    } catch (e) {
+      // A listing of the wrong shape (fields of the wrong type) must cost one pass, not the daemon.
+      this.lastError = `cannot map the engine's listing: ${errorMessage(e)}`;
+      this.m?.passes.inc({ result: 'error' });
+      this.o.log.warn({ err: this.lastError }, 'docker listing not understood; will retry');
+      return;
+    }
     this.owned = pruneOwned(this.owned, cat.state);
     const before = JSON.stringify(this.owned);
     let failed = 0;
