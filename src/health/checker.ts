@@ -94,9 +94,11 @@ export class HealthChecker {
       this.hooks.onProbe?.(r.ok ? 'success' : 'failure', tr.service);
       const before = tr.counters.health;
       tr.counters = step(tr.counters, r.ok, tr.spec.rise, tr.spec.fall);
-      if (tr.counters.health !== before) {
-        const task = this.catalog.state.tasks[tr.taskId];
-        if (task) this.hooks.onTransition?.(task, before, tr.counters.health, r.detail);
+      const task = Object.hasOwn(this.catalog.state.tasks, tr.taskId) ? this.catalog.state.tasks[tr.taskId] : undefined;
+      if (tr.counters.health !== before && task) this.hooks.onTransition?.(task, before, tr.counters.health, r.detail);
+      // Compare with the catalog, not only with our last verdict: a write that failed (store
+      // unavailable) is retried on the next probe instead of being lost.
+      if (task && task.health !== tr.counters.health && tr.counters.health !== 'unknown') {
         await this.catalog.setTaskHealth(tr.taskId, tr.counters.health).catch(() => undefined);
       }
     } finally {

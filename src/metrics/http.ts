@@ -45,6 +45,16 @@ export class MetricsServer {
   }
 
   private async serve(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    try {
+      await this.route(req, res);
+    } catch (e) {
+      // A collector or readiness check that throws costs one scrape, never the process.
+      if (!res.headersSent) text(res, 500, `error: ${(e as Error).message}\n`);
+      else res.destroy();
+    }
+  }
+
+  private async route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/metrics') {
       const body = await this.opts.registry.metrics();

@@ -35,13 +35,16 @@ export function resolveTool(tool: string, path = process.env['PATH'] ?? ''): str
   return tool; // spawn reports ENOENT → code 127
 }
 
-/** `nft ARGS` or `ip netns exec NS nft ARGS`; a missing binary becomes code 127 with a clear stderr. */
-export function toolRunner(tool: string, netns?: string): Runner {
+/** A hung tool must not freeze the reconciler (syncs are serialised) or shutdown. */
+export const TOOL_TIMEOUT_MS = 60_000;
+
+/** `nft ARGS` or `ip netns exec NS nft ARGS`; a missing binary becomes code 127, a hung one 124, each with a clear stderr. */
+export function toolRunner(tool: string, netns?: string, timeoutMs = TOOL_TIMEOUT_MS): Runner {
   const bin = resolveTool(tool);
   const argv0 = netns ? [resolveTool('ip'), 'netns', 'exec', netns, bin] : [bin];
   return (args, input) =>
     new Promise((resolve) => {
-      const child = spawn(argv0[0]!, [...argv0.slice(1), ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+      const child = spawn(argv0[0]!, [...argv0.slice(1), ...args], { stdio: ['pipe', 'pipe', 'pipe'], timeout: timeoutMs, killSignal: 'SIGKILL' });
       const out: Buffer[] = [];
       const err: Buffer[] = [];
       child.stdout.on('data', (b: Buffer) => out.push(b));
@@ -49,8 +52,12 @@ export function toolRunner(tool: string, netns?: string): Runner {
       child.on('error', (e: NodeJS.ErrnoException) =>
         resolve({ code: e.code === 'ENOENT' ? 127 : 126, stdout: '', stderr: `${argv0[0]}: ${e.message}` }),
       );
-      child.on('close', (code) =>
-        resolve({ code: code ?? 1, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') }),
+      child.on('close', (code, signal) =>
+        resolve(
+          code === null && signal === 'SIGKILL'
+            ? { code: 124, stdout: Buffer.concat(out).toString('utf8'), stderr: `${bin} ${args.join(' ')}: killed after ${timeoutMs} ms without finishing` }
+            : { code: code ?? 1, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') },
+        ),
       );
       child.stdin.on('error', () => {}); // the process may exit before reading everything; 'close' reports it
       child.stdin.end(input ?? '');

@@ -121,5 +121,7 @@ async function isVipdnsProcess(pid: number): Promise<boolean> {
   }
   const cmdline = await fs.readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => undefined);
   if (cmdline === undefined) return true; // no procfs: trust the pid
-  return /node|vipdns/.test(cmdline);
+  // argv is NUL-separated: a vipdns daemon is `vipdns serve` or `node .../cli.js serve`.
+  const argv = cmdline.split('\0');
+  return argv.includes('serve') && argv.some((a) => /vipdns|cli\.js$/.test(a));
 }

@@ -97,12 +97,23 @@ export class Upstream {
         p.reject(err);
       }
     });
-    this.connecting = new Promise<void>((res) =>
-      s.connect(this.port, this.host, () => {
+    this.connecting = new Promise<void>((res, rej) =>
+      s.connect(this.port, this.host, (err?: Error) => {
+        if (err) {
+          // No route yet (network not up): forget this socket so the next query tries afresh.
+          if (this.sock === s) {
+            this.sock = undefined;
+            this.connecting = undefined;
+          }
+          s.close();
+          rej(err);
+          return;
+        }
         this.connected = true;
         res();
       }),
     );
+    this.connecting.catch(() => undefined); // each waiting query handles the rejection itself
     s.unref();
     this.sock = s;
     return s;
@@ -156,7 +167,7 @@ export class Upstream {
       };
       // A connected socket's send() takes no address, and is only valid once connect() is done.
       if (this.connected) send();
-      else void this.connecting!.then(send);
+      else this.connecting!.then(send, fail);
     });
   }
 
