@@ -82,6 +82,8 @@ const lc = (s: string): string => s.toLowerCase();
 
 interface Op {
   fn: (s: CatalogState) => unknown;
+  /** Committed on its own: it may touch many objects. */
+  alone?: boolean;
   resolve: (v: unknown) => void;
   reject: (e: Error) => void;
   /** Already retried after a store sync (a NOT_FOUND is then final). */
@@ -243,6 +245,13 @@ export class Catalog extends EventEmitter<CatalogEvents> {
 
       // Existing tasks get an address on each newly added network and lose removed ones.
       const tasks = this.tasksOf(svc.name);
+      const limit = this.store.maxObjectsPerCommit;
+      if (limit !== undefined && (added.length + rm.size) * tasks.length + 1 > limit) {
+        throw new VipdnsError(
+          'BAD_REQUEST',
+          `service "${svc.name}" has ${tasks.length} tasks: attaching or detaching a network rewrites every one, over the store's ${limit} objects per change; scale the service down, change its networks, then scale it up`,
+        );
+      }
       const taskAdds: Array<[Task, string, string]> = [];
       for (const a of added) {
         const used = this.usedOn(a.attachment.network, vipsInUse);
@@ -264,16 +273,36 @@ export class Catalog extends EventEmitter<CatalogEvents> {
       if (healthCheck) svc.healthCheck = healthCheck;
       else delete svc.healthCheck;
       return svc;
-    });
+    }, true);
   }
 
-  removeService(name: string): Promise<Service> {
-    return this.mutate('service', (s) => {
-      const svc = this.service(name);
-      for (const t of this.tasksOf(svc.name)) delete s.tasks[t.id];
-      delete s.services[svc.name];
-      return svc;
-    });
+  async removeService(name: string): Promise<Service> {
+    // A store that caps objects per commit gets the tasks removed in chunks first, each its own
+    // commit; the service itself (and whatever is left) goes last.
+    const limit = this.store.maxObjectsPerCommit;
+    if (limit !== undefined) {
+      for (;;) {
+        const ids = this.tasksOf(this.service(name).name).map((t) => t.id);
+        if (ids.length + 1 <= limit) break;
+        await this.mutate(
+          'task',
+          (s) => {
+            for (const id of ids.slice(0, limit)) delete s.tasks[id];
+          },
+          true,
+        );
+      }
+    }
+    return this.mutate(
+      'service',
+      (s) => {
+        const svc = this.service(name);
+        for (const t of this.tasksOf(svc.name)) delete s.tasks[t.id];
+        delete s.services[svc.name];
+        return svc;
+      },
+      true,
+    );
   }
 
   // ---------- tasks ----------
@@ -435,10 +464,10 @@ export class Catalog extends EventEmitter<CatalogEvents> {
     if (kinds.size > 0) this.emit('change', this.s, kinds, change);
   }
 
-  private mutate<T>(_kind: ChangeKind, fn: (s: CatalogState) => T): Promise<T> {
+  private mutate<T>(_kind: ChangeKind, fn: (s: CatalogState) => T, alone = false): Promise<T> {
     if (this.closed) return Promise.reject(new VipdnsError('UNAVAILABLE', 'the catalog is closing'));
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ fn, resolve: resolve as (v: unknown) => void, reject });
+      this.queue.push({ fn, resolve: resolve as (v: unknown) => void, reject, alone });
       void this.drain();
     });
   }
@@ -447,7 +476,12 @@ export class Catalog extends EventEmitter<CatalogEvents> {
     if (this.draining) return;
     this.draining = true;
     try {
-      while (this.queue.length > 0) await this.commitBatch(this.queue.splice(0, MAX_BATCH_OPS));
+      while (this.queue.length > 0) {
+        // Ops that may touch many objects go alone; the rest group-commit up to MAX_BATCH_OPS.
+        let n = 0;
+        while (n < this.queue.length && n < MAX_BATCH_OPS && !this.queue[n]!.alone) n++;
+        await this.commitBatch(this.queue.splice(0, Math.max(1, n)));
+      }
     } finally {
       this.draining = false;
     }

@@ -82,3 +82,26 @@ test('tasks of a catalog whose daemon dies expire from the others after the leas
   t.true(ms >= 1000, 'not before the lease ran out');
   t.is(a.tasksOf('s').length, 1, "a's own task stays");
 });
+
+test('a service with more tasks than one etcd transaction holds is removed in chunks', async (t) => {
+  const { startEtcd } = await import('../helpers/etcd.js');
+  const { EtcdStore } = await import('../../src/catalog/store/etcd.js');
+  const { Catalog } = await import('../../src/catalog/catalog.js');
+  const etcd = await startEtcd();
+  t.teardown(() => etcd.destroy());
+  const store = new EtcdStore({ hosts: [etcd.endpoint], prefix: '/vipdns/chunk/', nodeName: 'n1', leaseTtlSeconds: 10 });
+  const c = await Catalog.open(store);
+  t.teardown(() => c.close());
+  await c.createNetwork({ name: 'big', subnet: '10.90.0.0/16' });
+  await c.createService({ name: 'web', networks: ['big'] });
+  await Promise.all(Array.from({ length: 230 }, () => c.addTask({ service: 'web' })));
+  t.is(c.tasksOf('web').length, 230);
+  const err = await t.throwsAsync(c.updateService('web', { networkRm: ['big'], networkAdd: [] }));
+  t.regex(err!.message, /at least one network|over the store's 100 objects per change/);
+  await c.createNetwork({ name: 'other', subnet: '10.91.0.0/16' });
+  const err2 = await t.throwsAsync(c.updateService('web', { networkAdd: ['other'] }));
+  t.regex(err2!.message, /has 230 tasks: .*over the store's 100 objects per change/);
+  await c.removeService('web');
+  t.is(c.tasksOf('web').length, 0);
+  t.throws(() => c.service('web'), { message: /no service/ });
+});

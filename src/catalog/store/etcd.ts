@@ -41,6 +41,8 @@ interface Waiter {
 
 export class EtcdStore implements ReplicatedStore {
   readonly location: string;
+  // etcd's default --max-txn-ops is 128; a commit also writes meta and compares, so leave room.
+  readonly maxObjectsPerCommit = 100;
   private readonly client: Etcd3;
   private readonly prefix: string;
   private readonly log: StoreLog;

@@ -45,6 +45,8 @@ export interface ReplicatedStore {
    * writer): a read-your-writes barrier for a request that found something missing locally.
    */
   sync?(): Promise<void>;
+  /** The most objects one commit may write or delete (etcd caps operations per transaction). */
+  readonly maxObjectsPerCommit?: number;
   close(): Promise<void>;
 }
 
