@@ -38,6 +38,8 @@ typedef struct {
   napi_env env;
   napi_ref on_readable;  /* JS callback invoked when the socket is readable */
   napi_async_context actx;
+  int in_callback;       /* inside napi_make_callback(actx): actx must outlive it */
+  int actx_dead;         /* close() ran inside the callback: destroy actx once it returns */
 } nl_sock;
 
 #define CHECK(call)                                                  \
@@ -88,7 +90,9 @@ static void stop_poll(nl_sock *s) {
 /* Explicit close from JS: everything, including the async context. */
 static void close_sock(nl_sock *s) {
   stop_poll(s);
-  if (s->actx) {
+  if (s->actx && s->in_callback) {
+    s->actx_dead = 1; /* a promise continuation of our own callback closed us */
+  } else if (s->actx) {
     napi_async_destroy(s->env, s->actx);
     s->actx = NULL;
   }
@@ -282,7 +286,14 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   napi_create_int32(env, status, &argv[0]);
   /* make_callback (not call_function): runs nextTicks and promise
    * continuations afterwards, as for any I/O callback in Node. */
+  s->in_callback = 1;
   napi_make_callback(env, s->actx, recv, cb, 1, argv, &res);
+  s->in_callback = 0;
+  if (s->actx_dead && s->actx) {
+    napi_async_destroy(env, s->actx);
+    s->actx = NULL;
+    s->actx_dead = 0;
+  }
   bool pending = false;
   napi_is_exception_pending(env, &pending);
   if (pending) {
