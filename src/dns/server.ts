@@ -55,7 +55,7 @@ export class DnsServer {
     if (this.opts.udpBatch === false) return false;
     const why = udpBatchUnavailable();
     if (!why) return true;
-    this.opts.onNotice?.(`batched UDP unavailable (${why.message}); using node:dgram`);
+    this.opts.onNotice?.(`batched UDP unavailable (${why.message.split('\n')[0]}); using node:dgram`);
     this.opts.udpBatch = false; // say it once
     return false;
   }
