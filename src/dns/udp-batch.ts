@@ -207,7 +207,11 @@ export class UdpBatchSocket {
   }
 
   private enqueue(data: Uint8Array, peerWords: Uint32Array, at: number): void {
-    if (!this.handle || data.length > 65535) return;
+    if (!this.handle) return;
+    if (data.length > 65535) {
+      this.sendDropped++;
+      return;
+    }
     if (this.outCount === BATCH || this.outBytes + data.length > SEND_ARENA) this.flush();
     const e = (this.outCount + 1) * W;
     const m = this.outMeta;
