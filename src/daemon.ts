@@ -71,7 +71,7 @@ export class Daemon {
     dnsMetrics.register(registry);
     const forwarding = setupForwarding(config, dnsMetrics, log);
     const resolver = new Resolver({ index, forwarder: forwarding.forwarder, metrics: dnsMetrics });
-    const dns = new DnsServer({ host: config.dnsListen.host, port: config.dnsListen.port, resolver, onError: (e) => log.error({ err: e }, 'dns server error') });
+    const dns = new DnsServer({ host: config.dnsListen.host, port: config.dnsListen.port, resolver, onError: (e) => log.error({ err: e }, 'dns server error'), onNotice: (m) => log.warn(m) });
 
     const health = new HealthChecker(catalog, healthMetricsHooks(registry, log));
 

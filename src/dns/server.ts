@@ -5,6 +5,7 @@ import * as dgram from 'node:dgram';
 import * as net from 'node:net';
 import { parseIp } from '../net/ip.js';
 import type { Resolver } from './resolver.js';
+import { type RecvBatch, UdpBatchSocket, udpBatchUnavailable } from './udp-batch.js';
 
 export interface DnsServerOptions {
   host: string;
@@ -13,14 +14,18 @@ export interface DnsServerOptions {
   tcpIdleMs?: number;
   maxTcpConnections?: number;
   maxTcpInflightPerConnection?: number;
+  /** UDP through the native recvmmsg/sendmmsg addon; default: on when it loads, else node:dgram. */
+  udpBatch?: boolean;
   onError?: (e: Error) => void;
+  /** One line when the batched UDP transport is wanted but unavailable. */
+  onNotice?: (msg: string) => void;
 }
 
 export class DnsServer {
-  private udp?: dgram.Socket;
+  private udp?: dgram.Socket | UdpBatchSocket;
   private tcp?: net.Server;
   private readonly conns = new Set<net.Socket>();
-  private readonly opts: Required<Omit<DnsServerOptions, 'onError'>> & Pick<DnsServerOptions, 'onError'>;
+  private readonly opts: Required<Omit<DnsServerOptions, 'onError' | 'onNotice' | 'udpBatch'>> & Pick<DnsServerOptions, 'onError' | 'onNotice' | 'udpBatch'>;
   port = 0;
   tcpRejected = 0;
 
@@ -45,8 +50,19 @@ export class DnsServer {
     }
   }
 
+  /** Whether UDP goes through the batch addon: asked for (or not refused) and loadable. */
+  private useBatch(): boolean {
+    if (this.opts.udpBatch === false) return false;
+    const why = udpBatchUnavailable();
+    if (!why) return true;
+    this.opts.onNotice?.(`batched UDP unavailable (${why.message.split('\n')[0]}); using node:dgram`);
+    this.opts.udpBatch = false; // say it once
+    return false;
+  }
+
   private async bind(): Promise<void> {
     const family = parseIp(this.opts.host).family;
+    if (this.useBatch()) return this.bindBatch(family);
     const udp = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4' });
     await new Promise<void>((resolve, reject) => {
       udp.once('error', reject);
@@ -56,6 +72,35 @@ export class DnsServer {
       });
     });
     const port = udp.address().port;
+    const tcp = await this.listenTcp(port).catch((e: unknown) => {
+      udp.close();
+      throw e;
+    });
+    udp.on('message', (msg, rinfo) => this.onDatagram(udp, msg, rinfo));
+    udp.on('error', (e) => this.opts.onError?.(e));
+    this.udp = udp;
+    this.tcp = tcp;
+    this.port = port;
+  }
+
+  private async bindBatch(family: 4 | 6): Promise<void> {
+    const udp = UdpBatchSocket.open({
+      host: this.opts.host.trim(),
+      family,
+      port: this.opts.port,
+      onBatch: (b) => this.onBatch(udp, b),
+      onError: (e) => this.opts.onError?.(e),
+    });
+    const tcp = await this.listenTcp(udp.port).catch((e: unknown) => {
+      udp.close();
+      throw e;
+    });
+    this.udp = udp;
+    this.tcp = tcp;
+    this.port = udp.port;
+  }
+
+  private async listenTcp(port: number): Promise<net.Server> {
     const tcp = net.createServer({ noDelay: true }, (s) => this.onConnection(s));
     await new Promise<void>((resolve, reject) => {
       tcp.once('error', reject);
@@ -63,22 +108,22 @@ export class DnsServer {
         tcp.off('error', reject);
         resolve();
       });
-    }).catch((e: unknown) => {
-      udp.close();
-      throw e;
     });
-    udp.on('message', (msg, rinfo) => this.onDatagram(udp, msg, rinfo));
-    udp.on('error', (e) => this.opts.onError?.(e));
     tcp.on('error', (e) => this.opts.onError?.(e));
-    this.udp = udp;
-    this.tcp = tcp;
-    this.port = port;
+    return tcp;
   }
 
   async stop(): Promise<void> {
     for (const c of this.conns) c.destroy();
     await Promise.all([
-      new Promise<void>((r) => (this.udp ? this.udp.close(() => r()) : r())),
+      new Promise<void>((r) => {
+        const u = this.udp;
+        if (u instanceof UdpBatchSocket) {
+          u.close();
+          r();
+        } else if (u) u.close(() => r());
+        else r();
+      }),
       new Promise<void>((r) => (this.tcp ? this.tcp.close(() => r()) : r())),
     ]);
     this.udp = undefined;
@@ -97,6 +142,28 @@ export class DnsServer {
     } catch (e) {
       // A bug must cost one answer, never the server.
       this.opts.onError?.(e as Error);
+    }
+  }
+
+  /** Same contract as onDatagram, per datagram of a batch: sync replies leave together when it returns. */
+  private onBatch(sock: UdpBatchSocket, b: RecvBatch): void {
+    const resolver = this.opts.resolver;
+    for (let i = 0; i < b.count; i++) {
+      try {
+        const r = resolver.handle(b.datagram(i), b.address(i), 'udp');
+        if (r instanceof Promise) {
+          const peer = b.peer(i);
+          r.then(
+            (reply) => {
+              if (reply) sock.send(reply, peer);
+            },
+            (e: unknown) => this.opts.onError?.(e as Error),
+          );
+        } else if (r) sock.reply(r, b, i);
+      } catch (e) {
+        // A bug must cost one answer, never the server.
+        this.opts.onError?.(e as Error);
+      }
     }
   }
 
