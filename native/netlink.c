@@ -282,7 +282,7 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   napi_value cb, recv, argv[1], res;
   if (napi_open_handle_scope(env, &hs) != napi_ok) return;
   napi_get_reference_value(env, s->on_readable, &cb);
-  napi_get_undefined(env, &recv);
+  napi_get_global(env, &recv); /* make_callback needs an object receiver: undefined throws in Node 20 */
   napi_create_int32(env, status, &argv[0]);
   /* make_callback (not call_function): runs nextTicks and promise
    * continuations afterwards, as for any I/O callback in Node. */

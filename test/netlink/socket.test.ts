@@ -42,6 +42,18 @@ test('waiting for a reply that never comes times out without blocking the event 
   sock.close();
 });
 
+test('the readable watcher fires (a reply arriving while we wait) without killing the process', async (t) => {
+  const sock = NetlinkSocket.open();
+  t.teardown(() => sock.close());
+  const { encodeGetFamilyPayload } = await import('../../src/balancer/netlink/genl.js');
+  const { encodeNlMsg } = await import('../../src/balancer/netlink/nlmsg.js');
+  // Wait first, then send: the reply lands while the uv poll is armed, so the native callback runs.
+  const waiting = sock.waitReadable(2000);
+  sock.send(encodeNlMsg({ type: 0x10, flags: 0x1 | 0x4, seq: 1, pid: 0 }, encodeGetFamilyPayload('nlctrl')));
+  t.true(await waiting, 'woken by the reply, not the timeout');
+  t.truthy(sock.recv());
+});
+
 test('a batch of 500 requests goes out in few datagrams and all are answered', async (t) => {
   const sock = NetlinkSocket.open();
   const ch = new NetlinkChannel(sock, { maxBatch: 100 });
