@@ -7,6 +7,9 @@ import { parseIp } from '../net/ip.js';
 import type { Resolver } from './resolver.js';
 import { type RecvBatch, UdpBatchSocket, udpBatchUnavailable } from './udp-batch.js';
 
+/** Unsent answer bytes on one TCP connection above which we stop reading its queries. */
+export const TCP_HIGH_WATER = 256 * 1024;
+
 export interface DnsServerOptions {
   host: string;
   port: number; // 0: pick a free port (UDP and TCP get the same one)
@@ -182,42 +185,54 @@ export class DnsServer {
     s.setTimeout(this.opts.tcpIdleMs, () => s.destroy());
     s.on('close', () => this.conns.delete(s));
     s.on('error', () => s.destroy());
+    // Back-pressure both ways: stop reading while too many queries are in flight or while the
+    // client is not reading its answers (unsent bytes over TCP_HIGH_WATER), so one connection
+    // can hold at most about one read chunk plus TCP_HIGH_WATER of memory.
     let buffered: Buffer = Buffer.alloc(0);
     let inflight = 0;
-    const write = (reply: Buffer | undefined): void => {
+    let pumping = false;
+    const max = this.opts.maxTcpInflightPerConnection;
+    const congested = (): boolean => inflight >= max || s.writableLength >= TCP_HIGH_WATER;
+    const fullMessageBuffered = (): boolean => buffered.length >= 2 && buffered.length >= 2 + buffered.readUInt16BE(0);
+    const done = (reply: Buffer | undefined): void => {
       inflight--;
-      if (!reply || s.destroyed) return;
-      const len = Buffer.alloc(2);
-      len.writeUInt16BE(reply.length);
-      s.write(Buffer.concat([len, reply]));
-      if (paused && inflight < this.opts.maxTcpInflightPerConnection) {
-        paused = false;
-        s.resume();
+      if (reply && !s.destroyed) {
+        const framed = Buffer.allocUnsafe(reply.length + 2);
+        framed.writeUInt16BE(reply.length, 0);
+        reply.copy(framed, 2);
+        s.write(framed);
       }
+      if (!pumping) pump();
     };
-    let paused = false;
+    const pump = (): void => {
+      pumping = true;
+      try {
+        while (!s.destroyed && fullMessageBuffered() && !congested()) {
+          const n = buffered.readUInt16BE(0);
+          const msg = Buffer.from(buffered.subarray(2, 2 + n));
+          buffered = buffered.subarray(2 + n);
+          inflight++;
+          try {
+            const r = this.opts.resolver.handle(msg, client, 'tcp');
+            if (r instanceof Promise) r.then(done, () => done(undefined));
+            else done(r);
+          } catch (e) {
+            this.opts.onError?.(e as Error);
+            done(undefined);
+          }
+        }
+      } finally {
+        pumping = false;
+      }
+      if (s.destroyed) return;
+      const readMore = !congested() && !fullMessageBuffered();
+      if (readMore && s.isPaused()) s.resume();
+      else if (!readMore && !s.isPaused()) s.pause();
+    };
+    s.on('drain', pump);
     s.on('data', (chunk: Buffer) => {
       buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
-      while (buffered.length >= 2) {
-        const n = buffered.readUInt16BE(0);
-        if (buffered.length < 2 + n) break;
-        const msg = buffered.subarray(2, 2 + n);
-        buffered = buffered.subarray(2 + n);
-        inflight++;
-        try {
-          const r = this.opts.resolver.handle(Buffer.from(msg), client, 'tcp');
-          if (r instanceof Promise) r.then(write, () => write(undefined));
-          else write(r);
-        } catch (e) {
-          this.opts.onError?.(e as Error);
-          write(undefined);
-        }
-      }
-      // Back-pressure: stop reading from a client that has too many queries in flight.
-      if (inflight >= this.opts.maxTcpInflightPerConnection && !paused) {
-        paused = true;
-        s.pause();
-      }
+      pump();
     });
   }
 }
