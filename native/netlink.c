@@ -16,8 +16,7 @@
 #ifndef NAPI_VERSION
 #define NAPI_VERSION 8
 #endif
-#include <node_api.h>
-#include <uv.h>
+#include "watch.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -34,68 +33,12 @@
 typedef struct {
   int fd;
   uint32_t port_id;      /* nl_pid the kernel assigned at bind() */
-  uv_poll_t *poll;       /* NULL unless a readable watcher is active/allocated */
-  napi_env env;
-  napi_ref on_readable;  /* JS callback invoked when the socket is readable */
-  napi_async_context actx;
-  int in_callback;       /* inside napi_make_callback(actx): actx must outlive it */
-  int actx_dead;         /* close() ran inside the callback: destroy actx once it returns */
+  vd_watch w;            /* readable watcher (watch.h) */
 } nl_sock;
-
-#define CHECK(call)                                                  \
-  do {                                                               \
-    if ((call) != napi_ok) {                                         \
-      napi_throw_error(env, "ENAPI", "N-API call failed: " #call);   \
-      return NULL;                                                   \
-    }                                                                \
-  } while (0)
-
-static napi_value throw_errno(napi_env env, int err, const char *syscall) {
-  char msg[160];
-  const char *code = uv_err_name(-err);  /* libuv names errno values like Node */
-  snprintf(msg, sizeof msg, "%s %s: %s", syscall, code, strerror(err));
-  napi_value jmsg, jcode, jerr, jerrno, jsys;
-  napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &jcode);
-  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &jmsg);
-  napi_create_error(env, jcode, jmsg, &jerr);
-  napi_create_int32(env, err, &jerrno);
-  napi_set_named_property(env, jerr, "errno", jerrno);
-  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &jsys);
-  napi_set_named_property(env, jerr, "syscall", jsys);
-  napi_throw(env, jerr);
-  return NULL;
-}
-
-static void poll_closed(uv_handle_t *h) { free(h); }
-
-/* Stops the libuv watcher; pure libuv, so it is safe from a GC finalizer. */
-static void stop_uv_poll(nl_sock *s) {
-  if (s->poll) {
-    uv_poll_stop(s->poll);
-    uv_close((uv_handle_t *)s->poll, poll_closed);
-    s->poll = NULL;
-  }
-}
-
-/* Stops watching and drops the JS callback; safe to call twice, and from
- * inside the callback itself (the caller holds its own handle to it). */
-static void stop_poll(nl_sock *s) {
-  stop_uv_poll(s);
-  if (s->on_readable) {
-    napi_delete_reference(s->env, s->on_readable);
-    s->on_readable = NULL;
-  }
-}
 
 /* Explicit close from JS: everything, including the async context. */
 static void close_sock(nl_sock *s) {
-  stop_poll(s);
-  if (s->actx && s->in_callback) {
-    s->actx_dead = 1; /* a promise continuation of our own callback closed us */
-  } else if (s->actx) {
-    napi_async_destroy(s->env, s->actx);
-    s->actx = NULL;
-  }
+  vd_watch_close(&s->w);
   if (s->fd >= 0) {
     close(s->fd);
     s->fd = -1;
@@ -108,7 +51,7 @@ static void finalize_sock(napi_env env, void *data, void *hint) {
   nl_sock *s = data;
   /* An active watcher holds a strong ref to a closure over this handle, so a
    * socket only gets here with no JS callback left: no N-API calls needed. */
-  stop_uv_poll(s);
+  vd_watch_stop_uv(&s->w);
   if (s->fd >= 0) close(s->fd);
   free(s);
 }
@@ -155,7 +98,7 @@ static napi_value nl_open(napi_env env, napi_callback_info info) {
   if (!s) { close(fd); return throw_errno(env, ENOMEM, "calloc"); }
   s->fd = fd;
   s->port_id = sa.nl_pid;
-  s->env = env;
+  s->w.env = env;
 
   napi_value obj, handle, port;
   CHECK(napi_create_external(env, s, finalize_sock, NULL, &handle));
@@ -196,7 +139,7 @@ static napi_value nl_send(napi_env env, napi_callback_info info) {
   void *data = NULL;
   size_t len = 0;
   bool is_typed = false;
-  napi_is_typedarray(env, argv[1], &is_typed);
+  CHECK(napi_is_typedarray(env, argv[1], &is_typed));
   if (is_typed) {
     napi_typedarray_type tt;
     size_t n, off;
@@ -273,37 +216,6 @@ static napi_value nl_recv(napi_env env, napi_callback_info info) {
   return out;
 }
 
-static void on_poll(uv_poll_t *h, int status, int events) {
-  (void)events;
-  nl_sock *s = h->data;
-  if (!s || !s->on_readable) return;
-  napi_env env = s->env;
-  napi_handle_scope hs;
-  napi_value cb, recv, argv[1], res;
-  if (napi_open_handle_scope(env, &hs) != napi_ok) return;
-  napi_get_reference_value(env, s->on_readable, &cb);
-  napi_get_global(env, &recv); /* make_callback needs an object receiver: undefined throws in Node 20 */
-  napi_create_int32(env, status, &argv[0]);
-  /* make_callback (not call_function): runs nextTicks and promise
-   * continuations afterwards, as for any I/O callback in Node. */
-  s->in_callback = 1;
-  napi_make_callback(env, s->actx, recv, cb, 1, argv, &res);
-  s->in_callback = 0;
-  if (s->actx_dead && s->actx) {
-    napi_async_destroy(env, s->actx);
-    s->actx = NULL;
-    s->actx_dead = 0;
-  }
-  bool pending = false;
-  napi_is_exception_pending(env, &pending);
-  if (pending) {
-    napi_value ex;
-    napi_get_and_clear_last_exception(env, &ex);
-    napi_fatal_exception(env, ex);
-  }
-  napi_close_handle_scope(env, hs);
-}
-
 /* watch(handle, callback): call callback(status) whenever the socket is
  * readable, until unwatch()/close(). Only an active watcher keeps the event
  * loop alive, so an idle socket never prevents the process from exiting. */
@@ -314,26 +226,7 @@ static napi_value nl_watch(napi_env env, napi_callback_info info) {
   if (argc < 2) return napi_throw_type_error(env, "EINVAL", "watch(handle, callback)"), NULL;
   nl_sock *s = get_sock(env, argv[0]);
   if (!s) return NULL;
-  napi_valuetype t;
-  CHECK(napi_typeof(env, argv[1], &t));
-  if (t != napi_function) return napi_throw_type_error(env, "EINVAL", "watch: callback must be a function"), NULL;
-  stop_poll(s);
-  uv_loop_t *loop = NULL;
-  CHECK(napi_get_uv_event_loop(env, &loop));
-  s->poll = calloc(1, sizeof *s->poll);
-  if (!s->poll) return throw_errno(env, ENOMEM, "calloc");
-  int rc = uv_poll_init(loop, s->poll, s->fd);
-  if (rc != 0) { free(s->poll); s->poll = NULL; return throw_errno(env, -rc, "uv_poll_init"); }
-  s->poll->data = s;
-  if (!s->actx) {  /* one async context per socket, destroyed by close() */
-    napi_value name;
-    CHECK(napi_create_string_utf8(env, "vipdns:netlink", NAPI_AUTO_LENGTH, &name));
-    CHECK(napi_async_init(env, NULL, name, &s->actx));
-  }
-  CHECK(napi_create_reference(env, argv[1], 1, &s->on_readable));
-  rc = uv_poll_start(s->poll, UV_READABLE, on_poll);
-  if (rc != 0) { stop_poll(s); return throw_errno(env, -rc, "uv_poll_start"); }
-  return NULL;
+  return vd_watch_start(env, &s->w, s->fd, argv[1], "vipdns:netlink");
 }
 
 static napi_value nl_unwatch(napi_env env, napi_callback_info info) {
@@ -342,7 +235,7 @@ static napi_value nl_unwatch(napi_env env, napi_callback_info info) {
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 1) return NULL;
   nl_sock *s = NULL;
-  if (napi_get_value_external(env, argv[0], (void **)&s) == napi_ok && s) stop_poll(s);
+  if (napi_get_value_external(env, argv[0], (void **)&s) == napi_ok && s) vd_watch_stop(&s->w);
   return NULL;
 }
 

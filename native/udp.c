@@ -22,8 +22,7 @@
 #define NAPI_VERSION 8
 #endif
 #define _GNU_SOURCE
-#include <node_api.h>
-#include <uv.h>
+#include "watch.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -47,66 +46,11 @@ typedef struct {
   struct mmsghdr msgs[UDP_BATCH];
   struct iovec iov[UDP_BATCH];
   struct sockaddr_storage peers[UDP_BATCH];
-  uv_poll_t *poll;
-  napi_env env;
-  napi_ref on_readable;
-  napi_async_context actx;
+  vd_watch w;                 /* readable watcher (watch.h) */
 } udp_sock;
 
-#define CHECK(call)                                                  \
-  do {                                                               \
-    if ((call) != napi_ok) {                                         \
-      napi_throw_error(env, "ENAPI", "N-API call failed: " #call);   \
-      return NULL;                                                   \
-    }                                                                \
-  } while (0)
-
-static napi_value throw_errno(napi_env env, int err, const char *syscall) {
-  char msg[160];
-  const char *code = uv_err_name(-err);
-  snprintf(msg, sizeof msg, "%s %s: %s", syscall, code, strerror(err));
-  napi_value jmsg, jcode, jerr, jerrno, jsys;
-  napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &jcode);
-  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &jmsg);
-  napi_create_error(env, jcode, jmsg, &jerr);
-  napi_create_int32(env, err, &jerrno);
-  napi_set_named_property(env, jerr, "errno", jerrno);
-  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &jsys);
-  napi_set_named_property(env, jerr, "syscall", jsys);
-  napi_throw(env, jerr);
-  return NULL;
-}
-
-static napi_value throw_type(napi_env env, const char *msg) {
-  napi_throw_type_error(env, "EINVAL", msg);
-  return NULL;
-}
-
-static void poll_closed(uv_handle_t *h) { free(h); }
-
-static void stop_uv_poll(udp_sock *s) {
-  if (s->poll) {
-    uv_poll_stop(s->poll);
-    uv_close((uv_handle_t *)s->poll, poll_closed);
-    s->poll = NULL;
-  }
-}
-
-/* Safe twice and from inside the callback (the caller holds its own handle). */
-static void stop_poll(udp_sock *s) {
-  stop_uv_poll(s);
-  if (s->on_readable) {
-    napi_delete_reference(s->env, s->on_readable);
-    s->on_readable = NULL;
-  }
-}
-
 static void close_sock(udp_sock *s) {
-  stop_poll(s);
-  if (s->actx) {
-    napi_async_destroy(s->env, s->actx);
-    s->actx = NULL;
-  }
+  vd_watch_close(&s->w);
   if (s->fd >= 0) {
     close(s->fd);
     s->fd = -1;
@@ -120,7 +64,7 @@ static void close_sock(udp_sock *s) {
 static void finalize_sock(napi_env env, void *data, void *hint) {
   (void)env; (void)hint;
   udp_sock *s = data;
-  stop_uv_poll(s);
+  vd_watch_stop_uv(&s->w);
   if (s->fd >= 0) close(s->fd);
   free(s->slots);
   free(s);
@@ -223,7 +167,7 @@ static napi_value udp_open(napi_env env, napi_callback_info info) {
   s->family = ss.ss_family;
   s->slot = (size_t)slot;
   s->slots = slots;
-  s->env = env;
+  s->w.env = env;
 
   napi_value obj, handle, jport;
   if (napi_create_external(env, s, finalize_sock, NULL, &handle) != napi_ok) {
@@ -407,29 +351,6 @@ out:;
   return jsent;
 }
 
-static void on_poll(uv_poll_t *h, int status, int events) {
-  (void)events;
-  udp_sock *s = h->data;
-  if (!s || !s->on_readable) return;
-  napi_env env = s->env;
-  napi_handle_scope hs;
-  napi_value cb, recv, argv[1], res;
-  if (napi_open_handle_scope(env, &hs) != napi_ok) return;
-  napi_get_reference_value(env, s->on_readable, &cb);
-  napi_get_global(env, &recv);  /* make_callback needs an object receiver */
-  napi_create_int32(env, status, &argv[0]);
-  /* make_callback: runs nextTicks and promise continuations afterwards. */
-  napi_make_callback(env, s->actx, recv, cb, 1, argv, &res);
-  bool pending = false;
-  napi_is_exception_pending(env, &pending);
-  if (pending) {
-    napi_value ex;
-    napi_get_and_clear_last_exception(env, &ex);
-    napi_fatal_exception(env, ex);
-  }
-  napi_close_handle_scope(env, hs);
-}
-
 /* watch(handle, callback): callback(status) whenever the socket is readable. */
 static napi_value udp_watch(napi_env env, napi_callback_info info) {
   size_t argc = 2;
@@ -438,26 +359,7 @@ static napi_value udp_watch(napi_env env, napi_callback_info info) {
   if (argc < 2) return throw_type(env, "watch(handle, callback)");
   udp_sock *s = get_sock(env, argv[0]);
   if (!s) return NULL;
-  napi_valuetype t;
-  CHECK(napi_typeof(env, argv[1], &t));
-  if (t != napi_function) return throw_type(env, "watch: callback must be a function");
-  stop_poll(s);
-  uv_loop_t *loop = NULL;
-  CHECK(napi_get_uv_event_loop(env, &loop));
-  s->poll = calloc(1, sizeof *s->poll);
-  if (!s->poll) return throw_errno(env, ENOMEM, "calloc");
-  int rc = uv_poll_init(loop, s->poll, s->fd);
-  if (rc != 0) { free(s->poll); s->poll = NULL; return throw_errno(env, -rc, "uv_poll_init"); }
-  s->poll->data = s;
-  if (!s->actx) {
-    napi_value name;
-    CHECK(napi_create_string_utf8(env, "vipdns:udp", NAPI_AUTO_LENGTH, &name));
-    CHECK(napi_async_init(env, NULL, name, &s->actx));
-  }
-  CHECK(napi_create_reference(env, argv[1], 1, &s->on_readable));
-  rc = uv_poll_start(s->poll, UV_READABLE, on_poll);
-  if (rc != 0) { stop_poll(s); return throw_errno(env, -rc, "uv_poll_start"); }
-  return NULL;
+  return vd_watch_start(env, &s->w, s->fd, argv[1], "vipdns:udp");
 }
 
 static napi_value udp_close(napi_env env, napi_callback_info info) {

@@ -1,10 +1,7 @@
 // Batched UDP for the DNS server over the native addon (native/udp.c): one recvmmsg per
 // readiness hands us up to 64 datagrams in one Buffer, and the replies leave in one
 // sendmmsg. Node's dgram pays two syscalls and several objects per datagram instead.
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { requireAddon } from '../native.js';
 import { formatV6Groups } from '../net/ip.js';
 
 /** Datagrams per recvmmsg/sendmmsg (the addon's UDP_BATCH). */
@@ -25,28 +22,14 @@ interface UdpAddon {
   udpClose(h: object): void;
 }
 
-const ADDON_FILE = join('build', 'Release', 'vipdns_udp.node');
 let addon: UdpAddon | undefined;
 let loadError: Error | undefined;
-
-function addonPath(): string {
-  const fromEnv = process.env.VIPDNS_UDP_ADDON;
-  if (fromEnv) return fromEnv;
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const p = join(dir, ADDON_FILE);
-    if (existsSync(p)) return p;
-    const up = dirname(dir);
-    if (up === dir) throw Object.assign(new Error(`native addon ${ADDON_FILE} not found; run \`npm run build:native\``), { code: 'ENOADDON' });
-    dir = up;
-  }
-}
 
 /** The addon, or undefined with the reason in udpBatchUnavailable() (non-Linux, not built). */
 export function loadUdpAddon(): UdpAddon | undefined {
   if (addon || loadError) return addon;
   try {
-    addon = createRequire(import.meta.url)(addonPath()) as UdpAddon;
+    addon = requireAddon<UdpAddon>('vipdns_udp', process.env.VIPDNS_UDP_ADDON);
   } catch (e) {
     loadError = e as Error;
   }

@@ -1,10 +1,7 @@
 // Thin wrapper over the native addon (native/netlink.c): a non-blocking
 // netlink socket whose readability is signalled by a libuv poll watcher, so
 // waiting for the kernel never blocks the event loop.
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { requireAddon } from '../../native.js';
 import type { Transport } from './channel.js';
 import { NetlinkError, errnoNumber } from './errors.js';
 
@@ -29,26 +26,11 @@ interface Addon {
   close(h: object): void;
 }
 
-const ADDON_FILE = join('build', 'Release', 'vipdns_netlink.node');
 let addon: Addon | undefined;
-
-/** Finds build/Release/vipdns_netlink.node above this file (works from src/ and dist/src/). */
-function addonPath(): string {
-  const fromEnv = process.env.VIPDNS_NETLINK_ADDON;
-  if (fromEnv) return fromEnv;
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const p = join(dir, ADDON_FILE);
-    if (existsSync(p)) return p;
-    const up = dirname(dir);
-    if (up === dir) throw new Error(`native addon ${ADDON_FILE} not found; run \`npm run build:native\``);
-    dir = up;
-  }
-}
 
 /** Loads the addon on first use, so importing this module never fails on its own. */
 export function loadAddon(): Addon {
-  addon ??= createRequire(import.meta.url)(addonPath()) as Addon;
+  addon ??= requireAddon<Addon>('vipdns_netlink', process.env.VIPDNS_NETLINK_ADDON);
   return addon;
 }
 
