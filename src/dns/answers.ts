@@ -170,6 +170,14 @@ export class AnswerIndex {
     return v === 'all' ? '*' : [...v].sort().join(',');
   }
 
+  /** The client's network for metrics: its network's name, 'loopback', 'multiple' or 'none'. */
+  networkLabel(client: Addr): string {
+    const a = unmapV4(client);
+    if (isLoopback(a)) return 'loopback';
+    const nets = this.prefixes.filter((p) => contains(p.prefix, a));
+    return nets.length === 1 ? nets[0]!.name : nets.length > 1 ? 'multiple' : 'none';
+  }
+
   /** The networks a client may see: 'all', or the names of networks whose subnet holds its address. */
   visibility(client: Addr): 'all' | Set<string> {
     const a = unmapV4(client);

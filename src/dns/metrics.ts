@@ -86,8 +86,9 @@ export class DnsMetrics {
   cacheBytes: () => number = () => 0;
   upstreamHealth: () => Array<{ upstream: string; healthy: boolean }> = () => [];
 
-  request(proto: string, type: string): void {
-    this.requests.inc(`${proto}\0${KNOWN_TYPES.has(type) ? type : 'other'}`);
+  /** `network`: the client's network (bounded by the catalog), 'loopback', 'multiple' or 'none'. */
+  request(proto: string, type: string, network: string): void {
+    this.requests.inc(`${proto}\0${KNOWN_TYPES.has(type) ? type : 'other'}\0${network}`);
   }
 
   response(rcode: number, proto: string, seconds: number): void {
@@ -126,7 +127,7 @@ export class DnsMetrics {
         }),
       );
     };
-    fromTally('vipdns_dns_requests_total', 'DNS requests by protocol and query type.', ['proto', 'type'], this.requests);
+    fromTally('vipdns_dns_requests_total', "DNS requests by protocol, query type and the client's network.", ['proto', 'type', 'network'], this.requests);
     fromTally('vipdns_dns_responses_total', 'DNS responses by rcode.', ['rcode'], this.responses);
     fromTally('vipdns_dns_answers_total', 'DNS responses by where the answer came from.', ['source'], this.answers);
     fromTally('vipdns_dns_malformed_total', 'Packets dropped or answered FORMERR/NOTIMP before resolution, by reason.', ['reason'], this.malformed);

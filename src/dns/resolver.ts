@@ -28,6 +28,7 @@ interface ClientInfo {
   addr: Addr;
   scope: string;
   known: boolean;
+  network: string; // metrics label: its network's name, 'loopback', 'multiple' or 'none'
 }
 
 /** An internal answer in wire form, minus header and question. */
@@ -81,7 +82,6 @@ export class Resolver {
       m?.malformed.inc(e instanceof ParseError ? 'parse' : 'other');
       return this.done(headerError(buf, RCODE.FORMERR), RCODE.FORMERR, transport, start);
     }
-    m?.request(transport, q.type);
     if (this.generation !== this.index.generation) {
       this.generation = this.index.generation;
       this.compiled = new Map();
@@ -89,6 +89,7 @@ export class Resolver {
     }
     const info = this.client(client);
     if (!info) return undefined;
+    m?.request(transport, q.type, info.network);
     const maxSize = transport === 'tcp' ? 65535 : udpLimit(q, this.ednsSize);
     const ra = this.forwarder ? FLAG_RA : 0;
     if (q.edns && q.edns.version > 0) {
@@ -139,7 +140,7 @@ export class Resolver {
     if (info) return info;
     const addr = typeof client === 'string' ? tryParseIp(client) : client;
     if (!addr) return undefined;
-    info = { addr, scope: this.index.scopeKey(addr), known: this.index.isKnownClient(addr) };
+    info = { addr, scope: this.index.scopeKey(addr), known: this.index.isKnownClient(addr), network: this.index.networkLabel(addr) };
     if (this.clients.size >= MAX_CLIENTS) this.clients.clear();
     this.clients.set(k, info);
     return info;

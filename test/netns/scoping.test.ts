@@ -51,4 +51,9 @@ rootTest(`a service is invisible from another network's client until attached th
   t.is(short(await dig(cb, '10.77.2.1', 'tasks.helloworld')).length, 1);
   // The netb client reaches the daemon through netb's address only; scoping follows the source.
   t.regex(await dig(ca, '10.77.1.1', 'gethello.netb'), /status: NXDOMAIN/);
+  // Metrics count requests by the client's network (never by client address).
+  const metrics = (await run('ip', ['netns', 'exec', host, 'curl', '-s', `${d.metrics}/metrics`])).stdout;
+  t.regex(metrics, /vipdns_dns_requests_total\{proto="udp",type="A",network="neta"\} \d+/);
+  t.regex(metrics, /vipdns_dns_requests_total\{proto="udp",type="A",network="netb"\} \d+/);
+  t.notRegex(metrics, /10\.77\.[12]\.50/);
 });

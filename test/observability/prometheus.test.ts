@@ -152,4 +152,5 @@ rootTest(`every dashboard query and alert signal returns data on a real Promethe
   const check = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
   t.is(check.status, 0, `promtool check metrics: ${check.stdout}${check.stderr}`);
   t.notRegex(text, /upstream\.test|qname=|client=/, 'no query names or clients in the exposition');
+  t.regex(text, /vipdns_dns_requests_total\{proto="udp",type="A",network="loopback"\} \d+/, 'requests carry the client network');
 });
