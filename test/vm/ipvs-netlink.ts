@@ -7,28 +7,12 @@ import { IpvsClient, type IpvsOp } from '../../src/balancer/netlink/ipvs.js';
 import { NetlinkError } from '../../src/balancer/netlink/errors.js';
 import type { Dest, DestSpec, Service, ServiceKey } from '../../src/balancer/netlink/ipvs-codec.js';
 import { normalizeIpvsadm, renderLn, renderSave, sortLikeIpvsadm } from '../netlink/ipvsadm-text.js';
+import { Checks, eq } from './checks.js';
 
-let passed = 0;
-let failed = 0;
-const t0 = performance.now();
+const checks = new Checks();
+const check = (name: string, fn: () => unknown): Promise<void> => checks.check(name, fn);
 
-async function check(name: string, fn: () => unknown): Promise<void> {
-  const start = performance.now();
-  try {
-    await fn();
-    passed++;
-    console.log(`PASS ${name} (${(performance.now() - start).toFixed(0)} ms)`);
-  } catch (e) {
-    failed++;
-    console.log(`FAIL ${name}: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
-  }
-}
 
-function eq<T>(actual: T, expected: T, what = 'value'): void {
-  const a = JSON.stringify(actual, null, 1);
-  const b = JSON.stringify(expected, null, 1);
-  if (a !== b) throw new Error(`${what} differs\n  actual:   ${a}\n  expected: ${b}`);
-}
 
 async function expectCode(p: Promise<unknown>, codes: string[]): Promise<void> {
   try {
@@ -193,9 +177,5 @@ async function main(): Promise<void> {
   ipvs.close();
 }
 
-await main().catch((e) => {
-  failed++;
-  console.log(`FAIL harness: ${String(e)}`);
-});
-console.log(`${passed} passed, ${failed} failed (${((performance.now() - t0) / 1000).toFixed(1)} s in node)`);
-process.exit(failed ? 1 : 0);
+await main().catch((e) => checks.fail('harness', e));
+process.exit(checks.summary('ipvs netlink'));

@@ -12,6 +12,7 @@ import { IpvsDriver } from '../../src/balancer/drivers/ipvs.js';
 import { unitId, unitPlan } from '../../src/balancer/drivers/ipvs-render.js';
 import { units } from '../../src/balancer/diff.js';
 import type { Backend, DesiredState, PublishedPort, VirtualService } from '../../src/balancer/types.js';
+import { Checks, eq } from './checks.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const fixtures = join(here, '..', 'netns', 'fixtures');
@@ -26,28 +27,11 @@ if (process.env['VIPDNS_SUITE_NS'] !== 'lb') {
   process.exit(r.status ?? 1);
 }
 
-let passed = 0;
-let failed = 0;
-const t0 = performance.now();
+const checks = new Checks();
+const check = (name: string, fn: () => unknown): Promise<void> => checks.check(name, fn);
 const children: ChildProcess[] = [];
 
-async function check(name: string, fn: () => unknown): Promise<void> {
-  const start = performance.now();
-  try {
-    await fn();
-    passed++;
-    console.log(`PASS ${name} (${(performance.now() - start).toFixed(0)} ms)`);
-  } catch (e) {
-    failed++;
-    console.log(`FAIL ${name}: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
-  }
-}
 
-function eq<T>(actual: T, expected: T, what = 'value'): void {
-  const a = JSON.stringify(actual);
-  const b = JSON.stringify(expected);
-  if (a !== b) throw new Error(`${what} differs\n  actual:   ${a}\n  expected: ${b}`);
-}
 function ok(cond: unknown, what: string): void {
   if (!cond) throw new Error(what);
 }
@@ -357,12 +341,8 @@ ip addr del 10.96.0.14/32 dev vipdns0`);
 }
 
 main()
-  .catch((e) => {
-    failed++;
-    console.log(`FAIL suite: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
-  })
+  .catch((e) => checks.fail('suite', e))
   .finally(() => {
     for (const c of children) c.kill();
-    console.log(`ipvs suite: ${passed} passed, ${failed} failed, ${((performance.now() - t0) / 1000).toFixed(1)} s in the VM`);
-    process.exit(failed === 0 && passed > 0 ? 0 : 1);
+    process.exit(checks.summary('ipvs suite'));
   });
