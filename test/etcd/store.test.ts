@@ -1,6 +1,6 @@
 // The etcd store in-process against a real etcd: two catalogs (as two daemons would hold)
 // racing, leases, and the key layout.
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { Catalog } from '../../src/catalog/catalog.js';
 import { EtcdStore } from '../../src/catalog/store/etcd.js';
 import { DEFAULT_PREFIX } from '../../src/catalog/store/etcd-keys.js';
@@ -8,6 +8,18 @@ import { type EtcdHandle, startEtcd } from '../helpers/etcd.js';
 
 function store(etcd: EtcdHandle, node: string, ttl = 10): EtcdStore {
   return new EtcdStore({ hosts: [etcd.endpoint], prefix: DEFAULT_PREFIX, nodeName: node, leaseTtlSeconds: ttl });
+}
+
+/** A fresh etcd and one catalog per node name on it, all torn down with the test. */
+async function catalogs(t: ExecutionContext, ...nodes: string[]): Promise<Catalog[]> {
+  const etcd = await startEtcd();
+  t.teardown(() => etcd.destroy());
+  const cs: Catalog[] = [];
+  t.teardown(async () => {
+    for (const c of cs) await c.close();
+  });
+  for (const n of nodes) cs.push(await Catalog.open(store(etcd, n)));
+  return cs;
 }
 
 async function until(what: string, cond: () => boolean, timeoutMs = 10_000): Promise<number> {
@@ -20,14 +32,7 @@ async function until(what: string, cond: () => boolean, timeoutMs = 10_000): Pro
 }
 
 test('two catalogs racing 1,000 allocations on one etcd never collide and lose no ack', async (t) => {
-  const etcd = await startEtcd();
-  t.teardown(() => etcd.destroy());
-  const a = await Catalog.open(store(etcd, 'a'));
-  const b = await Catalog.open(store(etcd, 'b'));
-  t.teardown(async () => {
-    await a.close();
-    await b.close();
-  });
+  const [a, b] = (await catalogs(t, 'a', 'b')) as [Catalog, Catalog];
   await a.createNetwork({ name: 'n', subnet: '10.50.0.0/16' });
   await until('b sees the network', () => b.findNetwork('n') !== undefined);
   await b.createService({ name: 's', networks: ['n'] });
@@ -47,14 +52,7 @@ test('two catalogs racing 1,000 allocations on one etcd never collide and lose n
 });
 
 test('a conflicting name from two catalogs at once: exactly one wins, the other gets DUPLICATE_NAME', async (t) => {
-  const etcd = await startEtcd();
-  t.teardown(() => etcd.destroy());
-  const a = await Catalog.open(store(etcd, 'a'));
-  const b = await Catalog.open(store(etcd, 'b'));
-  t.teardown(async () => {
-    await a.close();
-    await b.close();
-  });
+  const [a, b] = (await catalogs(t, 'a', 'b')) as [Catalog, Catalog];
   const results = await Promise.allSettled([a.createNetwork({ name: 'n', subnet: '10.1.0.0/24' }), b.createNetwork({ name: 'N', subnet: '10.2.0.0/24' })]);
   t.is(results.filter((r) => r.status === 'fulfilled').length, 1);
   const rejected = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
@@ -84,14 +82,7 @@ test('tasks of a catalog whose daemon dies expire from the others after the leas
 });
 
 test('a service with more tasks than one etcd transaction holds is removed in chunks', async (t) => {
-  const { startEtcd } = await import('../helpers/etcd.js');
-  const { EtcdStore } = await import('../../src/catalog/store/etcd.js');
-  const { Catalog } = await import('../../src/catalog/catalog.js');
-  const etcd = await startEtcd();
-  t.teardown(() => etcd.destroy());
-  const store = new EtcdStore({ hosts: [etcd.endpoint], prefix: '/vipdns/chunk/', nodeName: 'n1', leaseTtlSeconds: 10 });
-  const c = await Catalog.open(store);
-  t.teardown(() => c.close());
+  const [c] = (await catalogs(t, 'n1')) as [Catalog];
   await c.createNetwork({ name: 'big', subnet: '10.90.0.0/16' });
   await c.createService({ name: 'web', networks: ['big'] });
   await Promise.all(Array.from({ length: 230 }, () => c.addTask({ service: 'web' })));
