@@ -95,7 +95,7 @@ export class Daemon {
         logger: log,
         onSync: (r) => {
           dpMetrics.onSync(r);
-          if (r.reason === 'resync' || r.reason === 'full-resync') vipSync?.request(); // repairs address drift too
+          if (r.reason === 'resync' || r.reason === 'full-resync') vipSync?.request(true); // re-reads lo: repairs drift
         },
       });
       const b = balancer;

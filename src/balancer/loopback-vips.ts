@@ -72,7 +72,15 @@ export class LoopbackVipSync {
     private readonly log: { info(o: object, m: string): void; error(o: object, m: string): void },
   ) {}
 
-  request(): void {
+  private synced: string | undefined; // the VIP set last written successfully
+  private force = false;
+
+  /**
+   * Syncs soon. Catalog changes rarely touch VIPs (tasks, health), so unless `repair` is set the
+   * kernel is only read and written when the wanted set differs from the last one synced.
+   */
+  request(repair = false): void {
+    this.force ||= repair;
     if (this.timer) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
@@ -82,10 +90,17 @@ export class LoopbackVipSync {
   }
 
   async run(): Promise<void> {
+    const wanted = loopbackVips(this.current());
+    const key = wanted.join(',');
+    const force = this.force;
+    this.force = false;
+    if (!force && key === this.synced) return;
     try {
-      const r = await this.vips.sync(loopbackVips(this.current()));
+      const r = await this.vips.sync(wanted);
+      this.synced = key;
       if (r.added.length + r.removed.length > 0) this.log.info({ added: r.added, removed: r.removed, label: VIP_LABEL }, 'dataplane: VIP addresses on lo updated');
     } catch (e) {
+      this.synced = undefined; // retried on the next request
       this.log.error({ err: (e as Error).message }, 'dataplane: cannot update VIP addresses on lo');
     }
   }
