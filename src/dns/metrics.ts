@@ -2,6 +2,7 @@
 // per query); prom-client reads them at scrape time through collect() hooks, so a query costs
 // no label hashing. Labels never carry query names or client addresses (cardinality).
 import { Counter, Gauge, type Registry } from 'prom-client';
+import type { Cell } from './answer-table.js';
 
 const KNOWN_TYPES = new Set(['A', 'AAAA', 'PTR', 'SRV', 'SOA', 'NS', 'CNAME', 'MX', 'TXT', 'ANY', 'HTTPS', 'SVCB', 'CAA', 'DS', 'DNSKEY']);
 export const RCODE_NAMES = ['NOERROR', 'FORMERR', 'SERVFAIL', 'NXDOMAIN', 'NOTIMP', 'REFUSED'];
@@ -15,19 +16,32 @@ function rcodeName(rcode: number): string {
 
 /** Counts keyed by a label tuple joined with "\0"; exported through a prom-client Counter. */
 class Tally {
-  readonly values = new Map<string, number>();
+  readonly cells = new Map<string, Cell>();
   inc(key: string, by = 1): void {
-    this.values.set(key, (this.values.get(key) ?? 0) + by);
+    this.cell(key).n += by;
   }
   get(key: string): number {
-    return this.values.get(key) ?? 0;
+    return this.cells.get(key)?.n ?? 0;
   }
+  /** The key's cell, for hot paths that keep it and bump `n` without a lookup. */
+  cell(key: string): Cell {
+    let c = this.cells.get(key);
+    if (!c) this.cells.set(key, (c = { n: 0 }));
+    return c;
+  }
+}
+
+interface Series {
+  labels: Record<string, string>;
+  counts: number[];
+  sum: number;
+  count: number;
 }
 
 /** A histogram updated with two array writes; rendered in Prometheus's histogram shape. */
 export class FastHistogram {
   readonly type = 'histogram';
-  private readonly series = new Map<string, { labels: Record<string, string>; counts: number[]; sum: number; count: number }>();
+  private readonly series = new Map<string, Series>();
   constructor(
     readonly name: string,
     readonly help: string,
@@ -36,6 +50,19 @@ export class FastHistogram {
   ) {}
 
   observe(labelValues: string[], seconds: number): void {
+    this.observeMany(this.seriesFor(labelValues), seconds, 1);
+  }
+
+  /** `n` observations of the same duration (a batch answered together) into a kept series. */
+  observeMany(s: Series, seconds: number, n: number): void {
+    let i = 0;
+    while (i < this.buckets.length && seconds > this.buckets[i]!) i++;
+    if (i < this.buckets.length) s.counts[i]! += n;
+    s.sum += seconds * n;
+    s.count += n;
+  }
+
+  seriesFor(labelValues: string[]): Series {
     const key = labelValues.join('\0');
     let s = this.series.get(key);
     if (!s) {
@@ -44,11 +71,7 @@ export class FastHistogram {
       s = { labels, counts: new Array<number>(this.buckets.length).fill(0), sum: 0, count: 0 };
       this.series.set(key, s);
     }
-    let i = 0;
-    while (i < this.buckets.length && seconds > this.buckets[i]!) i++;
-    if (i < this.buckets.length) s.counts[i]!++;
-    s.sum += seconds;
-    s.count++;
+    return s;
   }
 
   get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: Array<{ metricName: string; labels: Record<string, string | number>; value: number }> }> {
@@ -88,7 +111,11 @@ export class DnsMetrics {
 
   /** `network`: the client's network (bounded by the catalog), 'loopback', 'multiple' or 'none'. */
   request(proto: string, type: string, network: string): void {
-    this.requests.inc(`${proto}\0${KNOWN_TYPES.has(type) ? type : 'other'}\0${network}`);
+    this.requestCell(proto, type, network).n++;
+  }
+
+  requestCell(proto: string, type: string, network: string): Cell {
+    return this.requests.cell(`${proto}\0${KNOWN_TYPES.has(type) ? type : 'other'}\0${network}`);
   }
 
   response(rcode: number, proto: string, seconds: number): void {
@@ -96,8 +123,21 @@ export class DnsMetrics {
     this.duration.observe([proto], seconds);
   }
 
+  responseCell(rcode: number): Cell {
+    return this.responses.cell(rcodeName(rcode));
+  }
+
+  /** Durations of replies counted through cells (the UDP fast path): one observation per batch. */
+  batchAnswered(proto: string, seconds: number, n: number): void {
+    this.duration.observeMany(this.duration.seriesFor([proto]), seconds, n);
+  }
+
   answer(source: AnswerSource): void {
     this.answers.inc(source);
+  }
+
+  answerCell(source: AnswerSource): Cell {
+    return this.answers.cell(source);
   }
 
   forward(upstream: string, rcode: number | 'timeout' | 'error', seconds?: number): void {
@@ -117,7 +157,7 @@ export class DnsMetrics {
           registers: [],
           collect() {
             this.reset();
-            for (const [k, v] of tally.values) {
+            for (const [k, { n: v }] of tally.cells) {
               const parts = k.split('\0');
               const labels: Record<string, string> = {};
               labelNames.forEach((n, i) => (labels[n] = parts[i] ?? ''));
@@ -142,7 +182,7 @@ export class DnsMetrics {
           registers: [],
           collect() {
             this.reset();
-            for (const [k, v] of cache.values) {
+            for (const [k, { n: v }] of cache.cells) {
               const [w, kind] = k.split('\0');
               if (w === what) this.inc({ type: kind ?? '' }, v);
             }

@@ -3,8 +3,9 @@
 // dnsrr answers permute their precompiled record blocks), hand other names to the forwarder
 // for known clients, and turn every failure into a DNS error rather than an exception.
 import { type Addr, tryParseIp } from '../net/ip.js';
+import { AnswerTable, type Cell, type Compiled, questionHash } from './answer-table.js';
 import type { AnswerIndex, Resolution } from './answers.js';
-import { MessageWriter, type Rr } from './encode.js';
+import { MessageWriter, type Rr, typeName } from './encode.js';
 import type { ForwardResult } from './forward/forwarder.js';
 import type { AnswerSource, DnsMetrics } from './metrics.js';
 import { CD, FLAG_AA, FLAG_RA, ParseError, QR, type Query, RCODE, RD, buildResponse, headerError, parseQuery, precheck, truncatedResponse, udpLimit } from './wire.js';
@@ -26,21 +27,10 @@ export interface ResolverOptions {
 
 interface ClientInfo {
   addr: Addr;
-  scope: string;
   known: boolean;
   network: string; // metrics label: its network's name, 'loopback', 'multiple' or 'none'
-}
-
-/** An internal answer in wire form, minus header and question. */
-interface Compiled {
-  rcode: number;
-  blocks: Buffer[]; // one per answer record, each self-contained when `shuffle`
-  blocksLen: number;
-  tail: Buffer; // authority + additional records
-  an: number;
-  ns: number;
-  ar: number;
-  shuffle: boolean;
+  /** Clients with equal ids see equal answers and share the metrics label: the answer table's key. */
+  scopeId: number;
 }
 
 const MAX_COMPILED = 100_000;
@@ -51,15 +41,22 @@ export class Resolver {
   private readonly ednsSize: number;
   forwarder: Forwarder | undefined;
   metrics: DnsMetrics | undefined;
-  private compiled = new Map<string, Compiled>();
+  private readonly table = new AnswerTable(MAX_COMPILED);
   private clients = new Map<string, ClientInfo>();
+  private scopeIds = new Map<string, number>();
   private generation = -1;
+  private internalAnswers: Cell | undefined;
 
   constructor(opts: ResolverOptions) {
     this.index = opts.index;
     this.forwarder = opts.forwarder;
     this.ednsSize = opts.ednsSize ?? 1232;
     this.metrics = opts.metrics;
+  }
+
+  /** The largest UDP reply answerUdp may write. */
+  get maxUdpReply(): number {
+    return Math.max(512, this.ednsSize);
   }
 
   /** Returns the reply, a promise of it (forwarded names), or undefined to stay silent. */
@@ -82,11 +79,7 @@ export class Resolver {
       m?.malformed.inc(e instanceof ParseError ? 'parse' : 'other');
       return this.done(headerError(buf, RCODE.FORMERR), RCODE.FORMERR, transport, start);
     }
-    if (this.generation !== this.index.generation) {
-      this.generation = this.index.generation;
-      this.compiled = new Map();
-      this.clients = new Map();
-    }
+    this.checkGeneration();
     const info = this.client(client);
     if (!info) return undefined;
     m?.request(transport, q.type, info.network);
@@ -99,17 +92,14 @@ export class Resolver {
       return this.done(buildResponse(q, { rcode: RCODE.REFUSED, flags: ra, answers: [], maxSize, ednsSize: this.ednsSize }), RCODE.REFUSED, transport, start);
     }
 
-    const ck = `${q.lname}\0${q.qtype}\0${info.scope}`;
-    let c = this.compiled.get(ck);
+    const nameEnd = q.qEnd - 4;
+    let c = this.table.get(buf, 12, nameEnd, q.qtype, info.scopeId, questionHash(buf, 12, nameEnd, q.qtype, info.scopeId));
     if (!c) {
       const res: Resolution = this.index.resolve(q.name, q.type, info.addr);
       if (res.kind !== 'external') {
         c = this.compile(q, res);
         // Shuffled records that name each other (SRV + glue) cannot be permuted as blocks: compile per query.
-        if (!(res.kind === 'answer' && res.shuffle && !c.shuffle)) {
-          if (this.compiled.size >= MAX_COMPILED) this.compiled.clear();
-          this.compiled.set(ck, c);
-        }
+        if (!(res.kind === 'answer' && res.shuffle && !c.shuffle)) this.table.set(buf, 12, nameEnd, q.qtype, info.scopeId, c);
       }
     }
     if (c) {
@@ -134,16 +124,95 @@ export class Resolver {
     );
   }
 
+  /** Answers and metric cells depend on the index: drop what was derived from an older one. */
+  private checkGeneration(): void {
+    if (this.generation === this.index.generation) return;
+    this.generation = this.index.generation;
+    this.table.clear();
+    this.clients = new Map();
+    this.scopeIds = new Map();
+  }
+
   private client(client: Addr | string): ClientInfo | undefined {
     const k = typeof client === 'string' ? client : `${client.family}/${client.value}`;
     let info = this.clients.get(k);
     if (info) return info;
     const addr = typeof client === 'string' ? tryParseIp(client) : client;
     if (!addr) return undefined;
-    info = { addr, scope: this.index.scopeKey(addr), known: this.index.isKnownClient(addr), network: this.index.networkLabel(addr) };
+    const network = this.index.networkLabel(addr);
+    const sk = `${this.index.scopeKey(addr)}\0${network}`;
+    let scopeId = this.scopeIds.get(sk);
+    if (scopeId === undefined) this.scopeIds.set(sk, (scopeId = this.scopeIds.size));
+    info = { addr, known: this.index.isKnownClient(addr), network, scopeId };
     if (this.clients.size >= MAX_CLIENTS) this.clients.clear();
     this.clients.set(k, info);
     return info;
+  }
+
+  /**
+   * The UDP fast path: a plain query (one question of class IN, at most an EDNS0 OPT) for a
+   * name already in the answer table is answered straight into `out` at `at`: no strings,
+   * no objects. Returns the reply's length, or -1 when the general path (handle) must run:
+   * anything unusual, a table miss, a reply that needs TC. The client's address is as in handle.
+   */
+  answerUdp(d: Uint8Array, off: number, len: number, client: string, out: Buffer, at: number): number {
+    if (len < 17) return -1;
+    const end = off + len;
+    const reqFlags = (d[off + 2]! << 8) | d[off + 3]!;
+    // QR or an opcode other than QUERY; counts other than 1/0/0/0-or-1.
+    if (reqFlags & 0xf800 || d[off + 4] !== 0 || d[off + 5] !== 1 || (d[off + 6]! | d[off + 7]! | d[off + 8]! | d[off + 9]! | d[off + 10]!) !== 0) return -1;
+    const ar = d[off + 11]!;
+    if (ar > 1) return -1;
+    let p = off + 12;
+    let nameLen = 1;
+    for (;;) {
+      if (p >= end) return -1;
+      const l = d[p]!;
+      if (l === 0) break;
+      if (l > 63) return -1;
+      nameLen += l + 1;
+      if (nameLen > 255) return -1;
+      p += l + 1;
+    }
+    const nameEnd = p + 1;
+    const qEnd = nameEnd + 4;
+    if (qEnd > end || d[nameEnd + 2] !== 0 || d[nameEnd + 3] !== 1) return -1; // class IN only
+    const qtype = (d[nameEnd]! << 8) | d[nameEnd + 1]!;
+    let maxSize = 512;
+    if (ar === 1) {
+      // Only an OPT of the root, version 0, whose data fits the packet.
+      if (qEnd + 11 > end || d[qEnd] !== 0 || d[qEnd + 1] !== 0 || d[qEnd + 2] !== 41 || d[qEnd + 6] !== 0) return -1;
+      if (qEnd + 11 + ((d[qEnd + 9]! << 8) | d[qEnd + 10]!) > end) return -1;
+      maxSize = Math.max(512, Math.min((d[qEnd + 3]! << 8) | d[qEnd + 4]!, this.ednsSize));
+    }
+    this.checkGeneration();
+    const info = this.client(client);
+    if (!info) return -1;
+    const c = this.table.get(d, off + 12, nameEnd, qtype, info.scopeId, questionHash(d, off + 12, nameEnd, qtype, info.scopeId));
+    if (!c) return -1;
+    const qLen = qEnd - off;
+    const size = qLen + c.blocksLen + c.tail.length + (ar === 1 ? 11 : 0);
+    if (size > maxSize) return -1;
+    const flags = QR | (reqFlags & (RD | CD)) | FLAG_AA | (this.forwarder ? FLAG_RA : 0) | c.rcode;
+    out[at] = d[off]!;
+    out[at + 1] = d[off + 1]!;
+    out[at + 2] = flags >>> 8;
+    out[at + 3] = flags & 0xff;
+    out[at + 4] = 0;
+    out[at + 5] = 1;
+    out.writeUInt16BE(c.an, at + 6);
+    out.writeUInt16BE(c.ns, at + 8);
+    out.writeUInt16BE(c.ar + ar, at + 10);
+    out.set(d.subarray(off + 12, qEnd), at + 12);
+    const o = this.writeRecords(c, out, at + qLen);
+    if (ar === 1) this.writeOpt(out, o);
+    const m = this.metrics;
+    if (m) {
+      (c.udpRequests ??= m.requestCell('udp', typeName(qtype), info.network)).n++;
+      (c.responses ??= m.responseCell(c.rcode)).n++;
+      (this.internalAnswers ??= m.answerCell('internal')).n++;
+    }
+    return size;
   }
 
   private compile(q: Query, res: Exclude<Resolution, { kind: 'external' }>): Compiled {
@@ -190,7 +259,14 @@ export class Resolver {
     out.writeUInt16BE(c.ns, 8);
     out.writeUInt16BE(c.ar + (q.edns ? 1 : 0), 10);
     q.raw.copy(out, 12, 12, q.qEnd);
-    let o = q.qEnd;
+    const o = this.writeRecords(c, out, q.qEnd);
+    if (q.edns) this.writeOpt(out, o);
+    return out;
+  }
+
+  /** Writes the answer blocks (permuted when the answer shuffles) and the tail; returns the end. */
+  private writeRecords(c: Compiled, out: Buffer, at: number): number {
+    let o = at;
     const n = c.blocks.length;
     if (c.shuffle) {
       const idx = new Array<number>(n);
@@ -203,15 +279,16 @@ export class Resolver {
       }
       for (let i = 0; i < n; i++) o += c.blocks[idx[i]!]!.copy(out, o);
     } else for (let i = 0; i < n; i++) o += c.blocks[i]!.copy(out, o);
-    o += c.tail.copy(out, o);
-    if (q.edns) {
-      out[o] = 0;
-      out.writeUInt16BE(41, o + 1);
-      out.writeUInt16BE(this.ednsSize, o + 3);
-      out.writeUInt32BE(0, o + 5);
-      out.writeUInt16BE(0, o + 9);
-    }
-    return out;
+    return o + c.tail.copy(out, o);
+  }
+
+  /** Our OPT record (11 bytes): root owner, our payload size, no extended rcode or flags. */
+  private writeOpt(out: Buffer, o: number): void {
+    out[o] = 0;
+    out.writeUInt16BE(41, o + 1);
+    out.writeUInt16BE(this.ednsSize, o + 3);
+    out.writeUInt32BE(0, o + 5);
+    out.writeUInt16BE(0, o + 9);
   }
 
   private done(reply: Buffer, rcode: number, transport: Transport, start: bigint, source?: AnswerSource): Buffer {

@@ -55,6 +55,14 @@ export class RecvBatch {
   private lastV6 = new Uint32Array(4);
   private lastText = '';
 
+  offset(i: number): number {
+    return this.meta[(i + 1) * W]!;
+  }
+
+  length(i: number): number {
+    return this.meta[(i + 1) * W + 1]!;
+  }
+
   datagram(i: number): Buffer {
     const b = (i + 1) * W;
     return this.data.subarray(this.meta[b]!, this.meta[b]! + this.meta[b + 1]!);
@@ -119,7 +127,8 @@ export class UdpBatchSocket {
   private handle: object | undefined;
   private readonly a: UdpAddon;
   private readonly batch = new RecvBatch();
-  private readonly out = Buffer.allocUnsafe(SEND_ARENA);
+  /** Replies are written here (by reply() or straight by the caller, see room()) and leave with flush(). */
+  readonly out = Buffer.allocUnsafe(SEND_ARENA);
   private readonly outMeta = new Uint32Array((BATCH + 1) * W);
   private outCount = 0;
   private outBytes = 0;
@@ -152,6 +161,21 @@ export class UdpBatchSocket {
   reply(data: Uint8Array, b: RecvBatch, i: number): void {
     const at = (i + 1) * W + 2;
     this.enqueue(data, b.meta, at);
+  }
+
+  /**
+   * Where in `out` the next reply of at most `max` bytes may be written (flushing queued
+   * replies first when there is no room); then commit() it. Saves building a Buffer per reply.
+   */
+  room(max: number): number {
+    if (this.outCount === BATCH || this.outBytes + max > SEND_ARENA) this.flush();
+    return this.outBytes;
+  }
+
+  /** Queues the `len` bytes written at room()'s offset as the reply to datagram i of batch b. */
+  commit(len: number, b: RecvBatch, i: number): void {
+    if (!this.handle || len > 65535 || this.outBytes + len > SEND_ARENA) return;
+    this.push(len, b.meta, (i + 1) * W + 2);
   }
 
   /** Queues a reply to a saved peer; sent at the end of the current microtask checkpoint. */
@@ -195,14 +219,17 @@ export class UdpBatchSocket {
       this.sendDropped++;
       return;
     }
-    if (this.outCount === BATCH || this.outBytes + data.length > SEND_ARENA) this.flush();
+    this.out.set(data, this.room(data.length));
+    this.push(data.length, peerWords, at);
+  }
+
+  private push(len: number, peerWords: Uint32Array, at: number): void {
     const e = (this.outCount + 1) * W;
     const m = this.outMeta;
     m[e] = this.outBytes;
-    m[e + 1] = data.length;
+    m[e + 1] = len;
     for (let k = 0; k < 6; k++) m[e + 2 + k] = peerWords[at + k]!;
-    this.out.set(data, this.outBytes);
-    this.outBytes += data.length;
+    this.outBytes += len;
     this.outCount++;
   }
 

@@ -1,0 +1,97 @@
+// Precompiled internal answers keyed by the question's wire bytes. A lookup hashes the name
+// (ASCII case folded, as DNS compares names) and the type straight from the packet and then
+// compares bytes, so a query that hits builds no strings and no objects. The resolver fills
+// the table on a miss and empties it whenever the answer index changes.
+
+/** A counter cell: the metric bumps `n`, the registry reads it at scrape time. */
+export interface Cell {
+  n: number;
+}
+
+/** An internal answer in wire form, minus header and question. */
+export interface Compiled {
+  rcode: number;
+  blocks: Buffer[]; // one per answer record, each self-contained when `shuffle`
+  blocksLen: number;
+  tail: Buffer; // authority + additional records
+  an: number;
+  ns: number;
+  ar: number;
+  shuffle: boolean;
+  /** Metric cells of this (name, type, client scope), filled on first use by the fast path. */
+  udpRequests?: Cell;
+  responses?: Cell;
+}
+
+interface Slot {
+  key: Uint8Array; // lower-cased wire name, then the two type bytes
+  scope: number;
+  value: Compiled;
+  next: Slot | undefined;
+}
+
+const FNV_OFFSET = 0x811c9dc5;
+const FNV_PRIME = 0x01000193;
+
+/** Folds one byte of a wire name to lower case (label length bytes are < 0x41 and pass unchanged). */
+export function foldByte(c: number): number {
+  return c >= 0x41 && c <= 0x5a ? c | 0x20 : c;
+}
+
+/** Hash of a question: the wire name buf[start, nameEnd) case-folded, the type, and the client scope. */
+export function questionHash(buf: Uint8Array, start: number, nameEnd: number, qtype: number, scope: number): number {
+  let h = FNV_OFFSET;
+  for (let i = start; i < nameEnd; i++) h = Math.imul(h ^ foldByte(buf[i]!), FNV_PRIME);
+  h = Math.imul(h ^ (qtype >>> 8), FNV_PRIME);
+  h = Math.imul(h ^ (qtype & 0xff), FNV_PRIME);
+  return Math.imul(h ^ scope, FNV_PRIME) >>> 0;
+}
+
+export class AnswerTable {
+  private readonly buckets = new Map<number, Slot>();
+  private count = 0;
+
+  /** At `max` entries the table starts over rather than grow without bound. */
+  constructor(private readonly max: number) {}
+
+  get size(): number {
+    return this.count;
+  }
+
+  /** The answer for the question whose wire name is buf[start, nameEnd), `h` from questionHash. */
+  get(buf: Uint8Array, start: number, nameEnd: number, qtype: number, scope: number, h: number): Compiled | undefined {
+    const n = nameEnd - start;
+    for (let s = this.buckets.get(h); s; s = s.next) {
+      const k = s.key;
+      if (s.scope !== scope || k.length !== n + 2 || k[n] !== qtype >>> 8 || k[n + 1] !== (qtype & 0xff)) continue;
+      let i = 0;
+      while (i < n && k[i] === foldByte(buf[start + i]!)) i++;
+      if (i === n) return s.value;
+    }
+    return undefined;
+  }
+
+  set(buf: Uint8Array, start: number, nameEnd: number, qtype: number, scope: number, value: Compiled): void {
+    if (this.count >= this.max) this.clear();
+    const h = questionHash(buf, start, nameEnd, qtype, scope);
+    const n = nameEnd - start;
+    const key = new Uint8Array(n + 2);
+    for (let i = 0; i < n; i++) key[i] = foldByte(buf[start + i]!);
+    key[n] = qtype >>> 8;
+    key[n + 1] = qtype & 0xff;
+    // Replace an equal key rather than chain a twin behind it.
+    for (let s = this.buckets.get(h); s; s = s.next) {
+      if (s.scope === scope && s.key.length === key.length && s.key.every((b, i) => b === key[i])) {
+        s.value = value;
+        return;
+      }
+    }
+    this.buckets.set(h, { key, scope, value, next: this.buckets.get(h) });
+    this.count++;
+  }
+
+  clear(): void {
+    this.buckets.clear();
+    this.count = 0;
+  }
+}
