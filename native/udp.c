@@ -33,6 +33,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <linux/filter.h>
 
 #define UDP_BATCH 64          /* datagrams per recvmmsg/sendmmsg call */
 #define UDP_MAX_SLOT 65535    /* largest UDP payload */
@@ -102,7 +103,9 @@ static bool get_typed(napi_env env, napi_value v, napi_typedarray_type want, voi
   return true;
 }
 
-/* open(family 4|6, address, port, slotBytes, reuseAddr, rcvbuf) -> { handle, port } */
+/* open(family 4|6, address, port, slotBytes, reusePort, rcvbuf) -> { handle, port }
+ * reusePort: SO_REUSEPORT, so DNS worker threads can each bind the same address and port
+ * and the kernel spreads clients over them (by flow hash). */
 static napi_value udp_open(napi_env env, napi_callback_info info) {
   size_t argc = 6;
   napi_value argv[6];
@@ -117,7 +120,7 @@ static napi_value udp_open(napi_env env, napi_callback_info info) {
       napi_get_value_int32(env, argv[3], &slot) != napi_ok ||
       napi_get_value_bool(env, argv[4], &reuse) != napi_ok ||
       napi_get_value_int32(env, argv[5], &rcvbuf) != napi_ok)
-    return throw_type(env, "open(family, address, port, slotBytes, reuseAddr, rcvbuf)");
+    return throw_type(env, "open(family, address, port, slotBytes, reusePort, rcvbuf)");
   if ((fam != 4 && fam != 6) || port < 0 || port > 65535 || slot < 512 || slot > UDP_MAX_SLOT ||
       rcvbuf < 0 || hostlen >= sizeof host - 1)
     return throw_type(env, "open: bad family, port, slot size or address");
@@ -142,7 +145,7 @@ static napi_value udp_open(napi_env env, napi_callback_info info) {
   int fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return throw_errno(env, errno, "socket");
   int one = 1;
-  if (reuse && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0) {
+  if (reuse && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) {
     int e = errno; close(fd); return throw_errno(env, e, "setsockopt");
   }
   if (rcvbuf > 0) {
@@ -375,6 +378,31 @@ static napi_value udp_close(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* spread(handle, n): attach to the socket's SO_REUSEPORT group a classic BPF program that
+ * sends each datagram to a random one of the group's first n sockets. The kernel's default
+ * (a hash of the flow) leaves threads idle when there are few clients, a resolver behind a
+ * NAT, or a benchmark with four sockets; DNS over UDP has no per-flow order to keep. */
+static napi_value udp_spread(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  uint32_t n = 0;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 2) return throw_type(env, "spread(handle, n)");
+  udp_sock *s = get_sock(env, argv[0]);
+  if (!s) return NULL;
+  if (napi_get_value_uint32(env, argv[1], &n) != napi_ok || n < 1 || n > 1024)
+    return throw_type(env, "spread: n must be 1..1024");
+  struct sock_filter code[] = {
+    { BPF_LD | BPF_W | BPF_ABS, 0, 0, (uint32_t)(SKF_AD_OFF + SKF_AD_RANDOM) },
+    { BPF_ALU | BPF_MOD | BPF_K, 0, 0, n },
+    { BPF_RET | BPF_A, 0, 0, 0 },
+  };
+  struct sock_fprog prog = { .len = sizeof code / sizeof code[0], .filter = code };
+  if (setsockopt(s->fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof prog) < 0)
+    return throw_errno(env, errno, "setsockopt(SO_ATTACH_REUSEPORT_CBPF)");
+  return NULL;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     { "udpOpen", NULL, udp_open, NULL, NULL, NULL, napi_enumerable, NULL },
@@ -382,6 +410,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "udpSendBatch", NULL, udp_send_batch, NULL, NULL, NULL, napi_enumerable, NULL },
     { "udpWatch", NULL, udp_watch, NULL, NULL, NULL, napi_enumerable, NULL },
     { "udpClose", NULL, udp_close, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "udpSpread", NULL, udp_spread, NULL, NULL, NULL, napi_enumerable, NULL },
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -15,11 +15,12 @@ const MAX_ROUNDS = 8;
 const SEND_ARENA = 256 * 1024;
 
 interface UdpAddon {
-  udpOpen(family: 4 | 6, address: string, port: number, slotBytes: number, reuseAddr: boolean, rcvbuf: number): { handle: object; port: number };
+  udpOpen(family: 4 | 6, address: string, port: number, slotBytes: number, reusePort: boolean, rcvbuf: number): { handle: object; port: number };
   udpRecvBatch(h: object, meta: Uint32Array): Buffer | null;
   udpSendBatch(h: object, data: Uint8Array, meta: Uint32Array, count: number): number;
   udpWatch(h: object, cb: (status: number) => void): void;
   udpClose(h: object): void;
+  udpSpread(h: object, n: number): void;
 }
 
 let addon: UdpAddon | undefined;
@@ -110,7 +111,8 @@ export interface UdpBatchOptions {
   family: 4 | 6;
   port: number;
   slotBytes?: number;
-  reuseAddr?: boolean;
+  /** SO_REUSEPORT: several sockets (DNS worker threads) share the address; the kernel spreads flows. */
+  reusePort?: boolean;
   /** SO_RCVBUF(FORCE) bytes; 0 keeps the system default. */
   rcvbuf?: number;
   /** Called once per received batch; replies queued with reply() leave when it returns. */
@@ -149,7 +151,7 @@ export class UdpBatchSocket {
   static open(opts: UdpBatchOptions): UdpBatchSocket {
     const a = loadUdpAddon();
     if (!a) throw loadError ?? new Error('UDP batch addon unavailable');
-    const opened = a.udpOpen(opts.family, opts.host, opts.port, opts.slotBytes ?? DEFAULT_SLOT, opts.reuseAddr ?? false, opts.rcvbuf ?? 0);
+    const opened = a.udpOpen(opts.family, opts.host, opts.port, opts.slotBytes ?? DEFAULT_SLOT, opts.reusePort ?? false, opts.rcvbuf ?? 0);
     return new UdpBatchSocket(a, opened, opts);
   }
 
@@ -202,6 +204,11 @@ export class UdpBatchSocket {
       this.sendDropped += n;
       this.opts.onError?.(e as Error);
     }
+  }
+
+  /** Spreads datagrams at random over the first n sockets of this socket's SO_REUSEPORT group. */
+  spread(n: number): void {
+    if (this.handle) this.a.udpSpread(this.handle, n);
   }
 
   close(): void {

@@ -245,3 +245,51 @@ maybe('DnsServer on ::1 with the batch transport', async (t) => {
   const p = await answer;
   t.is((p.answers?.[0] as { data: string }).data, '10.0.9.2');
 });
+
+maybe('SO_REUSEPORT sockets share a port; one flow lands on one of them until spread() scatters it', async (t) => {
+  const a = echo('127.0.0.1', 4);
+  t.teardown(() => a.sock.close());
+  const reuse = (port: number): { sock: UdpBatchSocket; seen: Seen } => {
+    const seen: Seen = { batches: [], msgs: [], addrs: [] };
+    const sock: UdpBatchSocket = UdpBatchSocket.open({
+      host: '127.0.0.1',
+      family: 4,
+      port,
+      reusePort: true,
+      onBatch: (b) => {
+        for (let i = 0; i < b.count; i++) {
+          seen.msgs.push(b.datagram(i).toString());
+          sock.reply(b.datagram(i), b, i);
+        }
+      },
+    });
+    return { sock, seen };
+  };
+  // `a` did not ask for SO_REUSEPORT: nobody may join it.
+  t.throws(() => reuse(a.sock.port), { code: 'EADDRINUSE' });
+  const first = reuse(0);
+  const second = reuse(first.sock.port);
+  t.teardown(() => {
+    first.sock.close();
+    second.sock.close();
+  });
+  const c = await client('udp4', '127.0.0.1');
+  t.teardown(() => c.close());
+  const burst = async (tag: string): Promise<void> => {
+    for (let k = 0; k < 4; k++) {
+      const replies = collect(c, 50);
+      for (let i = 0; i < 50; i++) c.send(`${tag}${k}-${i}`, first.sock.port, '127.0.0.1');
+      await replies;
+      c.removeAllListeners('message');
+    }
+  };
+  await burst('hash');
+  const hashed = [first.seen.msgs.length, second.seen.msgs.length].sort((x, y) => x - y);
+  t.deepEqual(hashed, [0, 200], 'the kernel hashes one flow to one socket');
+  first.sock.spread(2);
+  await burst('spread');
+  const spread = [first.seen.msgs, second.seen.msgs].map((m) => m.filter((x) => x.startsWith('spread')).length);
+  t.is(spread[0]! + spread[1]!, 200);
+  t.true(spread.every((n) => n >= 40), `spread(2) scatters one flow over both sockets: ${spread.join(' / ')}`);
+  t.throws(() => first.sock.spread(0), { message: /1\.\.1024/ });
+});
