@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # DNS benchmark: the same 10,000-name zone served by dnsmasq, unbound (1 thread, 2 threads) and
-# vipdns on loopback, servers pinned to CPU 0 (unbound's 2-thread row: CPUs 0-1) and dnsperf to
-# CPU 1, in one run; prints QPS, mean latency and RSS with vipdns's ratio to each peer.
+# vipdns (1 thread, 2 threads: --dns-workers 2) on loopback, servers pinned to CPU 0 (2-thread
+# rows: CPUs 0-1) and dnsperf to CPU 1, in one run; prints QPS, mean latency and RSS with
+# vipdns's ratio to each peer on the same cores. On a 2-CPU machine the 2-thread rows share a
+# core with dnsperf, so they show how a server shares, not how far it scales.
 # Usage: bench/dns.sh [SECONDS_PER_RUN] [ROUNDS]   (as root on Debian; installs what is missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -69,9 +71,11 @@ remote-control:
 CONF
       taskset -c $cpus unbound -d -c "$WORK/unbound-$PORT.conf" 2>/dev/null &
       PID=$! ;;
-    vipdns)
+    vipdns|vipdns2)
+      local workers=1 cpus=$SERVER_CPU
+      [ "$1" = vipdns2 ] && workers=2 cpus=$BOTH
       rm -f "$WORK/vipdns-data/vipdns.pid"
-      VIPDNS_RESOLV_CONF=/nonexistent taskset -c $SERVER_CPU node dist/src/cli.js serve --data-dir "$WORK/vipdns-data" \
+      VIPDNS_RESOLV_CONF=/nonexistent taskset -c $cpus node dist/src/cli.js serve --data-dir "$WORK/vipdns-data" --dns-workers $workers \
         --dns-listen 127.0.0.1:$PORT --api-listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --dataplane none --log-level warn >"$WORK/vipdns.log" 2>&1 &
       PID=$! ;;
   esac
@@ -86,7 +90,7 @@ rss_kb() { # pid: RSS of the process and its children
 }
 
 declare -A QPS LAT RSS
-KINDS=(dnsmasq unbound1 vipdns unbound2)
+KINDS=(dnsmasq unbound1 vipdns unbound2 vipdns2)
 [ -n "${KINDS_OVERRIDE:-}" ] && read -r -a KINDS <<<"$KINDS_OVERRIDE"
 for round in $(seq 1 "$ROUNDS"); do
   for k in "${KINDS[@]}"; do
@@ -109,13 +113,14 @@ echo
 echo "zone: $N names; ${SECS}s x ${ROUNDS} rounds per server; servers on CPU $SERVER_CPU (2-core rows: $BOTH), dnsperf on CPU $CLIENT_CPU"
 printf '| %-22s | %10s | %-22s | %14s | %9s | %-28s |\n' server "QPS (mean)" "rounds" "mean latency" "RSS" "vipdns (same cores) ratio"
 printf '|%s|%s|%s|%s|%s|%s|\n' ------------------------ ------------ ------------------------ ---------------- ----------- ------------------------------
-label() { case $1 in dnsmasq) echo "dnsmasq";; unbound1) echo "unbound, 1 thread";; unbound2) echo "unbound, 2 threads";; vipdns) echo "vipdns, 1 process";; esac; }
+label() { case $1 in dnsmasq) echo "dnsmasq";; unbound1) echo "unbound, 1 thread";; unbound2) echo "unbound, 2 threads";; vipdns) echo "vipdns, 1 thread";; vipdns2) echo "vipdns, 2 threads";; esac; }
 for k in "${KINDS[@]}"; do
   q=$(mean "${QPS[$k]}"); l=$(awk '{s=0; for(i=1;i<=NF;i++) s+=$i; printf "%.3f ms", 1000*s/NF}' <<<"${LAT[$k]}")
   ratio=""
   case $k in
     dnsmasq|unbound1) [ -n "${QPS[vipdns]:-}" ] && ratio=$(awk -v a="$(mean "${QPS[vipdns]}")" -v b="$q" 'BEGIN{printf "%.2fx", a/b}') ;;
-    unbound2) [ -n "${QPS[vipdns]:-}" ] && ratio="$(awk -v a="$(mean "${QPS[vipdns]}")" -v b="$q" 'BEGIN{printf "%.2fx", a/b}') (vipdns on 1 core)" ;;
+    unbound2) [ -n "${QPS[vipdns2]:-}" ] && ratio="$(awk -v a="$(mean "${QPS[vipdns2]}")" -v b="$q" 'BEGIN{printf "%.2fx", a/b}') (vipdns, 2 threads)" ;;
+    vipdns2) [ -n "${QPS[vipdns]:-}" ] && ratio="$(awk -v a="$q" -v b="$(mean "${QPS[vipdns]}")" 'BEGIN{printf "%.2fx", a/b}') of vipdns, 1 thread" ;;
   esac
   printf '| %-22s | %10s | %-22s | %14s | %6s MB | %-28s |\n' "$(label "$k")" "$q" "$(echo ${QPS[$k]} | tr ' ' '/')" "$l" "$(( RSS[$k] / 1024 ))" "$ratio"
 done

@@ -38,6 +38,7 @@ program
   .option('--config <file>', 'JSON config file (keys as the long flags in camelCase)')
   .option('--data-dir <dir>', 'where the embedded store keeps the catalog (default ./vipdns-data)')
   .option('--dns-listen <addr:port>', 'DNS address, UDP and TCP (default 127.0.0.1:1053)')
+  .option('--dns-workers <n|auto>', 'threads answering UDP on the DNS port (SO_REUSEPORT); auto: one per CPU (default 1)')
   .option('--api-listen <addr:port>', 'control API address (default 127.0.0.1:9053)')
   .option('--metrics-listen <addr:port>', 'metrics, /healthz and /readyz (default 127.0.0.1:9153)')
   .option('--domain <suffix>', 'internal domain suffix (default vipdns.internal)')
@@ -61,6 +62,7 @@ program
       flags: {
         dataDir: o.dataDir,
         dnsListen: o.dnsListen,
+        dnsWorkers: o.dnsWorkers,
         apiListen: o.apiListen,
         metricsListen: o.metricsListen,
         domain: o.domain,

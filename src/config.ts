@@ -1,7 +1,7 @@
 // Daemon configuration: embedded defaults, then a JSON config file, then VIPDNS_* environment
 // variables, then command-line flags; each later source overrides the earlier.
 import { readFileSync } from 'node:fs';
-import { hostname } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import { DEFAULT_LEASE_TTL, type EtcdConfig, parseEtcdUrl } from './catalog/store/etcd-url.js';
 import { VipdnsError, errorMessage } from './errors.js';
 import { DEFAULT_TTL, type TtlOptions } from './dns/answers.js';
@@ -33,6 +33,8 @@ export interface DaemonConfig {
   store: { kind: 'file' } | ({ kind: 'etcd' } & EtcdConfig);
   /** This host's identity in a shared store (its lease and node record). */
   nodeName: string;
+  /** Threads answering UDP DNS on the one port (SO_REUSEPORT); 1: the main thread only. */
+  dnsWorkers: number;
   /** Docker engine to follow (unix:///..., /path or tcp://host:port); undefined: no Docker source. */
   docker?: string;
 }
@@ -49,6 +51,7 @@ export interface ForwardConfig {
 export const DEFAULTS: DaemonConfig = {
   dataDir: './vipdns-data',
   dnsListen: { host: '127.0.0.1', port: 1053 },
+  dnsWorkers: 1,
   apiListen: { host: '127.0.0.1', port: 9053 },
   metricsListen: { host: '127.0.0.1', port: 9153 },
   domain: 'vipdns.internal',
@@ -106,6 +109,7 @@ export interface ConfigSources {
 export interface FlagValues {
   dataDir: string;
   dnsListen: string;
+  dnsWorkers: string | number;
   apiListen: string;
   metricsListen: string;
   domain: string;
@@ -139,6 +143,7 @@ export interface FlagValues {
 const ENV: Record<keyof FlagValues, string> = {
   dataDir: 'VIPDNS_DATA_DIR',
   dnsListen: 'VIPDNS_DNS_LISTEN',
+  dnsWorkers: 'VIPDNS_DNS_WORKERS', // a number, or "auto": one per CPU
   apiListen: 'VIPDNS_API_LISTEN',
   metricsListen: 'VIPDNS_METRICS_LISTEN',
   domain: 'VIPDNS_DOMAIN',
@@ -254,6 +259,8 @@ export function loadConfig(src: ConfigSources): DaemonConfig {
     if (!Number.isInteger(n) || n < min || n > max) throw new VipdnsError('CONFIG', `${k} must be a whole number from ${min} to ${max}, got "${String(v)}"`);
     return n;
   };
+  const workers = str('dnsWorkers');
+  if (workers !== undefined) c.dnsWorkers = workers === 'auto' ? Math.min(64, availableParallelism()) : int('dnsWorkers', 1, 64)!;
   c.resolvConf = str('resolvConf') ?? c.resolvConf;
   const pol = str('forwardPolicy') ?? c.forward.policy;
   if (!['random', 'round_robin', 'sequential'].includes(pol)) throw new VipdnsError('CONFIG', `forwardPolicy must be random, round_robin or sequential, got "${pol}"`);

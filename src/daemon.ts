@@ -18,6 +18,8 @@ import { type Forwarding, setupForwarding } from './dns/forward/setup.js';
 import { DnsMetrics } from './dns/metrics.js';
 import { Resolver } from './dns/resolver.js';
 import { DnsServer } from './dns/server.js';
+import { udpBatchUnavailable } from './dns/udp-batch.js';
+import { DnsWorkers } from './dns/workers.js';
 import { HealthChecker } from './health/checker.js';
 import { healthMetricsHooks } from './health/metrics.js';
 import type { Logger } from './log.js';
@@ -28,6 +30,7 @@ interface Parts {
   config: DaemonConfig;
   catalog: Catalog;
   dns: DnsServer;
+  dnsWorkers: DnsWorkers | undefined;
   api: ApiServer;
   metrics: MetricsServer;
   health: HealthChecker;
@@ -64,14 +67,34 @@ export class Daemon {
     registerProcessMetrics(registry);
     registerCatalogMetrics(registry, catalog);
 
-    const index = new AnswerIndex({ suffix: config.domain, ttl: config.ttl, loopbackSeesAll: config.loopbackSeesAll, othersSeeAll: config.othersSeeAll });
+    const indexOptions = { suffix: config.domain, ttl: config.ttl, loopbackSeesAll: config.loopbackSeesAll, othersSeeAll: config.othersSeeAll };
+    const index = new AnswerIndex(indexOptions);
     index.rebuild(catalog.state);
     catalog.on('change', (state) => index.rebuild(state));
     const dnsMetrics = new DnsMetrics();
     dnsMetrics.register(registry);
     const forwarding = setupForwarding(config, dnsMetrics, log);
     const resolver = new Resolver({ index, forwarder: forwarding.forwarder, metrics: dnsMetrics });
-    const dns = new DnsServer({ host: config.dnsListen.host, port: config.dnsListen.port, resolver, onError: (e) => log.error({ err: e }, 'dns server error'), onNotice: (m) => log.warn(m) });
+    // More UDP threads on the same port (SO_REUSEPORT) need the batched UDP addon.
+    let dnsThreads = config.dnsWorkers;
+    const noBatch = dnsThreads > 1 ? udpBatchUnavailable() : undefined;
+    if (noBatch) {
+      log.warn({ err: noBatch.message.split('\n')[0] }, `dns-workers ${dnsThreads} needs the batched UDP addon; serving DNS on one thread`);
+      dnsThreads = 1;
+    }
+    const dns = new DnsServer({
+      host: config.dnsListen.host,
+      port: config.dnsListen.port,
+      resolver,
+      reusePort: dnsThreads > 1,
+      onError: (e) => log.error({ err: e }, 'dns server error'),
+      onNotice: (m) => log.warn(m),
+    });
+    const dnsWorkers =
+      dnsThreads > 1
+        ? new DnsWorkers({ count: dnsThreads - 1, host: config.dnsListen.host, index: indexOptions, state: () => catalog.state, forwarder: forwarding.forwarder, metrics: dnsMetrics, log })
+        : undefined;
+    if (dnsWorkers) catalog.on('change', () => dnsWorkers.publish());
 
     const health = new HealthChecker(catalog, healthMetricsHooks(registry, log));
 
@@ -115,6 +138,7 @@ export class Daemon {
       catalog,
       info: () => ({ dns: `${config.dnsListen.host}:${dns.port}`, domain: config.domain, dataplane: driver.name, ...(docker ? { docker: docker.status() } : {}) }),
       onError: (e) => log.error({ err: e }, 'api handler error'),
+      ...(dnsWorkers ? { afterWrite: () => dnsWorkers.settled(2000) } : {}),
     });
     const metrics = new MetricsServer({
       host: config.metricsListen.host,
@@ -125,7 +149,10 @@ export class Daemon {
           store instanceof EtcdStore
             ? { ok: store.live, detail: `revision ${catalog.state.revision}, etcd watch ${store.live ? 'connected' : 'lost'}` }
             : { ok: true, detail: `revision ${catalog.state.revision}` },
-        dns: () => ({ ok: dns.listening, detail: dns.listening ? `listening on ${config.dnsListen.host}:${dns.port} udp+tcp` : 'not listening' }),
+        dns: () => ({
+          ok: dns.listening,
+          detail: dns.listening ? `listening on ${config.dnsListen.host}:${dns.port} udp+tcp${dnsWorkers ? `, UDP on ${1 + dnsWorkers.running} threads` : ''}` : 'not listening',
+        }),
         dataplane: () => {
           if (!balancer) return { ok: true, detail: dataplaneReason };
           const st = balancer.status();
@@ -137,11 +164,15 @@ export class Daemon {
       },
     });
     api.route('GET', '/v1/dataplane', () => ({ driver: driver.name, reason: dataplaneReason, ...(balancer ? { status: balancer.status() } : {}) }));
-    const d = new Daemon({ config, catalog, dns, api, metrics, health, forwarding, docker, balancer, vipSync, log });
+    const d = new Daemon({ config, catalog, dns, dnsWorkers, api, metrics, health, forwarding, docker, balancer, vipSync, log });
     try {
       await balancer?.start();
       await vipSync?.run();
       await dns.start();
+      if (dnsWorkers) {
+        await dnsWorkers.start(dns.port);
+        dns.spreadUdp(dnsThreads);
+      }
       await api.start();
       await metrics.start();
       health.start();
@@ -151,7 +182,7 @@ export class Daemon {
       throw e;
     }
     log.info(
-      { dns: `${config.dnsListen.host}:${dns.port}`, api: `http://${config.apiListen.host}:${api.port}`, metrics: `http://${config.metricsListen.host}:${metrics.port}`, domain: config.domain, dataplane: driver.name, docker: docker?.url },
+      { dns: `${config.dnsListen.host}:${dns.port}`, dnsThreads: 1 + (dnsWorkers?.running ?? 0), api: `http://${config.apiListen.host}:${api.port}`, metrics: `http://${config.metricsListen.host}:${metrics.port}`, domain: config.domain, dataplane: driver.name, docker: docker?.url },
       'vipdns serving',
     );
     return d;
@@ -163,6 +194,7 @@ export class Daemon {
     p.health.stop();
     await p.balancer?.stop(); // leaves the kernel programmed: the next run adopts it
     await p.vipSync?.stop(); // and the VIP addresses too
+    await p.dnsWorkers?.stop();
     await Promise.allSettled([p.dns.stop(), p.api.stop(), p.metrics.stop()]);
     p.forwarding.close();
     await p.catalog.close();

@@ -22,6 +22,9 @@ export interface ApiServerOptions {
   /** Daemon status for GET /v1/info (listeners, dataplane, versions). */
   info?: () => unknown;
   onError?: (e: Error) => void;
+  /** Awaited after a successful write before answering, so a client that got its answer reads
+   * its write everywhere (DNS worker threads included). */
+  afterWrite?: () => Promise<unknown>;
 }
 
 export class ApiServer {
@@ -112,6 +115,7 @@ export class ApiServer {
         if (r.method !== req.method) continue;
         const body = req.method === 'POST' || req.method === 'PATCH' ? await readJson(req) : undefined;
         const result = await r.handler({ params, query: url.searchParams, body });
+        if (req.method !== 'GET' && this.opts.afterWrite) await this.opts.afterWrite();
         send(res, req.method === 'POST' ? 201 : 200, result);
         return;
       }

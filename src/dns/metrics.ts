@@ -38,6 +38,25 @@ interface Series {
   count: number;
 }
 
+/** A histogram series as another thread sends it. */
+export interface SeriesSnapshot {
+  labels: Record<string, string>;
+  counts: number[];
+  sum: number;
+  count: number;
+}
+
+/** What a DNS worker thread's metrics send to the main thread's registry. */
+export interface DnsMetricsSnapshot {
+  requests: Array<[string, number]>;
+  responses: Array<[string, number]>;
+  answers: Array<[string, number]>;
+  malformed: Array<[string, number]>;
+  duration: SeriesSnapshot[];
+}
+
+const tallyEntries = (t: Tally): Array<[string, number]> => [...t.cells].map(([k, c]) => [k, c.n]);
+
 /** A histogram updated with two array writes; rendered in Prometheus's histogram shape. */
 export class FastHistogram {
   readonly type = 'histogram';
@@ -74,9 +93,36 @@ export class FastHistogram {
     return s;
   }
 
+  /** Series of other threads, merged into ours at scrape time. */
+  remote: () => SeriesSnapshot[][] = () => [];
+
+  absorb(series: SeriesSnapshot[]): void {
+    for (const r of series) {
+      const s = this.seriesFor(this.labelNames.map((n) => r.labels[n] ?? ''));
+      r.counts.forEach((c, i) => (s.counts[i] = (s.counts[i] ?? 0) + c));
+      s.sum += r.sum;
+      s.count += r.count;
+    }
+  }
+
+  snapshot(): SeriesSnapshot[] {
+    return [...this.series.values()].map((s) => ({ labels: s.labels, counts: [...s.counts], sum: s.sum, count: s.count }));
+  }
+
   get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: Array<{ metricName: string; labels: Record<string, string | number>; value: number }> }> {
     const values: Array<{ metricName: string; labels: Record<string, string | number>; value: number }> = [];
-    for (const s of this.series.values()) {
+    const merged = new Map<string, Series>();
+    for (const s of [...this.series.values(), ...this.remote().flat()]) {
+      const key = this.labelNames.map((n) => s.labels[n] ?? '').join('\0');
+      const m = merged.get(key);
+      if (!m) merged.set(key, { labels: s.labels, counts: [...s.counts], sum: s.sum, count: s.count });
+      else {
+        s.counts.forEach((c, i) => (m.counts[i] = (m.counts[i] ?? 0) + c));
+        m.sum += s.sum;
+        m.count += s.count;
+      }
+    }
+    for (const s of merged.values()) {
       let acc = 0;
       this.buckets.forEach((b, i) => {
         acc += s.counts[i]!;
@@ -104,6 +150,8 @@ export class DnsMetrics {
   refused = 0; // forwards turned away by the concurrency cap
   readonly duration = new FastHistogram('vipdns_dns_request_duration_seconds', 'Time from a request read to its response written, by protocol.', ['proto']);
   readonly forwardDuration = new FastHistogram('vipdns_forward_request_duration_seconds', 'Time an upstream took to answer one forwarded request.', ['upstream']);
+  /** The latest snapshot of each DNS worker thread (see workers.ts), added at scrape time. */
+  readonly remotes = new Map<string, DnsMetricsSnapshot>();
   /** Filled by the owner of the cache and the upstreams at scrape time. */
   cacheEntries: () => number = () => 0;
   cacheBytes: () => number = () => 0;
@@ -145,10 +193,29 @@ export class DnsMetrics {
     if (seconds !== undefined) this.forwardDuration.observe([upstream], seconds);
   }
 
+  snapshot(): DnsMetricsSnapshot {
+    return {
+      requests: tallyEntries(this.requests),
+      responses: tallyEntries(this.responses),
+      answers: tallyEntries(this.answers),
+      malformed: tallyEntries(this.malformed),
+      duration: this.duration.snapshot(),
+    };
+  }
+
+  /** Adds a snapshot's counts to ours (a worker that exited: its counters must not go backwards). */
+  absorb(snap: DnsMetricsSnapshot): void {
+    for (const [k, n] of snap.requests) this.requests.inc(k, n);
+    for (const [k, n] of snap.responses) this.responses.inc(k, n);
+    for (const [k, n] of snap.answers) this.answers.inc(k, n);
+    for (const [k, n] of snap.malformed) this.malformed.inc(k, n);
+    this.duration.absorb(snap.duration);
+  }
+
   register(registry: Registry): void {
     // eslint-disable-next-line @typescript-eslint/no-this-alias -- prom-client binds `this` in collect()
     const self = this;
-    const fromTally = (name: string, help: string, labelNames: string[], tally: Tally): void => {
+    const fromTally = (name: string, help: string, labelNames: string[], tally: Tally, remote?: (s: DnsMetricsSnapshot) => Array<[string, number]>): void => {
       registry.registerMetric(
         new Counter({
           name,
@@ -157,7 +224,9 @@ export class DnsMetrics {
           registers: [],
           collect() {
             this.reset();
-            for (const [k, { n: v }] of tally.cells) {
+            const entries: Array<[string, number]> = tallyEntries(tally);
+            if (remote) for (const snap of self.remotes.values()) entries.push(...remote(snap));
+            for (const [k, v] of entries) {
               const parts = k.split('\0');
               const labels: Record<string, string> = {};
               labelNames.forEach((n, i) => (labels[n] = parts[i] ?? ''));
@@ -167,10 +236,25 @@ export class DnsMetrics {
         }),
       );
     };
-    fromTally('vipdns_dns_requests_total', "DNS requests by protocol, query type and the client's network.", ['proto', 'type', 'network'], this.requests);
-    fromTally('vipdns_dns_responses_total', 'DNS responses by rcode.', ['rcode'], this.responses);
-    fromTally('vipdns_dns_answers_total', 'DNS responses by where the answer came from.', ['source'], this.answers);
-    fromTally('vipdns_dns_malformed_total', 'Packets dropped or answered FORMERR/NOTIMP before resolution, by reason.', ['reason'], this.malformed);
+    fromTally('vipdns_dns_requests_total', "DNS requests by protocol, query type and the client's network.", ['proto', 'type', 'network'], this.requests, (r) => r.requests);
+    fromTally('vipdns_dns_responses_total', 'DNS responses by rcode.', ['rcode'], this.responses, (r) => r.responses);
+    fromTally('vipdns_dns_answers_total', 'DNS responses by where the answer came from.', ['source'], this.answers, (r) => r.answers);
+    fromTally('vipdns_dns_malformed_total', 'Packets dropped or answered FORMERR/NOTIMP before resolution, by reason.', ['reason'], this.malformed, (r) => r.malformed);
+    this.duration.remote = () => [...self.remotes.values()].map((r) => r.duration);
+    const sum = (e: Array<[string, number]>): number => e.reduce((a, [, n]) => a + n, 0);
+    registry.registerMetric(
+      new Counter({
+        name: 'vipdns_dns_worker_requests_total',
+        help: 'DNS requests read by each thread serving the DNS port (worker "0": the main thread); shows how the kernel spreads clients.',
+        labelNames: ['worker'],
+        registers: [],
+        collect() {
+          this.reset();
+          this.inc({ worker: '0' }, sum(tallyEntries(self.requests)));
+          for (const [id, r] of self.remotes) this.inc({ worker: id }, sum(r.requests));
+        },
+      }),
+    );
     fromTally('vipdns_forward_requests_total', 'Requests sent to upstreams, by upstream and outcome (rcode, timeout, error).', ['upstream', 'rcode'], this.forwards);
     const cache = this.cache;
     const cacheCounter = (what: string, help: string): void => {

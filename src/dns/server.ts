@@ -19,6 +19,10 @@ export interface DnsServerOptions {
   maxTcpInflightPerConnection?: number;
   /** UDP through the native recvmmsg/sendmmsg addon; default: on when it loads, else node:dgram. */
   udpBatch?: boolean;
+  /** SO_REUSEPORT on the UDP socket (needs the addon): DNS worker threads bind the same port. */
+  reusePort?: boolean;
+  /** Serve UDP only (a DNS worker thread: TCP stays with the main thread). */
+  udpOnly?: boolean;
   onError?: (e: Error) => void;
   /** One line when the batched UDP transport is wanted but unavailable. */
   onNotice?: (msg: string) => void;
@@ -28,7 +32,8 @@ export class DnsServer {
   private udp?: dgram.Socket | UdpBatchSocket;
   private tcp?: net.Server;
   private readonly conns = new Set<net.Socket>();
-  private readonly opts: Required<Omit<DnsServerOptions, 'onError' | 'onNotice' | 'udpBatch'>> & Pick<DnsServerOptions, 'onError' | 'onNotice' | 'udpBatch'>;
+  private readonly opts: Required<Omit<DnsServerOptions, 'onError' | 'onNotice' | 'udpBatch' | 'reusePort' | 'udpOnly'>> &
+    Pick<DnsServerOptions, 'onError' | 'onNotice' | 'udpBatch' | 'reusePort' | 'udpOnly'>;
   port = 0;
   tcpRejected = 0;
 
@@ -37,7 +42,7 @@ export class DnsServer {
   }
 
   get listening(): boolean {
-    return this.udp !== undefined && this.tcp?.listening === true;
+    return this.udp !== undefined && (this.opts.udpOnly === true || this.tcp?.listening === true);
   }
 
   async start(): Promise<void> {
@@ -66,6 +71,7 @@ export class DnsServer {
   private async bind(): Promise<void> {
     const family = parseIp(this.opts.host).family;
     if (this.useBatch()) return this.bindBatch(family);
+    if (this.opts.reusePort) throw new Error('a shared (SO_REUSEPORT) DNS socket needs the batched UDP addon');
     const udp = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4' });
     await new Promise<void>((resolve, reject) => {
       udp.once('error', reject);
@@ -87,17 +93,31 @@ export class DnsServer {
   }
 
   private async bindBatch(family: 4 | 6): Promise<void> {
-    const udp = UdpBatchSocket.open({
-      host: this.opts.host.trim(),
-      family,
-      port: this.opts.port,
-      onBatch: (b) => this.onBatch(udp, b),
-      onError: (e) => this.opts.onError?.(e),
-    });
-    const tcp = await this.listenTcp(udp.port).catch((e: unknown) => {
-      udp.close();
+    // A SO_REUSEPORT UDP bind succeeds next to another daemon's and would split its traffic:
+    // on a fixed port, take TCP (no SO_REUSEPORT) first so a second daemon fails before that.
+    const tcpFirst = this.opts.reusePort === true && !this.opts.udpOnly && this.opts.port !== 0 ? await this.listenTcp(this.opts.port) : undefined;
+    let udp: UdpBatchSocket;
+    try {
+      udp = UdpBatchSocket.open({
+        host: this.opts.host.trim(),
+        family,
+        port: this.opts.port,
+        reusePort: this.opts.reusePort ?? false,
+        onBatch: (b) => this.onBatch(udp, b),
+        onError: (e) => this.opts.onError?.(e),
+      });
+    } catch (e) {
+      tcpFirst?.close();
       throw e;
-    });
+    }
+    const tcp =
+      tcpFirst ??
+      (this.opts.udpOnly
+        ? undefined
+        : await this.listenTcp(udp.port).catch((e: unknown) => {
+            udp.close();
+            throw e;
+          }));
     this.udp = udp;
     this.tcp = tcp;
     this.port = udp.port;
@@ -114,6 +134,11 @@ export class DnsServer {
     });
     tcp.on('error', (e) => this.opts.onError?.(e));
     return tcp;
+  }
+
+  /** With reusePort: spread datagrams at random over the port's first n sockets (see native/udp.c). */
+  spreadUdp(n: number): void {
+    if (this.udp instanceof UdpBatchSocket) this.udp.spread(n);
   }
 
   async stop(): Promise<void> {

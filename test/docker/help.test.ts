@@ -1,13 +1,14 @@
 // Every command and subcommand has a --help that exits 0 and names its options; the example
 // config file loads.
 import test from 'ava';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../../src/config.js';
 import { CLI, ROOT, run } from '../helpers/daemon.js';
 
 const commands: Array<[string[], RegExp[]]> = [
   [[], [/serve/, /network/, /service/, /task/, /container/, /--api/, /--json/]],
-  [['serve'], [/--config/, /--data-dir/, /--dns-listen/, /--api-listen/, /--metrics-listen/, /--domain/, /--upstream/, /--dataplane/, /--log-level/, /--docker/]],
+  [['serve'], [/--config/, /--data-dir/, /--dns-listen/, /--dns-workers/, /--api-listen/, /--metrics-listen/, /--domain/, /--upstream/, /--dataplane/, /--log-level/, /--docker/]],
   [['network'], [/create/, /ls/, /inspect/, /rm/]],
   [['network', 'create'], [/--subnet/, /--gateway/, /--attachable/]],
   [['network', 'ls'], [/list networks/]],
@@ -53,4 +54,12 @@ test('examples/vipdns.json is a valid config with every key', (t) => {
   t.is(loadConfig({ env: {}, flags: { docker: 'tcp://127.0.0.1:2375' } }).docker, 'tcp://127.0.0.1:2375');
   t.is(loadConfig({ env: {}, flags: { docker: '/run/podman/podman.sock' } }).docker, 'unix:///run/podman/podman.sock');
   t.throws(() => loadConfig({ env: {}, flags: { docker: 'https://engine:2376' } }), { message: /TLS and ssh engines are not supported/ });
+});
+
+test('dnsWorkers: a number of threads or auto, from flags, env or file', (t) => {
+  t.is(loadConfig({ env: {} }).dnsWorkers, 1, 'one thread unless asked');
+  t.is(loadConfig({ env: { VIPDNS_DNS_WORKERS: '3' } }).dnsWorkers, 3);
+  t.is(loadConfig({ env: {}, flags: { dnsWorkers: 'auto' } }).dnsWorkers, Math.min(64, availableParallelism()));
+  t.throws(() => loadConfig({ env: {}, flags: { dnsWorkers: '65' } }), { message: 'dnsWorkers must be a whole number from 1 to 64, got "65"' });
+  t.throws(() => loadConfig({ env: { VIPDNS_DNS_WORKERS: 'two' } }), { message: /dnsWorkers must be a whole number/ });
 });

@@ -1,0 +1,29 @@
+// Messages between the main thread (workers.ts) and a DNS worker thread (worker.ts).
+import type { CatalogState } from '../catalog/model.js';
+import type { IndexOptions } from './answers.js';
+import type { DnsMetricsSnapshot } from './metrics.js';
+
+/** A worker's workerData. */
+export interface WorkerInit {
+  id: string;
+  host: string;
+  port: number;
+  index: IndexOptions;
+  state: CatalogState;
+  generation: number;
+  metricsIntervalMs: number;
+}
+
+export type ToWorker =
+  | { t: 'state'; state: CatalogState; generation: number }
+  | { t: 'forwarded'; id: number; result?: { reply: Uint8Array; rcode: number; source: 'forward' | 'cache' }; error?: string }
+  | { t: 'stop' };
+
+export type FromWorker =
+  | { t: 'ready'; port: number; generation: number }
+  | { t: 'failed'; error: string; code?: string }
+  | { t: 'applied'; generation: number }
+  | { t: 'forward'; id: number; raw: Uint8Array; maxSize: number }
+  | { t: 'metrics'; snapshot: DnsMetricsSnapshot }
+  | { t: 'log'; level: 'error' | 'warn'; msg: string }
+  | { t: 'stopped' };

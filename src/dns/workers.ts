@@ -1,0 +1,204 @@
+// DNS worker threads, main side: starts `count` threads (worker.ts) that each bind one more
+// UDP socket on the DNS port with SO_REUSEPORT, so UDP answering uses more than one core. The
+// main thread keeps TCP, forwarding (upstream health, cache) and the catalog: it sends each
+// worker the catalog state after every change (coalesced), answers their forwards, and adds
+// their metrics to its registry. A worker that dies is logged and started again; its counts
+// are folded into the main thread's so counters never go backwards.
+import { Worker } from 'node:worker_threads';
+import type { CatalogState } from '../catalog/model.js';
+import type { Logger } from '../log.js';
+import type { IndexOptions } from './answers.js';
+import type { DnsMetrics } from './metrics.js';
+import type { Forwarder } from './resolver.js';
+import { parseQuery } from './wire.js';
+import type { FromWorker, ToWorker, WorkerInit } from './worker-protocol.js';
+
+export interface DnsWorkersOptions {
+  /** Worker threads besides the main thread's own socket. */
+  count: number;
+  host: string;
+  index: IndexOptions;
+  state: () => CatalogState;
+  forwarder: Forwarder;
+  metrics?: DnsMetrics;
+  log: Pick<Logger, 'info' | 'warn' | 'error'>;
+  metricsIntervalMs?: number;
+}
+
+interface Slot {
+  id: string;
+  worker: Worker | undefined;
+  ready: boolean;
+  applied: number;
+  restarts: number;
+}
+
+const MAX_RESTART_DELAY_MS = 30_000;
+
+export class DnsWorkers {
+  private readonly slots: Slot[];
+  private generation = 0;
+  private publishQueued = false;
+  private stopping = false;
+  private waiters: Array<() => void> = [];
+  private port = 0;
+
+  constructor(private readonly opts: DnsWorkersOptions) {
+    this.slots = Array.from({ length: opts.count }, (_, i) => ({ id: String(i + 1), worker: undefined, ready: false, applied: -1, restarts: 0 }));
+  }
+
+  /** Starts every worker on the main socket's port; rejects (after stopping those that started) if one cannot bind. */
+  async start(port: number): Promise<void> {
+    this.port = port;
+    try {
+      await Promise.all(this.slots.map((s) => this.spawn(s)));
+    } catch (e) {
+      await this.stop();
+      throw e;
+    }
+  }
+
+  /** The catalog changed: send the new state to every worker (once per turn of the event loop). */
+  publish(): void {
+    this.generation++;
+    if (this.publishQueued || this.stopping) return;
+    this.publishQueued = true;
+    setImmediate(() => {
+      this.publishQueued = false;
+      if (this.stopping) return;
+      const state = this.opts.state();
+      for (const s of this.slots) if (s.ready) this.post(s, { t: 'state', state, generation: this.generation });
+    });
+  }
+
+  /** Resolves true once every running worker answers from the latest published state (false: timed out). */
+  settled(timeoutMs: number): Promise<boolean> {
+    if (this.isSettled()) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== done);
+        resolve(false);
+      }, timeoutMs);
+      const done = (): void => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      this.waiters.push(done);
+    });
+  }
+
+  get running(): number {
+    return this.slots.filter((s) => s.ready).length;
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await Promise.all(
+      this.slots.map(async (s) => {
+        const w = s.worker;
+        if (!w) return;
+        const exited = new Promise<void>((r) => w.once('exit', () => r()));
+        // A clean stop closes the socket and sends final metrics; a stuck worker is terminated.
+        this.post(s, { t: 'stop' });
+        const t = setTimeout(() => void w.terminate(), 2000);
+        await exited;
+        clearTimeout(t);
+      }),
+    );
+    for (const w of this.waiters.splice(0)) w();
+  }
+
+  private isSettled(): boolean {
+    return this.slots.every((s) => !s.ready || s.applied >= this.generation);
+  }
+
+  private post(s: Slot, m: ToWorker, transfer?: ArrayBuffer[]): void {
+    s.worker?.postMessage(m, transfer);
+  }
+
+  private spawn(s: Slot): Promise<void> {
+    const init: WorkerInit = {
+      id: s.id,
+      host: this.opts.host,
+      port: this.port,
+      index: this.opts.index,
+      state: this.opts.state(),
+      generation: this.generation,
+      metricsIntervalMs: this.opts.metricsIntervalMs ?? 1000,
+    };
+    const w = new Worker(new URL('./worker.js', import.meta.url), { workerData: init, name: `vipdns-dns-${s.id}` });
+    s.worker = w;
+    s.ready = false;
+    s.applied = init.generation;
+    return new Promise<void>((resolve, reject) => {
+      let started = false;
+      w.on('message', (m: FromWorker) => {
+        switch (m.t) {
+          case 'ready':
+            started = true;
+            s.ready = true;
+            s.applied = m.generation;
+            s.restarts = 0;
+            // Changes published while it started: bring it up to date.
+            if (m.generation < this.generation) this.post(s, { t: 'state', state: this.opts.state(), generation: this.generation });
+            resolve();
+            break;
+          case 'failed': {
+            const e = Object.assign(new Error(`DNS worker ${s.id} could not serve ${this.opts.host}:${this.port}: ${m.error}`), { code: m.code });
+            if (!started) reject(e);
+            else this.opts.log.error({ worker: s.id, err: m.error }, 'dns worker failed');
+            break;
+          }
+          case 'applied':
+            s.applied = Math.max(s.applied, m.generation);
+            if (this.isSettled()) for (const done of this.waiters.splice(0)) done();
+            break;
+          case 'forward':
+            void this.forward(s, m.id, m.raw, m.maxSize);
+            break;
+          case 'metrics':
+            this.opts.metrics?.remotes.set(s.id, m.snapshot);
+            break;
+          case 'log':
+            this.opts.log[m.level]({ worker: s.id }, m.msg);
+            break;
+          case 'stopped':
+            break;
+        }
+      });
+      w.on('error', (e) => {
+        if (!started) reject(e);
+        else this.opts.log.error({ worker: s.id, err: e }, 'dns worker crashed');
+      });
+      w.on('exit', (code) => {
+        s.ready = false;
+        s.worker = undefined;
+        // Keep its counts: fold them into ours before its slot starts again from zero.
+        const last = this.opts.metrics?.remotes.get(s.id);
+        if (last) {
+          this.opts.metrics?.absorb(last);
+          this.opts.metrics?.remotes.delete(s.id);
+        }
+        if (!started) reject(new Error(`DNS worker ${s.id} exited (code ${code}) before serving`));
+        if (this.stopping || !started) return;
+        const delay = Math.min(MAX_RESTART_DELAY_MS, 1000 * 2 ** s.restarts++);
+        this.opts.log.error({ worker: s.id, code, restartInMs: delay }, 'dns worker exited; starting it again');
+        setTimeout(() => {
+          if (!this.stopping) this.spawn(s).catch((e: unknown) => this.opts.log.error({ worker: s.id, err: e }, 'dns worker restart failed'));
+        }, delay).unref();
+        if (this.isSettled()) for (const done of this.waiters.splice(0)) done();
+      });
+    });
+  }
+
+  private async forward(s: Slot, id: number, raw: Uint8Array, maxSize: number): Promise<void> {
+    try {
+      const q = parseQuery(Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength));
+      const r = await this.opts.forwarder.forward(q, maxSize);
+      const reply = new Uint8Array(r.reply); // our own copy to transfer: r.reply may be a cached buffer
+      this.post(s, { t: 'forwarded', id, result: { reply, rcode: r.rcode, source: r.source } }, [reply.buffer]);
+    } catch (e) {
+      this.post(s, { t: 'forwarded', id, error: (e as Error).message });
+    }
+  }
+}
