@@ -9,6 +9,9 @@ import { type RecvBatch, UdpBatchSocket, udpBatchUnavailable } from './udp-batch
 
 /** Unsent answer bytes on one TCP connection above which we stop reading its queries. */
 export const TCP_HIGH_WATER = 256 * 1024;
+/** UDP receive buffer: a burst (many containers starting, a GC pause) waits here rather than
+ * being dropped at Linux's 208 KiB default (about 250 small queries). Bounded kernel memory. */
+export const UDP_RECEIVE_BUFFER = 4 << 20;
 
 export interface DnsServerOptions {
   host: string;
@@ -23,6 +26,8 @@ export interface DnsServerOptions {
   reusePort?: boolean;
   /** Serve UDP only (a DNS worker thread: TCP stays with the main thread). */
   udpOnly?: boolean;
+  /** SO_RCVBUF bytes for UDP (root may exceed net.core.rmem_max); default UDP_RECEIVE_BUFFER. */
+  udpReceiveBuffer?: number;
   onError?: (e: Error) => void;
   /** One line when the batched UDP transport is wanted but unavailable. */
   onNotice?: (msg: string) => void;
@@ -32,8 +37,8 @@ export class DnsServer {
   private udp?: dgram.Socket | UdpBatchSocket;
   private tcp?: net.Server;
   private readonly conns = new Set<net.Socket>();
-  private readonly opts: Required<Omit<DnsServerOptions, 'onError' | 'onNotice' | 'udpBatch' | 'reusePort' | 'udpOnly'>> &
-    Pick<DnsServerOptions, 'onError' | 'onNotice' | 'udpBatch' | 'reusePort' | 'udpOnly'>;
+  private readonly opts: Required<Omit<DnsServerOptions, 'onError' | 'onNotice' | 'udpBatch' | 'reusePort' | 'udpOnly' | 'udpReceiveBuffer'>> &
+    Pick<DnsServerOptions, 'onError' | 'onNotice' | 'udpBatch' | 'reusePort' | 'udpOnly' | 'udpReceiveBuffer'>;
   port = 0;
   tcpRejected = 0;
 
@@ -72,7 +77,7 @@ export class DnsServer {
     const family = parseIp(this.opts.host).family;
     if (this.useBatch()) return this.bindBatch(family);
     if (this.opts.reusePort) throw new Error('a shared (SO_REUSEPORT) DNS socket needs the batched UDP addon');
-    const udp = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4' });
+    const udp = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4', recvBufferSize: this.opts.udpReceiveBuffer ?? UDP_RECEIVE_BUFFER });
     await new Promise<void>((resolve, reject) => {
       udp.once('error', reject);
       udp.bind(this.opts.port, this.opts.host, () => {
@@ -103,6 +108,7 @@ export class DnsServer {
         family,
         port: this.opts.port,
         reusePort: this.opts.reusePort ?? false,
+        rcvbuf: this.opts.udpReceiveBuffer ?? UDP_RECEIVE_BUFFER,
         onBatch: (b) => this.onBatch(udp, b),
         onError: (e) => this.opts.onError?.(e),
       });
