@@ -203,8 +203,15 @@ export class DnsMetrics {
     };
   }
 
-  /** Adds a snapshot's counts to ours (a worker that exited: its counters must not go backwards). */
-  absorb(snap: DnsMetricsSnapshot): void {
+  /** Requests of worker threads that exited, by worker id: keeps their per-thread counter monotonic. */
+  private readonly retired = new Map<string, number>();
+  private retiredTotal = 0;
+
+  /** Adds a snapshot's counts to ours (worker `id` exited: its counters must not go backwards). */
+  absorb(snap: DnsMetricsSnapshot, id: string): void {
+    const n = snap.requests.reduce((a, [, v]) => a + v, 0);
+    this.retired.set(id, (this.retired.get(id) ?? 0) + n);
+    this.retiredTotal += n;
     for (const [k, n] of snap.requests) this.requests.inc(k, n);
     for (const [k, n] of snap.responses) this.responses.inc(k, n);
     for (const [k, n] of snap.answers) this.answers.inc(k, n);
@@ -250,8 +257,11 @@ export class DnsMetrics {
         registers: [],
         collect() {
           this.reset();
-          this.inc({ worker: '0' }, sum(tallyEntries(self.requests)));
-          for (const [id, r] of self.remotes) this.inc({ worker: id }, sum(r.requests));
+          this.inc({ worker: '0' }, sum(tallyEntries(self.requests)) - self.retiredTotal);
+          for (const id of new Set([...self.remotes.keys(), ...self.retired.keys()])) {
+            const live = self.remotes.get(id);
+            this.inc({ worker: id }, (self.retired.get(id) ?? 0) + (live ? sum(live.requests) : 0));
+          }
         },
       }),
     );

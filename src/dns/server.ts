@@ -98,15 +98,27 @@ export class DnsServer {
   }
 
   private async bindBatch(family: 4 | 6): Promise<void> {
-    // A SO_REUSEPORT UDP bind succeeds next to another daemon's and would split its traffic:
-    // on a fixed port, take TCP (no SO_REUSEPORT) first so a second daemon fails before that.
-    const tcpFirst = this.opts.reusePort === true && !this.opts.udpOnly && this.opts.port !== 0 ? await this.listenTcp(this.opts.port) : undefined;
+    // A SO_REUSEPORT bind succeeds next to any other SO_REUSEPORT socket of this user on that
+    // port (another daemon's, or one the kernel's ephemeral pick lands on) and would split its
+    // traffic. So take TCP first, then check that a plain UDP bind would succeed (nobody holds
+    // the port), and only then join with SO_REUSEPORT.
+    let tcpFirst: net.Server | undefined;
+    if (this.opts.reusePort === true && !this.opts.udpOnly) {
+      tcpFirst = await this.listenTcp(this.opts.port);
+      try {
+        UdpBatchSocket.probe(family, this.opts.host.trim(), (tcpFirst.address() as net.AddressInfo).port);
+      } catch (e) {
+        tcpFirst.close();
+        throw e;
+      }
+    }
+    const port = tcpFirst ? (tcpFirst.address() as net.AddressInfo).port : this.opts.port;
     let udp: UdpBatchSocket;
     try {
       udp = UdpBatchSocket.open({
         host: this.opts.host.trim(),
         family,
-        port: this.opts.port,
+        port,
         reusePort: this.opts.reusePort ?? false,
         rcvbuf: this.opts.udpReceiveBuffer ?? UDP_RECEIVE_BUFFER,
         onBatch: (b) => this.onBatch(udp, b),
@@ -195,8 +207,7 @@ export class DnsServer {
         const client = b.address(i);
         const n = resolver.answerUdp(b.data, b.offset(i), b.length(i), client, sock.out, sock.room(room));
         if (n > 0) {
-          sock.commit(n, b, i);
-          fast++;
+          if (sock.commit(n, b, i)) fast++;
           continue;
         }
         const r = resolver.handle(b.datagram(i), client, 'udp');

@@ -155,6 +155,13 @@ export class UdpBatchSocket {
     return new UdpBatchSocket(a, opened, opts);
   }
 
+  /** Throws (EADDRINUSE, ...) unless a socket WITHOUT SO_REUSEPORT could bind there: nobody holds it. */
+  static probe(family: 4 | 6, host: string, port: number): void {
+    const a = loadUdpAddon();
+    if (!a) throw loadError ?? new Error('UDP batch addon unavailable');
+    a.udpClose(a.udpOpen(family, host, port, 512, false, 0).handle);
+  }
+
   get closed(): boolean {
     return this.handle === undefined;
   }
@@ -174,10 +181,11 @@ export class UdpBatchSocket {
     return this.outBytes;
   }
 
-  /** Queues the `len` bytes written at room()'s offset as the reply to datagram i of batch b. */
-  commit(len: number, b: RecvBatch, i: number): void {
-    if (!this.handle || len > 65535 || this.outBytes + len > SEND_ARENA) return;
+  /** Queues the `len` bytes written at room()'s offset as the reply to datagram i of batch b; false: not queued. */
+  commit(len: number, b: RecvBatch, i: number): boolean {
+    if (!this.handle || len > 65535 || this.outBytes + len > SEND_ARENA) return false;
     this.push(len, b.meta, (i + 1) * W + 2);
+    return true;
   }
 
   /** Queues a reply to a saved peer; sent at the end of the current microtask checkpoint. */

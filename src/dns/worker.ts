@@ -15,8 +15,8 @@ import type { FromWorker, ToWorker, WorkerInit } from './worker-protocol.js';
 /** A forward the main thread did not answer in this long is answered SERVFAIL (it never should). */
 const FORWARD_DEADLINE_MS = 15_000;
 
+if (!parentPort) throw new Error('dns/worker.js runs only as a worker thread');
 const port = parentPort;
-if (!port) throw new Error('dns/worker.js runs only as a worker thread');
 const init = workerData as WorkerInit;
 const post = (m: FromWorker, transfer?: ArrayBuffer[]): void => port.postMessage(m, transfer);
 
@@ -53,7 +53,15 @@ const server = new DnsServer({
 });
 
 const sendMetrics = (): void => post({ t: 'metrics', snapshot: metrics.snapshot() });
-const timer = setInterval(sendMetrics, init.metricsIntervalMs);
+let timer: NodeJS.Timeout | undefined;
+
+/** Lets the thread end: nothing of ours may keep its event loop alive after this. */
+function finish(): void {
+  clearInterval(timer);
+  for (const p of pending.values()) clearTimeout(p.timer);
+  pending.clear(); // their queries go unanswered: the socket is closed, the client retries
+  port.close();
+}
 
 port.on('message', (m: ToWorker) => {
   switch (m.t) {
@@ -75,16 +83,19 @@ port.on('message', (m: ToWorker) => {
       void server.stop().then(() => {
         sendMetrics();
         post({ t: 'stopped' });
-        port.close();
+        finish();
       });
       break;
   }
 });
 
 server.start().then(
-  () => post({ t: 'ready', port: server.port, generation: init.generation }),
+  () => {
+    timer = setInterval(sendMetrics, init.metricsIntervalMs);
+    post({ t: 'ready', port: server.port, generation: init.generation });
+  },
   (e: unknown) => {
     post({ t: 'failed', error: (e as Error).message, code: (e as NodeJS.ErrnoException).code });
-    port.close();
+    finish();
   },
 );

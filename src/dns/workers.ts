@@ -27,13 +27,16 @@ export interface DnsWorkersOptions {
 
 interface Slot {
   id: string;
-  worker: Worker | undefined;
+  worker: Worker | undefined; // spawned (serving or starting), until it exits
   ready: boolean;
   applied: number;
-  restarts: number;
+  restarts: number; // consecutive short-lived runs: the restart backoff's exponent
+  readyAt: number;
 }
 
 const MAX_RESTART_DELAY_MS = 30_000;
+/** A worker that served this long before it died starts its backoff from the beginning. */
+const STABLE_MS = 30_000;
 
 export class DnsWorkers {
   private readonly slots: Slot[];
@@ -42,9 +45,10 @@ export class DnsWorkers {
   private stopping = false;
   private waiters: Array<() => void> = [];
   private port = 0;
+  private started = false; // start() succeeded: from now on a dead worker is started again
 
   constructor(private readonly opts: DnsWorkersOptions) {
-    this.slots = Array.from({ length: opts.count }, (_, i) => ({ id: String(i + 1), worker: undefined, ready: false, applied: -1, restarts: 0 }));
+    this.slots = Array.from({ length: opts.count }, (_, i) => ({ id: String(i + 1), worker: undefined, ready: false, applied: -1, restarts: 0, readyAt: 0 }));
   }
 
   /** Starts every worker on the main socket's port; rejects (after stopping those that started) if one cannot bind. */
@@ -56,6 +60,7 @@ export class DnsWorkers {
       await this.stop();
       throw e;
     }
+    this.started = true;
   }
 
   /** The catalog changed: send the new state to every worker (once per turn of the event loop). */
@@ -71,12 +76,17 @@ export class DnsWorkers {
     });
   }
 
-  /** Resolves true once every running worker answers from the latest published state (false: timed out). */
+  /**
+   * Resolves true once every worker thread (serving or starting) answers from the latest
+   * published state; false, logged, after timeoutMs (a stuck worker must not stall the API).
+   */
   settled(timeoutMs: number): Promise<boolean> {
     if (this.isSettled()) return Promise.resolve(true);
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.waiters = this.waiters.filter((w) => w !== done);
+        const behind = this.slots.filter((s) => s.worker && s.applied < this.generation).map((s) => s.id);
+        this.opts.log.warn({ workers: behind, waitedMs: timeoutMs }, 'dns workers did not apply a catalog change in time; they may answer from the previous one briefly');
         resolve(false);
       }, timeoutMs);
       const done = (): void => {
@@ -109,7 +119,11 @@ export class DnsWorkers {
   }
 
   private isSettled(): boolean {
-    return this.slots.every((s) => !s.ready || s.applied >= this.generation);
+    return this.slots.every((s) => !s.worker || s.applied >= this.generation);
+  }
+
+  private wakeIfSettled(): void {
+    if (this.isSettled()) for (const done of this.waiters.splice(0)) done();
   }
 
   private post(s: Slot, m: ToWorker, transfer?: ArrayBuffer[]): void {
@@ -126,7 +140,12 @@ export class DnsWorkers {
       generation: this.generation,
       metricsIntervalMs: this.opts.metricsIntervalMs ?? 1000,
     };
-    const w = new Worker(new URL('./worker.js', import.meta.url), { workerData: init, name: `vipdns-dns-${s.id}` });
+    let w: Worker;
+    try {
+      w = new Worker(new URL('./worker.js', import.meta.url), { workerData: init, name: `vipdns-dns-${s.id}` });
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
     s.worker = w;
     s.ready = false;
     s.applied = init.generation;
@@ -137,10 +156,11 @@ export class DnsWorkers {
           case 'ready':
             started = true;
             s.ready = true;
+            s.readyAt = Date.now();
             s.applied = m.generation;
-            s.restarts = 0;
             // Changes published while it started: bring it up to date.
             if (m.generation < this.generation) this.post(s, { t: 'state', state: this.opts.state(), generation: this.generation });
+            else this.wakeIfSettled();
             resolve();
             break;
           case 'failed': {
@@ -150,11 +170,11 @@ export class DnsWorkers {
             break;
           }
           case 'applied':
-            s.applied = Math.max(s.applied, m.generation);
-            if (this.isSettled()) for (const done of this.waiters.splice(0)) done();
+            if (s.worker === w) s.applied = Math.max(s.applied, m.generation);
+            this.wakeIfSettled();
             break;
           case 'forward':
-            void this.forward(s, m.id, m.raw, m.maxSize);
+            void this.forward(s, w, m.id, m.raw, m.maxSize);
             break;
           case 'metrics':
             this.opts.metrics?.remotes.set(s.id, m.snapshot);
@@ -176,29 +196,45 @@ export class DnsWorkers {
         // Keep its counts: fold them into ours before its slot starts again from zero.
         const last = this.opts.metrics?.remotes.get(s.id);
         if (last) {
-          this.opts.metrics?.absorb(last);
+          this.opts.metrics?.absorb(last, s.id);
           this.opts.metrics?.remotes.delete(s.id);
         }
         if (!started) reject(new Error(`DNS worker ${s.id} exited (code ${code}) before serving`));
-        if (this.stopping || !started) return;
-        const delay = Math.min(MAX_RESTART_DELAY_MS, 1000 * 2 ** s.restarts++);
-        this.opts.log.error({ worker: s.id, code, restartInMs: delay }, 'dns worker exited; starting it again');
-        setTimeout(() => {
-          if (!this.stopping) this.spawn(s).catch((e: unknown) => this.opts.log.error({ worker: s.id, err: e }, 'dns worker restart failed'));
-        }, delay).unref();
-        if (this.isSettled()) for (const done of this.waiters.splice(0)) done();
+        this.wakeIfSettled();
+        if (this.stopping || !this.started) return;
+        if (started && Date.now() - s.readyAt >= STABLE_MS) s.restarts = 0;
+        this.restartLater(s, code);
       });
     });
   }
 
-  private async forward(s: Slot, id: number, raw: Uint8Array, maxSize: number): Promise<void> {
+  /** Starts a dead worker again after a backoff that doubles while it keeps dying young. */
+  private restartLater(s: Slot, code: number): void {
+    const delay = Math.min(MAX_RESTART_DELAY_MS, 1000 * 2 ** s.restarts++);
+    this.opts.log.error({ worker: s.id, code, restartInMs: delay }, 'dns worker exited; starting it again');
+    setTimeout(() => {
+      if (this.stopping) return;
+      // A restart that cannot serve exits too, and its exit schedules the next attempt.
+      this.spawn(s).catch((e: unknown) => {
+        this.opts.log.error({ worker: s.id, err: e }, 'dns worker restart failed');
+        if (!s.worker && !this.stopping) this.restartLater(s, -1); // never became a thread at all
+      });
+    }, delay).unref();
+  }
+
+  /** Answers a worker's forward; only to the thread that asked (a restarted slot has new ids). */
+  private async forward(s: Slot, w: Worker, id: number, raw: Uint8Array, maxSize: number): Promise<void> {
+    let m: ToWorker;
+    let transfer: ArrayBuffer[] | undefined;
     try {
       const q = parseQuery(Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength));
       const r = await this.opts.forwarder.forward(q, maxSize);
       const reply = new Uint8Array(r.reply); // our own copy to transfer: r.reply may be a cached buffer
-      this.post(s, { t: 'forwarded', id, result: { reply, rcode: r.rcode, source: r.source } }, [reply.buffer]);
+      m = { t: 'forwarded', id, result: { reply, rcode: r.rcode, source: r.source } };
+      transfer = [reply.buffer];
     } catch (e) {
-      this.post(s, { t: 'forwarded', id, error: (e as Error).message });
+      m = { t: 'forwarded', id, error: (e as Error).message };
     }
+    if (s.worker === w) w.postMessage(m, transfer);
   }
 }

@@ -1,0 +1,101 @@
+// DNS worker threads' lifecycle, driven directly (no daemon): a worker that dies is started
+// again even when its first restart cannot bind, and a forward answered after its worker died
+// never reaches the replacement (which numbers its forwards from 1 again).
+import test from 'ava';
+import * as dgram from 'node:dgram';
+import type { Worker } from 'node:worker_threads';
+import * as packet from 'dns-packet';
+import { emptyState } from '../../src/catalog/model.js';
+import { DEFAULT_TTL } from '../../src/dns/answers.js';
+import { Forwarder } from '../../src/dns/forward/forwarder.js';
+import { Upstream } from '../../src/dns/forward/upstream.js';
+import { DnsMetrics } from '../../src/dns/metrics.js';
+import { DnsWorkers } from '../../src/dns/workers.js';
+import { udpBatchUnavailable } from '../../src/dns/udp-batch.js';
+import { freePort, startScripted } from '../helpers/peers.js';
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+// Workers need the batch addon, which `npm ci` builds on Linux.
+const maybe = udpBatchUnavailable() ? test.skip : test.serial;
+
+const index = { suffix: 'vipdns.internal', ttl: DEFAULT_TTL, loopbackSeesAll: true, othersSeeAll: false };
+function state() {
+  const s = emptyState();
+  s.networks.front = { id: 'f', name: 'front', subnet: '10.0.9.0/24', gateway: '10.0.9.1', attachable: true, createdAt: '', ipamCursor: '0' };
+  s.services.web = { id: 'w', name: 'web', aliases: [], endpointMode: 'vip', attachments: [{ network: 'front', vip: '10.0.9.2' }], ports: [], fwmark: 256, createdAt: '' };
+  return s;
+}
+
+function logger(): { lines: string[]; info: (o: object, m?: string) => void; warn: (o: object, m?: string) => void; error: (o: object, m?: string) => void } {
+  const lines: string[] = [];
+  const put = (o: object, m?: string): void => void lines.push(`${m ?? ''} ${JSON.stringify(o, (_k, v: unknown) => (v instanceof Error ? v.message : v))}`);
+  return { lines, info: put, warn: put, error: put };
+}
+
+/** The one worker thread of a one-worker pool (tests kill it to play a crash). */
+const workerOf = (w: DnsWorkers): Worker | undefined => (w as unknown as { slots: Array<{ worker?: Worker }> }).slots[0]!.worker;
+
+async function until(what: string, cond: () => boolean, ms = 15_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+/** One query from its own socket; `got` fills with whatever comes back until close(). */
+async function ask(port: number, name: string, id: number): Promise<{ got: packet.Packet[]; close: () => void }> {
+  const c = dgram.createSocket('udp4');
+  const got: packet.Packet[] = [];
+  c.on('message', (m) => got.push(packet.decode(m)));
+  await new Promise<void>((r) => c.bind(0, '127.0.0.1', () => r()));
+  c.send(packet.encode({ id, type: 'query', flags: packet.RECURSION_DESIRED, questions: [{ name, type: 'A', class: 'IN' }] }), port, '127.0.0.1');
+  return { got, close: () => c.close() };
+}
+
+maybe('a dead worker is started again, also after a restart that could not bind', async (t) => {
+  const port = await freePort();
+  const log = logger();
+  const metrics = new DnsMetrics();
+  const pool = new DnsWorkers({ count: 1, host: '127.0.0.1', index, state, forwarder: new Forwarder({ upstreams: [] }), metrics, log, metricsIntervalMs: 100 });
+  await pool.start(port);
+  t.teardown(() => pool.stop());
+  t.is(pool.running, 1);
+  await workerOf(pool)!.terminate(); // a crash; its socket closes with it
+  // Someone takes the port (no SO_REUSEPORT) before the first restart (after 1 s) and lets it go.
+  const squatter = dgram.createSocket('udp4');
+  await new Promise<void>((r) => squatter.bind(port, '127.0.0.1', () => r()));
+  await until('a failed restart', () => log.lines.some((l) => l.includes('EADDRINUSE')));
+  t.is(pool.running, 0);
+  await new Promise<void>((r) => squatter.close(() => r()));
+  await until('the next restart', () => pool.running === 1);
+  const reply = await ask(port, 'web', 7);
+  t.teardown(reply.close);
+  await until('an answer', () => reply.got.length > 0, 3000);
+  t.is((reply.got[0]!.answers?.[0] as { data: string }).data, '10.0.9.2');
+});
+
+maybe("an upstream answer that arrives after its worker died is not handed to the worker's replacement", async (t) => {
+  // Every upstream answer takes 2.5 s: the first query's answer lands after the restart.
+  const up = await startScripted({ delayMs: 2500, answers: (name) => [{ name, type: 'A', ttl: 60, data: name.startsWith('a.') ? '192.0.2.1' : '192.0.2.2' }] });
+  t.teardown(() => up.stop());
+  const forwarder = new Forwarder({ upstreams: [Upstream.parse(`127.0.0.1:${up.port}`)], attemptTimeoutMs: 6000, deadlineMs: 8000, hedgeMs: 6000 });
+  const port = await freePort();
+  const pool = new DnsWorkers({ count: 1, host: '127.0.0.1', index, state, forwarder, log: logger(), metricsIntervalMs: 100 });
+  await pool.start(port);
+  t.teardown(() => pool.stop());
+  const a = await ask(port, 'a.example', 111); // forward #1 of the first worker
+  t.teardown(a.close);
+  await until('the forward to reach the upstream', () => up.udpQueries === 1, 3000);
+  await workerOf(pool)!.terminate();
+  await until('the restart', () => pool.running === 1);
+  const b = await ask(port, 'b.example', 222); // forward #1 of the new worker
+  t.teardown(b.close);
+  await until("b's answer", () => b.got.length > 0, 8000);
+  await sleep(300); // anything else that might arrive
+  t.is(b.got.length, 1, 'exactly one reply');
+  t.is(b.got[0]!.id, 222);
+  t.is(b.got[0]!.questions?.[0]?.name, 'b.example');
+  t.is((b.got[0]!.answers?.[0] as { data: string }).data, '192.0.2.2');
+  t.is(a.got.length, 0, "the first client's worker died with its query: no reply (it retries)");
+});
