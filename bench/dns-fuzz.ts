@@ -2,10 +2,9 @@
 // daemon on loopback, then a valid query must still get the right answer, and the daemon must
 // still be the same process. Usage: node dist/bench/dns-fuzz.js [COUNT]
 import * as dgram from 'node:dgram';
-import * as net from 'node:net';
 import * as packet from 'dns-packet';
 import { removeDir, startDaemon } from '../test/helpers/daemon.js';
-import { Rng, hostilePacket } from '../test/helpers/fuzz.js';
+import { Rng, garbageTcpStreams, hostilePacket } from '../test/helpers/fuzz.js';
 
 const COUNT = Number(process.argv[2] ?? 1_000_000);
 
@@ -30,21 +29,7 @@ for (let i = 0; i < COUNT; i += 60) {
   for (let j = 0; j < 60 && i + j < COUNT; j++) sock.send(hostilePacket(rng), d.dnsPort, '127.0.0.1');
   await new Promise((r) => setTimeout(r, 1));
 }
-for (let c = 0; c < 500; c++) {
-  await new Promise<void>((res) => {
-    const s = net.connect(d.dnsPort, '127.0.0.1', () => {
-      for (let k = 0; k < 50; k++) {
-        const p = hostilePacket(rng);
-        const len = Buffer.alloc(2);
-        len.writeUInt16BE(k === 49 ? 65535 : p.length);
-        s.write(Buffer.concat([len, p]));
-      }
-      setTimeout(() => s.destroy(), 5);
-    });
-    s.on('error', () => undefined);
-    s.on('close', () => res());
-  });
-}
+await garbageTcpStreams(d.dnsPort, rng, 500, 50, 5);
 const secs = (Date.now() - t0) / 1000;
 await new Promise((r) => setTimeout(r, 500));
 const web = await d.dig('+short', 'WEB');

@@ -56,6 +56,7 @@ export interface DnsMetricsSnapshot {
 }
 
 const tallyEntries = (t: Tally): Array<[string, number]> => [...t.cells].map(([k, c]) => [k, c.n]);
+const sumEntries = (e: Array<[string, number]>): number => e.reduce((a, [, n]) => a + n, 0);
 
 /** A histogram updated with two array writes; rendered in Prometheus's histogram shape. */
 export class FastHistogram {
@@ -209,7 +210,7 @@ export class DnsMetrics {
 
   /** Adds a snapshot's counts to ours (worker `id` exited: its counters must not go backwards). */
   absorb(snap: DnsMetricsSnapshot, id: string): void {
-    const n = snap.requests.reduce((a, [, v]) => a + v, 0);
+    const n = sumEntries(snap.requests);
     this.retired.set(id, (this.retired.get(id) ?? 0) + n);
     this.retiredTotal += n;
     for (const [k, n] of snap.requests) this.requests.inc(k, n);
@@ -248,7 +249,6 @@ export class DnsMetrics {
     fromTally('vipdns_dns_answers_total', 'DNS responses by where the answer came from.', ['source'], this.answers, (r) => r.answers);
     fromTally('vipdns_dns_malformed_total', 'Packets dropped or answered FORMERR/NOTIMP before resolution, by reason.', ['reason'], this.malformed, (r) => r.malformed);
     this.duration.remote = () => [...self.remotes.values()].map((r) => r.duration);
-    const sum = (e: Array<[string, number]>): number => e.reduce((a, [, n]) => a + n, 0);
     registry.registerMetric(
       new Counter({
         name: 'vipdns_dns_worker_requests_total',
@@ -257,10 +257,10 @@ export class DnsMetrics {
         registers: [],
         collect() {
           this.reset();
-          this.inc({ worker: '0' }, sum(tallyEntries(self.requests)) - self.retiredTotal);
+          this.inc({ worker: '0' }, sumEntries(tallyEntries(self.requests)) - self.retiredTotal);
           for (const id of new Set([...self.remotes.keys(), ...self.retired.keys()])) {
             const live = self.remotes.get(id);
-            this.inc({ worker: id }, (self.retired.get(id) ?? 0) + (live ? sum(live.requests) : 0));
+            this.inc({ worker: id }, (self.retired.get(id) ?? 0) + (live ? sumEntries(live.requests) : 0));
           }
         },
       }),

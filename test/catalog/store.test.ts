@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { Catalog } from '../../src/catalog/catalog.js';
 import { FileStore } from '../../src/catalog/store/file.js';
 import { ROOT, removeDir, tempDir } from '../helpers/daemon.js';
+import { onLines } from '../helpers/lines.js';
 
 const WRITER = `
 import { Catalog } from '${ROOT}/dist/src/catalog/catalog.js';
@@ -29,16 +30,10 @@ test('kill -9 during writes never loses an acknowledged change nor corrupts the 
   let lastAck = 0;
   for (let round = 0; round < 5; round++) {
     const p = spawn(process.execPath, [script, join(dir, 'data')], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let buf = '';
-    p.stdout.on('data', (d: Buffer) => {
-      buf += d.toString();
-      let i: number;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        const [, rev, id] = buf.slice(0, i).split(' ');
-        buf = buf.slice(i + 1);
-        lastAck = Math.max(lastAck, Number(rev));
-        acked.add(id!);
-      }
+    onLines(p.stdout, (line) => {
+      const [, rev, id] = line.split(' ');
+      lastAck = Math.max(lastAck, Number(rev));
+      acked.add(id!);
     });
     await new Promise((r) => setTimeout(r, 300 + Math.random() * 400));
     p.kill('SIGKILL');

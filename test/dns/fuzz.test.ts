@@ -11,7 +11,7 @@ import { DnsMetrics } from '../../src/dns/metrics.js';
 import { Resolver } from '../../src/dns/resolver.js';
 import { DnsServer } from '../../src/dns/server.js';
 import { emptyState } from '../../src/catalog/model.js';
-import { Rng, hostilePacket } from '../helpers/fuzz.js';
+import { Rng, garbageTcpStreams, hostilePacket } from '../helpers/fuzz.js';
 
 const IN_PROCESS = Number(process.env.VIPDNS_FUZZ_IN_PROCESS ?? 900_000);
 const OVER_UDP = Number(process.env.VIPDNS_FUZZ_UDP ?? 100_000);
@@ -140,21 +140,7 @@ test(`${OVER_UDP} hostile datagrams and garbage TCP streams to a live server, th
     await new Promise((r) => setImmediate(r));
   }
   // TCP: garbage frames, lying lengths, half frames, then a close.
-  for (let c = 0; c < 50; c++) {
-    await new Promise<void>((res) => {
-      const s = net.connect(server.port, '127.0.0.1', () => {
-        for (let k = 0; k < 20; k++) {
-          const p = hostilePacket(rng);
-          const len = Buffer.alloc(2);
-          len.writeUInt16BE(k === 19 ? 65535 : p.length);
-          s.write(Buffer.concat([len, p]));
-        }
-        setTimeout(() => s.destroy(), 20);
-      });
-      s.on('error', () => undefined);
-      s.on('close', () => res());
-    });
-  }
+  await garbageTcpStreams(server.port, rng, 50, 20, 20);
   const answer = await new Promise<packet.Packet>((res, rej) => {
     const c = dgram.createSocket('udp4');
     const timer = setTimeout(() => rej(new Error('no answer after fuzzing')), 3000);

@@ -22,12 +22,17 @@ interface Seen {
 }
 
 /** An echo server recording every batch. */
-function echo(host: string, family: 4 | 6, extra: { slotBytes?: number; onBatch?: (b: RecvBatch, s: UdpBatchSocket) => void } = {}): { sock: UdpBatchSocket; seen: Seen } {
+function echo(
+  host: string,
+  family: 4 | 6,
+  extra: { slotBytes?: number; port?: number; reusePort?: boolean; onBatch?: (b: RecvBatch, s: UdpBatchSocket) => void } = {},
+): { sock: UdpBatchSocket; seen: Seen } {
   const seen: Seen = { batches: [], msgs: [], addrs: [] };
   const sock: UdpBatchSocket = UdpBatchSocket.open({
     host,
     family,
-    port: 0,
+    port: extra.port ?? 0,
+    reusePort: extra.reusePort ?? false,
     ...(extra.slotBytes ? { slotBytes: extra.slotBytes } : {}),
     onBatch: (b) => {
       seen.batches.push(b.count);
@@ -249,22 +254,7 @@ maybe('DnsServer on ::1 with the batch transport', async (t) => {
 maybe('SO_REUSEPORT sockets share a port; one flow lands on one of them until spread() scatters it', async (t) => {
   const a = echo('127.0.0.1', 4);
   t.teardown(() => a.sock.close());
-  const reuse = (port: number): { sock: UdpBatchSocket; seen: Seen } => {
-    const seen: Seen = { batches: [], msgs: [], addrs: [] };
-    const sock: UdpBatchSocket = UdpBatchSocket.open({
-      host: '127.0.0.1',
-      family: 4,
-      port,
-      reusePort: true,
-      onBatch: (b) => {
-        for (let i = 0; i < b.count; i++) {
-          seen.msgs.push(b.datagram(i).toString());
-          sock.reply(b.datagram(i), b, i);
-        }
-      },
-    });
-    return { sock, seen };
-  };
+  const reuse = (port: number): { sock: UdpBatchSocket; seen: Seen } => echo('127.0.0.1', 4, { port, reusePort: true });
   // `a` did not ask for SO_REUSEPORT: nobody may join it.
   t.throws(() => reuse(a.sock.port), { code: 'EADDRINUSE' });
   const first = reuse(0);

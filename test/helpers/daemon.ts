@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { onLines } from './lines.js';
 
 export const ROOT = resolve(fileURLToPath(import.meta.url), '../../../..');
 export const CLI = join(ROOT, 'dist/src/cli.js');
@@ -77,23 +78,15 @@ export async function startDaemon(opts: StartOptions = {}): Promise<DaemonHandle
   });
   const logs: string[] = [];
   const serving = new Promise<Record<string, string>>((resolveP, rejectP) => {
-    let buf = '';
-    const onData = (chunk: Buffer): void => {
-      buf += chunk.toString();
-      let i: number;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        logs.push(line);
-        try {
-          const j = JSON.parse(line) as Record<string, string>;
-          if (j.msg === 'vipdns serving') resolveP(j);
-        } catch {
-          /* not JSON */
-        }
+    onLines(proc.stdout!, (line) => {
+      logs.push(line);
+      try {
+        const j = JSON.parse(line) as Record<string, string>;
+        if (j.msg === 'vipdns serving') resolveP(j);
+      } catch {
+        /* not JSON */
       }
-    };
-    proc.stdout!.on('data', onData);
+    });
     proc.stderr!.on('data', (c: Buffer) => logs.push(c.toString()));
     proc.once('exit', (code) => rejectP(new Error(`daemon exited with ${code} before serving:\n${logs.join('\n')}`)));
     setTimeout(() => rejectP(new Error(`daemon did not start in 20 s:\n${logs.join('\n')}`)), 20_000).unref();

@@ -1,6 +1,7 @@
 // Hostile DNS packets, reproducible from a seed: random bytes, truncations, bit flips of valid
 // queries, absurd header counts, compression-pointer loops, oversize labels and names, bad OPT
 // records. Shared by the CI fuzz test and bench/dns-fuzz (the full million).
+import * as net from 'node:net';
 import * as packet from 'dns-packet';
 
 export class Rng {
@@ -107,5 +108,28 @@ export function hostilePacket(r: Rng): Buffer {
       for (let i = 0; i < extra.length; i++) extra[i] = r.int(256);
       return Buffer.concat([base, extra]);
     }
+  }
+}
+
+/**
+ * Opens `conns` TCP connections to a DNS server one after another; each writes `frames`
+ * length-prefixed hostile packets, the last claiming 65,535 bytes it never sends, and is
+ * closed `holdMs` later.
+ */
+export async function garbageTcpStreams(port: number, r: Rng, conns: number, frames: number, holdMs: number): Promise<void> {
+  for (let c = 0; c < conns; c++) {
+    await new Promise<void>((res) => {
+      const s = net.connect(port, '127.0.0.1', () => {
+        for (let k = 0; k < frames; k++) {
+          const p = hostilePacket(r);
+          const len = Buffer.alloc(2);
+          len.writeUInt16BE(k === frames - 1 ? 65535 : p.length);
+          s.write(Buffer.concat([len, p]));
+        }
+        setTimeout(() => s.destroy(), holdMs);
+      });
+      s.on('error', () => undefined);
+      s.on('close', () => res());
+    });
   }
 }

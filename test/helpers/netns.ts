@@ -3,6 +3,7 @@
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
+import { onLines } from './lines.js';
 
 const pexec = promisify(execFile);
 
@@ -159,23 +160,16 @@ export async function createTopology(prefix: string, nBackends: number): Promise
 export async function startIn(ns: string, script: string, args: string[], ready = /^ready/): Promise<ChildProcess & { lines: string[] }> {
   const child = spawn('ip', ['netns', 'exec', ns, process.execPath, script, ...args], { stdio: ['pipe', 'pipe', 'pipe'] }) as ChildProcess & { lines: string[] };
   child.lines = [];
-  let buf = '';
   let errText = '';
   child.stderr!.on('data', (b) => (errText += b));
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${script} in ${ns} not ready: ${errText}`)), 10_000);
-    child.stdout!.on('data', (b: Buffer) => {
-      buf += b.toString();
-      let i;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        child.lines.push(line);
-        child.emit('line', line);
-        if (ready.test(line)) {
-          clearTimeout(timer);
-          resolve(child);
-        }
+    onLines(child.stdout!, (line) => {
+      child.lines.push(line);
+      child.emit('line', line);
+      if (ready.test(line)) {
+        clearTimeout(timer);
+        resolve(child);
       }
     });
     child.on('exit', (code) => {

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cleanupDataplane } from '../../src/balancer/cleanup.js';
 import type { SyncReport } from '../../src/balancer/reconcile.js';
+import { onLines } from '../helpers/lines.js';
 import { createTopology, netnsUnavailable, uniquePrefix, type Topology } from '../helpers/netns.js';
 import { VIP, addVip, burst, fixture, hold, nftRuleset, startBackends, webCatalog, type Held } from './common.js';
 
@@ -26,25 +27,18 @@ function startHarness(topo: Topology, stateFile: string): Promise<Harness> {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const h: Harness = { child, syncs: [], logs: [] };
-  let buf = '';
   let err = '';
   child.stderr!.on('data', (b) => (err += b));
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`harness not ready: ${err}`)), 10_000);
-    child.stdout!.on('data', (b: Buffer) => {
-      buf += b.toString();
-      let i;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        const ev = JSON.parse(line) as { event: string } & SyncReport;
-        if (ev.event === 'synced') h.syncs.push(ev);
-        else h.logs.push(line);
-        child.emit('event', ev);
-        if (ev.event === 'ready') {
-          clearTimeout(timer);
-          resolve(h);
-        }
+    onLines(child.stdout!, (line) => {
+      const ev = JSON.parse(line) as { event: string } & SyncReport;
+      if (ev.event === 'synced') h.syncs.push(ev);
+      else h.logs.push(line);
+      child.emit('event', ev);
+      if (ev.event === 'ready') {
+        clearTimeout(timer);
+        resolve(h);
       }
     });
     child.on('exit', (code) => {
