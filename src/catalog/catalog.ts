@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { VipdnsError } from '../errors.js';
 import { type Prefix, contains, formatCidr, formatIp, overlaps, parseCidr, parseIp } from '../net/ip.js';
-import { type Change, type ChangeKind, applyChange, diffStates, isEmptyChange } from './changes.js';
+import { type AppliedChange, type Change, type ChangeKind, applyChange, diffStates, isEmptyChange } from './changes.js';
 import { type Pool, allocate, checkRequested, defaultGateway } from './ipam.js';
 import {
   type CatalogState,
@@ -71,8 +71,8 @@ export interface ContainerRequest {
 }
 
 export interface CatalogEvents {
-  /** After each committed change; `change` lists the objects written and deleted. */
-  change: [state: CatalogState, kinds: Set<ChangeKind>, change: Change];
+  /** After each committed change; `change` lists the objects written and deleted, with their previous values. */
+  change: [state: CatalogState, kinds: Set<ChangeKind>, change: AppliedChange];
   error: [err: Error];
 }
 
@@ -459,9 +459,9 @@ export class Catalog extends EventEmitter<CatalogEvents> {
 
   /** A committed change, from the store: the only way the visible state changes. */
   private apply(change: Change, revision: number): void {
-    const kinds = applyChange(this.s, change);
     this.s.revision = Math.max(this.s.revision, revision);
-    if (kinds.size > 0) this.emit('change', this.s, kinds, change);
+    const { kinds, applied } = applyChange(this.s, change, this.s.revision);
+    if (kinds.size > 0) this.emit('change', this.s, kinds, applied);
   }
 
   private mutate<T>(_kind: ChangeKind, fn: (s: CatalogState) => T, alone = false): Promise<T> {

@@ -86,22 +86,49 @@ function sameBut(a: Task, b: Task, field: keyof Task): boolean {
   return JSON.stringify({ ...a, [field]: null }) === JSON.stringify({ ...b, [field]: null });
 }
 
-/** Applies `change` in place and returns the kinds of what changed (for 'change' subscribers). */
-export function applyChange(s: CatalogState, change: Change): Set<ChangeKind> {
+/** A put as applied: `prev` is the object it replaced (undefined for a new object). */
+export type AppliedPut = { [K in ObjectKind]: { kind: K; id: string; value: ObjectTypes[K]; prev: ObjectTypes[K] | undefined } }[ObjectKind];
+/** A delete as applied: `prev` is the object it removed. */
+export type AppliedDelete = { [K in ObjectKind]: { kind: K; id: string; prev: ObjectTypes[K] } }[ObjectKind];
+
+/**
+ * A committed change as every consumer sees it (kube-proxy's change tracker, as data): what
+ * each touched object was and is now, so a consumer updates only what those objects feed.
+ * Objects are never mutated once committed: `prev` and `value` stay valid to hold on to.
+ * Deletes of objects that did not exist are left out.
+ */
+export interface AppliedChange {
+  puts: AppliedPut[];
+  deletes: AppliedDelete[];
+  meta?: Meta;
+  revision: number;
+}
+
+/**
+ * Applies `change` in place; returns the kinds of what changed (for 'change' subscribers) and
+ * the change with each object's previous value.
+ */
+export function applyChange(s: CatalogState, change: Change, revision = s.revision): { kinds: Set<ChangeKind>; applied: AppliedChange } {
   const kinds = new Set<ChangeKind>();
+  const applied: AppliedChange = { puts: [], deletes: [], revision };
   for (const p of change.puts) {
     const recs = records(s, p.kind);
-    const old = recs[p.id];
+    const old = Object.hasOwn(recs, p.id) ? recs[p.id] : undefined;
     kinds.add(p.kind === 'task' && old !== undefined && sameBut(old as Task, p.value as Task, 'health') ? 'health' : p.kind);
     recs[p.id] = p.value;
+    applied.puts.push({ ...p, prev: old } as AppliedPut);
   }
   for (const d of change.deletes) {
     const recs = records(s, d.kind);
-    if (d.id in recs) {
+    if (Object.hasOwn(recs, d.id)) {
+      applied.deletes.push({ kind: d.kind, id: d.id, prev: recs[d.id] } as AppliedDelete);
       delete recs[d.id];
       kinds.add(d.kind);
     }
   }
-  if (change.meta) s.nextFwmark = change.meta.nextFwmark;
-  return kinds;
+  if (change.meta) {
+    s.nextFwmark = change.meta.nextFwmark;
+    applied.meta = change.meta;
+  }
+  return { kinds, applied };
 }

@@ -49,10 +49,10 @@ test('apply: the kinds of a change, and a watch event round trip', (t) => {
   const base = emptyState();
   const next = withTask(base, 't1');
   const s = structuredClone(base);
-  t.deepEqual([...applyChange(s, diffStates(base, next))], ['task']);
+  t.deepEqual([...applyChange(s, diffStates(base, next)).kinds], ['task']);
   t.deepEqual(s.tasks, next.tasks);
   const healthy = withTask(next, 't1', 'healthy');
-  t.deepEqual([...applyChange(s, diffStates(next, healthy))], ['health']);
+  t.deepEqual([...applyChange(s, diffStates(next, healthy)).kinds], ['health']);
   const ev = changeFromEvents(P, [
     { type: 'put', key: `${P}tasks/t2`, value: JSON.stringify(withTask(base, 't2').tasks.t2) },
     { type: 'delete', key: `${P}tasks/t1` },
