@@ -11,7 +11,7 @@ import { registerCatalogMetrics } from './catalog/metrics.js';
 import { DockerSource } from './catalog/sources/docker.js';
 import { EtcdStore } from './catalog/store/etcd.js';
 import { etcdStoreOptions } from './catalog/store/etcd-url.js';
-import { FileStore } from './catalog/store/file.js';
+import { LocalStore } from './catalog/store/local.js';
 import type { DaemonConfig } from './config.js';
 import { AnswerIndex } from './dns/answers.js';
 import { type Forwarding, setupForwarding } from './dns/forward/setup.js';
@@ -49,7 +49,7 @@ export class Daemon {
   }
 
   static async start(config: DaemonConfig, log: Logger): Promise<Daemon> {
-    const store = config.store.kind === 'etcd' ? new EtcdStore(etcdStoreOptions(config.store, config.nodeName, log)) : await FileStore.open(config.dataDir);
+    const store = config.store.kind === 'etcd' ? new EtcdStore(etcdStoreOptions(config.store, config.nodeName, log)) : await LocalStore.open(config.dataDir);
     let catalog: Catalog;
     try {
       catalog = await Catalog.open(store);
@@ -58,6 +58,10 @@ export class Daemon {
       throw e;
     }
     const st = catalog.state;
+    if (store instanceof LocalStore && store.migration) {
+      const m = store.migration;
+      log.warn({ from: m.from, backup: m.backup, objects: m.objects, ms: m.ms }, 'migrated the catalog file of an older vipdns into the embedded database; the old file is kept as a backup');
+    }
     log.info(
       { store: store.location, node: config.nodeName, revision: st.revision, networks: Object.keys(st.networks).length, services: Object.keys(st.services).length, tasks: Object.keys(st.tasks).length },
       'catalog loaded',

@@ -2,6 +2,12 @@
 import { VipdnsError } from '../errors.js';
 import { type Prefix, contains, formatCidr, formatIp, parseIp, prefixSize } from '../net/ip.js';
 
+/** The addresses in use on a pool's network, as far as allocation needs them. */
+export interface InUse {
+  has(ip: string): boolean;
+  readonly size: number;
+}
+
 export interface Pool {
   name: string; // network name, for messages
   prefix: Prefix;
@@ -31,7 +37,7 @@ export function defaultGateway(prefix: Prefix): bigint {
 }
 
 /** Checks that a requested address may be given out; returns its canonical text. */
-export function checkRequested(pool: Pool, ipText: string, inUse: ReadonlySet<string>, what: string): string {
+export function checkRequested(pool: Pool, ipText: string, inUse: InUse, what: string): string {
   const a = parseIp(ipText);
   if (!contains(pool.prefix, a)) {
     throw new VipdnsError('IP_OUTSIDE_SUBNET', `${what} ${ipText} is outside network "${pool.name}" (${formatCidr(pool.prefix)})`);
@@ -58,7 +64,7 @@ export interface Allocation {
  * last, so a stale DNS answer or conntrack entry rarely points at a new owner.
  * `inUse` holds canonical addresses of this pool only.
  */
-export function allocate(pool: Pool, inUse: ReadonlySet<string>, cursor: bigint): Allocation {
+export function allocate(pool: Pool, inUse: InUse, cursor: bigint): Allocation {
   const size = prefixSize(pool.prefix);
   const reserved = reservedOffsets(pool);
   const usable = size - BigInt(reserved.size);

@@ -1,10 +1,10 @@
 import test from 'ava';
 import { Catalog } from '../../src/catalog/catalog.js';
-import { FileStore } from '../../src/catalog/store/file.js';
+import { LocalStore } from '../../src/catalog/store/local.js';
 import { removeDir, tempDir } from '../helpers/daemon.js';
 
 async function open(dir = tempDir()): Promise<{ c: Catalog; dir: string }> {
-  return { c: await Catalog.open(await FileStore.open(dir)), dir };
+  return { c: await Catalog.open(await LocalStore.open(dir)), dir };
 }
 
 const snapshot = (c: Catalog): string => JSON.stringify(c.state);
@@ -115,10 +115,10 @@ test('state survives close and reopen, and the data dir is locked', async (t) =>
   t.teardown(() => removeDir(dir));
   await c.createNetwork({ name: 'front', subnet: '10.0.9.0/24' });
   await c.createService({ name: 'web', networks: ['front'] });
-  await t.throwsAsync(FileStore.open(dir), { message: /in use by another vipdns/ });
+  await t.throwsAsync(LocalStore.open(dir), { message: /in use by another vipdns/ });
   const rev = c.state.revision;
   await c.close();
-  const again = await Catalog.open(await FileStore.open(dir));
+  const again = await Catalog.open(await LocalStore.open(dir));
   t.is(again.state.revision, rev);
   t.is(again.service('web').attachments[0]!.vip, '10.0.9.2');
   // The IPAM cursor persisted: the next VIP is not the one just handed out.

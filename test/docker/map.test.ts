@@ -96,11 +96,11 @@ test('plan: creates in dependency order; converged state plans nothing; stale ow
 
   // Apply it to a real catalog, then: no ops on the next plan; stop web-1 → only its task goes.
   const { Catalog } = await import('../../src/catalog/catalog.js');
-  const { FileStore } = await import('../../src/catalog/store/file.js');
+  const { LocalStore } = await import('../../src/catalog/store/local.js');
   const { tempDir, removeDir } = await import('../helpers/daemon.js');
   const dir = tempDir();
   t.teardown(() => removeDir(dir));
-  const c = await Catalog.open(await FileStore.open(dir));
+  const c = await Catalog.open(await LocalStore.open(dir));
   t.teardown(() => c.close());
   const owned = emptyOwned();
   await c.createNetwork((p.ops[0] as never as { req: never }).req);

@@ -5,22 +5,9 @@
 // it was computed from has changed meanwhile (else StoreConflict), and every committed change
 // — this daemon's own and other daemons' — comes back through the listener in commit order.
 // That listener is the one path by which the catalog's state changes.
-//
-// A Store (the embedded file store) only loads and saves whole states; the catalog wraps it
-// with snapshotLog() (./snapshot.ts) so both kinds run through the same code.
 import { VipdnsError } from '../../errors.js';
 import type { Change } from '../changes.js';
 import type { CatalogState } from '../model.js';
-
-export interface Store {
-  /** Human-readable location, for logs. */
-  readonly location: string;
-  /** The last committed state, or undefined for a new store. */
-  load(): Promise<CatalogState | undefined>;
-  /** Durably replaces the stored state. Resolves only once the state survives a crash. */
-  save(state: CatalogState): Promise<void>;
-  close(): Promise<void>;
-}
 
 /** Receives each committed change with the store revision it was committed at. */
 export type ChangeListener = (change: Change, revision: number) => void;
@@ -34,12 +21,11 @@ export interface ReplicatedStore {
    */
   open(listener: ChangeListener): Promise<CatalogState>;
   /**
-   * Commits `change`, computed from the state as delivered so far (`next` is that state with
-   * the change applied, for stores that write whole snapshots). Resolves with the commit's
+   * Commits `change`, computed from the state as delivered so far. Resolves with the commit's
    * revision once the listener has been given it; rejects with StoreConflict when another
    * writer changed what the change was computed from, and with a VipdnsError otherwise.
    */
-  commit(change: Change, next: CatalogState): Promise<number>;
+  commit(change: Change): Promise<number>;
   /**
    * Resolves once the listener has delivered every object committed before the call (by any
    * writer): a read-your-writes barrier for a request that found something missing locally.
@@ -48,10 +34,6 @@ export interface ReplicatedStore {
   /** The most objects one commit may write or delete (etcd caps operations per transaction). */
   readonly maxObjectsPerCommit?: number;
   close(): Promise<void>;
-}
-
-export function isReplicated(s: Store | ReplicatedStore): s is ReplicatedStore {
-  return typeof (s as ReplicatedStore).commit === 'function';
 }
 
 /**

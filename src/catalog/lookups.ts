@@ -1,0 +1,142 @@
+// Indexes over the committed catalog, so no lookup a write needs scans the whole state: names
+// (case-insensitive), alias owners, tasks by service, addresses in use per network, services per
+// network and published ports. Maintained from each applied change (O(change)); rebuilt only at
+// open. Pure, no I/O; Txn (txn.ts) reads through it.
+import type { AppliedChange, ObjectKind, ObjectTypes } from './changes.js';
+import { COLLECTION, OBJECT_KINDS } from './changes.js';
+import type { CatalogState } from './model.js';
+
+export type AnyObject = ObjectTypes[ObjectKind];
+/** `kind:id`: which object holds an address or an alias. */
+export type OwnerKey = string;
+export const ownerKey = (kind: ObjectKind, id: string): OwnerKey => `${kind}:${id}`;
+export const lc = (s: string): string => s.toLowerCase();
+
+/** The (network, address) pairs an object holds: a service's VIPs, a task's or container's IPs. */
+export function addressesOf(kind: ObjectKind, o: AnyObject): Array<[string, string]> {
+  if (kind === 'service') {
+    const out: Array<[string, string]> = [];
+    for (const a of (o as ObjectTypes['service']).attachments) if (a.vip) out.push([a.network, a.vip]);
+    return out;
+  }
+  if (kind === 'task' || kind === 'container') return Object.entries((o as ObjectTypes['task']).addresses);
+  return [];
+}
+
+/** Aliases of a service or container. */
+export function aliasesOf(kind: ObjectKind, o: AnyObject): string[] {
+  return kind === 'service' || kind === 'container' ? (o as ObjectTypes['service']).aliases : [];
+}
+
+function addTo<K, V>(m: Map<K, Set<V>>, k: K, v: V): void {
+  const s = m.get(k);
+  if (s) s.add(v);
+  else m.set(k, new Set([v]));
+}
+
+function removeFrom<K, V>(m: Map<K, Set<V>>, k: K, v: V): void {
+  const s = m.get(k);
+  if (!s) return;
+  s.delete(v);
+  if (s.size === 0) m.delete(k);
+}
+
+const portKey = (port: number, protocol: string): string => `${port}/${protocol}`;
+
+export class CatalogIndex {
+  private names = new Map<ObjectKind, Map<string, string>>(OBJECT_KINDS.map((k) => [k, new Map()]));
+  private aliases = new Map<string, Set<OwnerKey>>();
+  private tasks = new Map<string, Set<string>>(); // service -> task ids
+  private addrs = new Map<string, Map<string, OwnerKey>>(); // network -> address -> holder
+  private attached = new Map<string, Set<string>>(); // network -> services attached (vip or dnsrr)
+  private containers = new Map<string, Set<string>>(); // network -> containers with an address on it
+  private published = new Map<string, Set<string>>(); // "port/proto" -> services publishing it
+
+  static of(state: Readonly<CatalogState>): CatalogIndex {
+    const idx = new CatalogIndex();
+    for (const kind of OBJECT_KINDS) {
+      for (const [id, o] of Object.entries(state[COLLECTION[kind]])) idx.add(kind, id, o as AnyObject);
+    }
+    return idx;
+  }
+
+  apply(change: AppliedChange): void {
+    for (const p of change.puts) {
+      if (p.prev !== undefined) this.remove(p.kind, p.id, p.prev);
+      this.add(p.kind, p.id, p.value);
+    }
+    for (const d of change.deletes) this.remove(d.kind, d.id, d.prev);
+  }
+
+  /** The id of the object of `kind` whose name is `name`, ignoring case. */
+  idByName(kind: ObjectKind, name: string): string | undefined {
+    return this.names.get(kind)!.get(lc(name));
+  }
+
+  aliasHolders(alias: string): ReadonlySet<OwnerKey> {
+    return this.aliases.get(lc(alias)) ?? EMPTY;
+  }
+
+  taskIds(service: string): ReadonlySet<string> {
+    return this.tasks.get(service) ?? EMPTY;
+  }
+
+  /** Addresses in use on a network (VIPs, task and container IPs) and who holds each. */
+  addresses(network: string): ReadonlyMap<string, OwnerKey> {
+    return this.addrs.get(network) ?? EMPTY_MAP;
+  }
+
+  servicesOn(network: string): ReadonlySet<string> {
+    return this.attached.get(network) ?? EMPTY;
+  }
+
+  containersOn(network: string): ReadonlySet<string> {
+    return this.containers.get(network) ?? EMPTY;
+  }
+
+  publishers(port: number, protocol: string): ReadonlySet<string> {
+    return this.published.get(portKey(port, protocol)) ?? EMPTY;
+  }
+
+  private add(kind: ObjectKind, id: string, o: AnyObject): void {
+    this.names.get(kind)!.set(lc(o.name), id);
+    const owner = ownerKey(kind, id);
+    for (const a of aliasesOf(kind, o)) addTo(this.aliases, lc(a), owner);
+    for (const [net, ip] of addressesOf(kind, o)) {
+      let m = this.addrs.get(net);
+      if (!m) this.addrs.set(net, (m = new Map()));
+      m.set(ip, owner);
+    }
+    if (kind === 'task') addTo(this.tasks, (o as ObjectTypes['task']).service, id);
+    else if (kind === 'container') for (const net of Object.keys((o as ObjectTypes['container']).addresses)) addTo(this.containers, net, id);
+    else if (kind === 'service') {
+      const svc = o as ObjectTypes['service'];
+      for (const a of svc.attachments) addTo(this.attached, a.network, id);
+      for (const p of svc.ports) if (p.published !== undefined) addTo(this.published, portKey(p.published, p.protocol), id);
+    }
+  }
+
+  private remove(kind: ObjectKind, id: string, o: AnyObject): void {
+    const names = this.names.get(kind)!;
+    if (names.get(lc(o.name)) === id) names.delete(lc(o.name));
+    const owner = ownerKey(kind, id);
+    for (const a of aliasesOf(kind, o)) removeFrom(this.aliases, lc(a), owner);
+    for (const [net, ip] of addressesOf(kind, o)) {
+      const m = this.addrs.get(net);
+      if (m?.get(ip) === owner) {
+        m.delete(ip);
+        if (m.size === 0) this.addrs.delete(net);
+      }
+    }
+    if (kind === 'task') removeFrom(this.tasks, (o as ObjectTypes['task']).service, id);
+    else if (kind === 'container') for (const net of Object.keys((o as ObjectTypes['container']).addresses)) removeFrom(this.containers, net, id);
+    else if (kind === 'service') {
+      const svc = o as ObjectTypes['service'];
+      for (const a of svc.attachments) removeFrom(this.attached, a.network, id);
+      for (const p of svc.ports) if (p.published !== undefined) removeFrom(this.published, portKey(p.published, p.protocol), id);
+    }
+  }
+}
+
+const EMPTY: ReadonlySet<never> = new Set();
+const EMPTY_MAP: ReadonlyMap<string, string> = new Map<string, string>();

@@ -1,0 +1,153 @@
+// The embedded store of one host: every catalog object is its own record in an LMDB database
+// (`catalog.mdb` in the data dir), so a commit writes what changed and nothing else. LMDB commits
+// are atomic and crash-safe (copy-on-write B-tree, meta page switched last); a commit is
+// acknowledged only once it is flushed to disk. The write itself runs on LMDB's own thread, so
+// the event loop (and DNS) never waits for the disk. A data dir holding the catalog.json of an
+// older vipdns is migrated on first open, and the file kept as catalog.json.migrated.
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import { type RootDatabase, open as openLmdb } from 'lmdb';
+import { VipdnsError, errorMessage } from '../../errors.js';
+import { type Change, OBJECT_KINDS, type ObjectKind, COLLECTION } from '../changes.js';
+import { type CatalogState, emptyState } from '../model.js';
+import { LEGACY_FILE, readLegacyCatalog, retireLegacyCatalog } from './legacy-file.js';
+import { type DirLock, lockDataDir } from './lock.js';
+import type { ChangeListener, ReplicatedStore } from './store.js';
+
+export const DB_FILE = 'catalog.mdb';
+const PREFIX: Record<ObjectKind, string> = { network: 'n/', service: 's/', task: 't/', container: 'c/' };
+// The byte after '/' ends each kind's key range.
+const range = (kind: ObjectKind): { start: string; end: string } => ({ start: PREFIX[kind], end: `${PREFIX[kind].slice(0, -1)}0` });
+const META = 'meta';
+
+interface MetaRecord {
+  version: 1;
+  revision: number;
+  nextFwmark: number;
+}
+
+export interface Migration {
+  from: string;
+  backup: string;
+  objects: number;
+  ms: number;
+}
+
+export class LocalStore implements ReplicatedStore {
+  readonly location: string;
+  /** Set when open() migrated a legacy catalog.json. */
+  migration: Migration | undefined;
+  private listener: ChangeListener = () => undefined;
+  private meta: MetaRecord = { version: 1, revision: 0, nextFwmark: emptyState().nextFwmark };
+  private closed = false;
+
+  private constructor(
+    private readonly db: RootDatabase<unknown, string>,
+    private readonly lock: DirLock,
+    readonly dir: string,
+  ) {
+    this.location = join(dir, DB_FILE);
+  }
+
+  /** Opens (creating) the data dir, takes its lock, and migrates a legacy catalog.json. */
+  static async open(dir: string): Promise<LocalStore> {
+    const lock = await lockDataDir(dir);
+    let db: RootDatabase<unknown, string>;
+    try {
+      db = openLmdb<unknown, string>({ path: join(dir, DB_FILE), encoding: 'json', compression: false, separateFlushed: true });
+    } catch (e) {
+      await lock.release();
+      throw new VipdnsError('STORE_FAILED', `cannot open ${join(dir, DB_FILE)}: ${errorMessage(e)}`, { cause: e });
+    }
+    const s = new LocalStore(db, lock, dir);
+    try {
+      await s.migrate();
+    } catch (e) {
+      await s.close();
+      throw e;
+    }
+    return s;
+  }
+
+  private async migrate(): Promise<void> {
+    const stored = this.db.get(META) as MetaRecord | undefined;
+    if (stored !== undefined) {
+      // A migration that committed but was killed before it renamed the file: finish it.
+      if (await exists(join(this.dir, LEGACY_FILE))) await retireLegacyCatalog(this.dir);
+      return;
+    }
+    const legacy = await readLegacyCatalog(this.dir);
+    if (!legacy) return;
+    const t0 = performance.now();
+    let objects = 0;
+    await this.write(() => {
+      for (const kind of OBJECT_KINDS) {
+        for (const [id, value] of Object.entries(legacy[COLLECTION[kind]])) {
+          this.db.put(PREFIX[kind] + id, value);
+          objects++;
+        }
+      }
+      this.db.put(META, { version: 1, revision: legacy.revision, nextFwmark: legacy.nextFwmark } satisfies MetaRecord);
+    });
+    const backup = await retireLegacyCatalog(this.dir);
+    this.migration = { from: join(this.dir, LEGACY_FILE), backup, objects, ms: Math.round(performance.now() - t0) };
+  }
+
+  async open(listener: ChangeListener): Promise<CatalogState> {
+    this.listener = listener;
+    const state = emptyState();
+    const meta = this.db.get(META) as MetaRecord | undefined;
+    if (meta) {
+      if (meta.version !== 1) throw new VipdnsError('STORE_FAILED', `${this.location} holds catalog format ${String(meta.version)}, which this vipdns does not know`);
+      this.meta = meta;
+    }
+    state.revision = this.meta.revision;
+    state.nextFwmark = this.meta.nextFwmark;
+    for (const kind of OBJECT_KINDS) {
+      const into = state[COLLECTION[kind]] as Record<string, unknown>;
+      for (const { key, value } of this.db.getRange(range(kind))) into[key.slice(PREFIX[kind].length)] = value;
+    }
+    return state;
+  }
+
+  async commit(change: Change): Promise<number> {
+    if (this.closed) throw new VipdnsError('UNAVAILABLE', 'the store is closed');
+    const meta: MetaRecord = { version: 1, revision: this.meta.revision + 1, nextFwmark: change.meta?.nextFwmark ?? this.meta.nextFwmark };
+    await this.write(() => {
+      for (const p of change.puts) this.db.put(PREFIX[p.kind] + p.id, p.value);
+      for (const d of change.deletes) this.db.remove(PREFIX[d.kind] + d.id);
+      this.db.put(META, meta);
+    });
+    this.meta = meta;
+    this.listener(change, meta.revision);
+    return meta.revision;
+  }
+
+  /** One LMDB transaction, resolved once it is flushed to disk. */
+  private async write(fn: () => void): Promise<void> {
+    try {
+      const committed = this.db.transaction(fn) as Promise<unknown> & { flushed?: Promise<unknown> };
+      await committed;
+      await (committed.flushed ?? this.db.flushed);
+    } catch (e) {
+      throw new VipdnsError('STORE_FAILED', `cannot write ${this.location}: ${errorMessage(e)}`, { cause: e });
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      await this.db.close();
+    } finally {
+      await this.lock.release();
+    }
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  return fs.stat(path).then(
+    () => true,
+    () => false,
+  );
+}
