@@ -113,6 +113,7 @@ export class PerAddressUdp {
       return;
     }
     const want = new Set(now);
+    for (const a of this.reported) if (!want.has(a)) this.reported.delete(a); // say it again if it comes back
     for (const [a, s] of this.socks) {
       if (want.has(a)) continue;
       this.socks.delete(a);
