@@ -8,12 +8,21 @@
  * replies go back with one sendmmsg. This file parses nothing: it only moves
  * bytes and addresses, and checks every length it is given.
  *
- * Metadata layout (a Uint32Array, native endianness), entry i at word 8*(i+1):
+ * Metadata layout (a Uint32Array, native endianness), entry i at word 16*(i+1):
  *   [0] byte offset in the data buffer   [1] length
  *   [2] family (4 or 6)                  [3] port
- *   [4..7] the address's bytes in network order (IPv4: first 4 bytes)
+ *   [4..7] the peer's address bytes in network order (IPv4: first 4 bytes)
+ *   [8] local family: 0 (unknown), 4 or 6 [9] interface index it arrived on
+ *   [10..13] the local address the datagram was sent to   [14..15] zero
  * Word 0 of the header holds the datagram count of a receive, word 1 the
  * number of truncated (too large, dropped) datagrams seen by it.
+ *
+ * A socket bound to a wildcard address (0.0.0.0, ::) asks the kernel for each
+ * datagram's destination (IP_PKTINFO, IPV6_RECVPKTINFO) and sends each reply
+ * from the local address of its entry: otherwise the kernel picks the source,
+ * its preferred one toward the client, and on a host with several addresses a
+ * client that asked another one drops the reply as coming from a stranger.
+ * A socket bound to one address needs none of this: its replies leave from it.
  *
  * No threads; readiness is a libuv poll watcher, as in netlink.c. Errors are
  * JS Errors with code/errno/syscall like Node's.
@@ -37,16 +46,29 @@
 
 #define UDP_BATCH 64          /* datagrams per recvmmsg/sendmmsg call */
 #define UDP_MAX_SLOT 65535    /* largest UDP payload */
-#define META_WORDS 8          /* uint32 words per metadata entry (and header) */
+#define META_WORDS 16         /* uint32 words per metadata entry (and header) */
+/* Control data of one received datagram: IP_PKTINFO and, on a dual-stack IPv6
+ * socket, IPV6_PKTINFO too (a v4-mapped datagram carries both). Bounded per slot;
+ * anything larger is cut by the kernel (MSG_CTRUNC) and ignored. */
+#define CTRL_RECV (CMSG_SPACE(sizeof(struct in_pktinfo)) + CMSG_SPACE(sizeof(struct in6_pktinfo)))
+/* Control data of one reply: one source address. */
+#define CTRL_SEND CMSG_SPACE(sizeof(struct in6_pktinfo))
+
+typedef union {
+  struct cmsghdr align;       /* cmsg buffers must be aligned like a cmsghdr */
+  uint8_t buf[CTRL_RECV];
+} ctrl_buf;
 
 typedef struct {
   int fd;
   int family;                 /* AF_INET or AF_INET6 */
+  bool pktinfo;               /* wildcard bind: learn each destination, reply from it */
   size_t slot;                /* bytes per receive slot */
   uint8_t *slots;             /* UDP_BATCH * slot bytes */
   struct mmsghdr msgs[UDP_BATCH];
   struct iovec iov[UDP_BATCH];
   struct sockaddr_storage peers[UDP_BATCH];
+  ctrl_buf ctrl[UDP_BATCH];   /* used only with pktinfo */
   vd_watch w;                 /* readable watcher (watch.h) */
 } udp_sock;
 
@@ -142,9 +164,23 @@ static napi_value udp_open(napi_env env, napi_callback_info info) {
     sslen = sizeof *a;
   }
 
+  bool wildcard = fam == 4 ? ((struct sockaddr_in *)&ss)->sin_addr.s_addr == htonl(INADDR_ANY)
+                           : IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)&ss)->sin6_addr);
+
   int fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return throw_errno(env, errno, "socket");
   int one = 1;
+  if (wildcard) {
+    /* IPv4 datagrams reach a dual-stack IPv6 socket v4-mapped: IP_PKTINFO gives their
+     * destination as the kernel routed it (ipi_spec_dst), which is what a reply must use. */
+    int v6only = 0;
+    socklen_t olen = sizeof v6only;
+    if (fam == 6 && getsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &olen) < 0) v6only = 0;
+    if ((fam == 6 && setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one) < 0) ||
+        ((fam == 4 || !v6only) && setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one) < 0)) {
+      int e = errno; close(fd); return throw_errno(env, e, "setsockopt");
+    }
+  }
   if (reuse && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) {
     int e = errno; close(fd); return throw_errno(env, e, "setsockopt");
   }
@@ -168,11 +204,12 @@ static napi_value udp_open(napi_env env, napi_callback_info info) {
   if (!s || !slots) { free(s); free(slots); close(fd); return throw_errno(env, ENOMEM, "malloc"); }
   s->fd = fd;
   s->family = ss.ss_family;
+  s->pktinfo = wildcard;
   s->slot = (size_t)slot;
   s->slots = slots;
   s->w.env = env;
 
-  napi_value obj, handle, jport;
+  napi_value obj, handle, jport, jpktinfo;
   if (napi_create_external(env, s, finalize_sock, NULL, &handle) != napi_ok) {
     close(fd); free(slots); free(s);
     napi_throw_error(env, "ENAPI", "napi_create_external failed");
@@ -182,12 +219,15 @@ static napi_value udp_open(napi_env env, napi_callback_info info) {
   CHECK(napi_create_object(env, &obj));
   CHECK(napi_set_named_property(env, obj, "handle", handle));
   CHECK(napi_set_named_property(env, obj, "port", jport));
+  CHECK(napi_get_boolean(env, wildcard, &jpktinfo));
+  CHECK(napi_set_named_property(env, obj, "pktinfo", jpktinfo));
   return obj;
 }
 
-/* Writes a peer into a metadata entry; false for an address family we do not serve. */
+/* Writes a peer into a metadata entry (and clears its local address); false for an
+ * address family we do not serve. */
 static bool put_peer(uint32_t *e, const struct sockaddr_storage *ss, socklen_t len) {
-  memset(e + 2, 0, 6 * sizeof *e);
+  memset(e + 2, 0, (META_WORDS - 2) * sizeof *e);
   if (ss->ss_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
     const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
     e[2] = 4;
@@ -203,6 +243,32 @@ static bool put_peer(uint32_t *e, const struct sockaddr_storage *ss, socklen_t l
     return true;
   }
   return false;
+}
+
+/* Writes the datagram's destination from its control data into entry words 8..13.
+ * IPv4's ipi_spec_dst wins over the v4-mapped IPV6_PKTINFO of the same datagram: it is the
+ * local address the kernel matched (an interface's own for a broadcast), a valid source. */
+static void put_local(uint32_t *e, struct msghdr *h) {
+  if (h->msg_flags & MSG_CTRUNC) return;  /* partial control data: let the kernel pick */
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c)) {
+    if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO && c->cmsg_len >= CMSG_LEN(sizeof(struct in_pktinfo))) {
+      struct in_pktinfo pi;
+      memcpy(&pi, CMSG_DATA(c), sizeof pi);
+      memset(e + 10, 0, 4 * sizeof *e);
+      e[8] = 4;
+      e[9] = (uint32_t)pi.ipi_ifindex;
+      memcpy(e + 10, &pi.ipi_spec_dst, 4);
+      return;
+    }
+    if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO && c->cmsg_len >= CMSG_LEN(sizeof(struct in6_pktinfo))) {
+      struct in6_pktinfo pi;
+      memcpy(&pi, CMSG_DATA(c), sizeof pi);
+      if (IN6_IS_ADDR_MULTICAST(&pi.ipi6_addr)) continue;  /* never a source */
+      e[8] = 6;
+      e[9] = (uint32_t)pi.ipi6_ifindex;
+      memcpy(e + 10, &pi.ipi6_addr, 16);
+    }
+  }
 }
 
 /* recvBatch(handle, meta: Uint32Array) -> Buffer | null.
@@ -232,6 +298,10 @@ static napi_value udp_recv_batch(napi_env env, napi_callback_info info) {
     s->msgs[i].msg_hdr.msg_namelen = sizeof s->peers[i];
     s->msgs[i].msg_hdr.msg_iov = &s->iov[i];
     s->msgs[i].msg_hdr.msg_iovlen = 1;
+    if (s->pktinfo) {
+      s->msgs[i].msg_hdr.msg_control = s->ctrl[i].buf;
+      s->msgs[i].msg_hdr.msg_controllen = sizeof s->ctrl[i].buf;
+    }
     s->msgs[i].msg_len = 0;
   }
   int n;
@@ -258,6 +328,7 @@ static napi_value udp_recv_batch(napi_env env, napi_callback_info info) {
     if ((h->msg_flags & MSG_TRUNC) || len > s->slot) { trunc++; s->msgs[i].msg_len = UINT32_MAX; continue; }
     uint32_t *e = meta + (size_t)META_WORDS * (kept + 1);
     if (!put_peer(e, &s->peers[i], h->msg_namelen)) { s->msgs[i].msg_len = UINT32_MAX; continue; }
+    if (s->pktinfo) put_local(e, h);
     e[0] = (uint32_t)total;
     e[1] = (uint32_t)len;
     total += len;  /* <= UDP_BATCH * UDP_MAX_SLOT: no overflow */
@@ -278,8 +349,42 @@ static napi_value udp_recv_batch(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* Control data making `local` (entry words 8..13) the source of a reply to `to`; its
+ * length, or 0 to let the kernel choose (no local address, or one of another family).
+ * IPv4 leaves the interface to routing (ipi_ifindex 0), as a socket bound to that address
+ * would; IPv6 names it only for a link-local source, whose scope it is. */
+static size_t put_source(uint8_t *buf, const uint32_t *e, const struct sockaddr_storage *to) {
+  memset(buf, 0, CTRL_SEND);
+  struct cmsghdr *c = (struct cmsghdr *)buf;
+  bool to4 = to->ss_family == AF_INET ||
+             IN6_IS_ADDR_V4MAPPED(&((const struct sockaddr_in6 *)to)->sin6_addr);
+  if (e[8] == 4 && to4) {
+    struct in_pktinfo pi;
+    memset(&pi, 0, sizeof pi);
+    memcpy(&pi.ipi_spec_dst, e + 10, 4);
+    c->cmsg_level = IPPROTO_IP;
+    c->cmsg_type = IP_PKTINFO;
+    c->cmsg_len = CMSG_LEN(sizeof pi);
+    memcpy(CMSG_DATA(c), &pi, sizeof pi);
+    return CMSG_SPACE(sizeof pi);
+  }
+  if (e[8] == 6 && !to4) {
+    struct in6_pktinfo pi;
+    memset(&pi, 0, sizeof pi);
+    memcpy(&pi.ipi6_addr, e + 10, 16);
+    if (IN6_IS_ADDR_LINKLOCAL(&pi.ipi6_addr)) pi.ipi6_ifindex = e[9];
+    c->cmsg_level = IPPROTO_IPV6;
+    c->cmsg_type = IPV6_PKTINFO;
+    c->cmsg_len = CMSG_LEN(sizeof pi);
+    memcpy(CMSG_DATA(c), &pi, sizeof pi);
+    return CMSG_SPACE(sizeof pi);
+  }
+  return 0;
+}
+
 /* sendBatch(handle, data: Uint8Array, meta: Uint32Array, count) -> datagrams sent.
- * Entries use the receive layout. A datagram the kernel refuses (bad address,
+ * Entries use the receive layout; on a wildcard socket each reply leaves from its
+ * entry's local address (see put_source). A datagram the kernel refuses (bad address,
  * unreachable, EPERM from a firewall) is skipped; a full send buffer (EAGAIN)
  * drops the rest, as a UDP server must rather than queue without bound. */
 static napi_value udp_send_batch(napi_env env, napi_callback_info info) {
@@ -302,6 +407,7 @@ static napi_value udp_send_batch(napi_env env, napi_callback_info info) {
   struct sockaddr_storage to[UDP_BATCH];
   struct iovec iov[UDP_BATCH];
   struct mmsghdr msgs[UDP_BATCH];
+  union { struct cmsghdr align; uint8_t buf[CTRL_SEND]; } ctl[UDP_BATCH];
   uint32_t sent = 0, i = 0;
   while (i < count) {
     /* Build up to UDP_BATCH valid messages starting at entry i. */
@@ -335,6 +441,13 @@ static napi_value udp_send_batch(napi_env env, napi_callback_info info) {
       msgs[m].msg_hdr.msg_namelen = tolen;
       msgs[m].msg_hdr.msg_iov = &iov[m];
       msgs[m].msg_hdr.msg_iovlen = 1;
+      if (s->pktinfo) {
+        size_t cl = put_source(ctl[m].buf, e, &to[m]);
+        if (cl) {
+          msgs[m].msg_hdr.msg_control = ctl[m].buf;
+          msgs[m].msg_hdr.msg_controllen = cl;
+        }
+      }
       m++;
     }
     unsigned done = 0;

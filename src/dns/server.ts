@@ -6,6 +6,7 @@ import * as net from 'node:net';
 import { parseIp } from '../net/ip.js';
 import type { Resolver } from './resolver.js';
 import { type RecvBatch, UdpBatchSocket, udpBatchUnavailable } from './udp-batch.js';
+import { PerAddressUdp, RESCAN_MS } from './udp-per-address.js';
 
 /** Unsent answer bytes on one TCP connection above which we stop reading its queries. */
 export const TCP_HIGH_WATER = 256 * 1024;
@@ -28,17 +29,19 @@ export interface DnsServerOptions {
   udpOnly?: boolean;
   /** SO_RCVBUF bytes for UDP (root may exceed net.core.rmem_max); default UDP_RECEIVE_BUFFER. */
   udpReceiveBuffer?: number;
+  /** Without the addon, on a wildcard host: how often local addresses are re-read (ms). */
+  udpRescanMs?: number;
   onError?: (e: Error) => void;
   /** One line when the batched UDP transport is wanted but unavailable. */
   onNotice?: (msg: string) => void;
 }
 
 export class DnsServer {
-  private udp?: dgram.Socket | UdpBatchSocket;
+  private udp?: dgram.Socket | UdpBatchSocket | PerAddressUdp;
   private tcp?: net.Server;
   private readonly conns = new Set<net.Socket>();
-  private readonly opts: Required<Omit<DnsServerOptions, 'onError' | 'onNotice' | 'udpBatch' | 'reusePort' | 'udpOnly' | 'udpReceiveBuffer'>> &
-    Pick<DnsServerOptions, 'onError' | 'onNotice' | 'udpBatch' | 'reusePort' | 'udpOnly' | 'udpReceiveBuffer'>;
+  private readonly opts: Required<Omit<DnsServerOptions, 'onError' | 'onNotice' | 'udpBatch' | 'reusePort' | 'udpOnly' | 'udpReceiveBuffer' | 'udpRescanMs'>> &
+    Pick<DnsServerOptions, 'onError' | 'onNotice' | 'udpBatch' | 'reusePort' | 'udpOnly' | 'udpReceiveBuffer' | 'udpRescanMs'>;
   port = 0;
   tcpRejected = 0;
 
@@ -74,9 +77,10 @@ export class DnsServer {
   }
 
   private async bind(): Promise<void> {
-    const family = parseIp(this.opts.host).family;
+    const { family, value } = parseIp(this.opts.host);
     if (this.useBatch()) return this.bindBatch(family);
     if (this.opts.reusePort) throw new Error('a shared (SO_REUSEPORT) DNS socket needs the batched UDP addon');
+    if (value === 0n) return this.bindPerAddress(family);
     const udp = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4', recvBufferSize: this.opts.udpReceiveBuffer ?? UDP_RECEIVE_BUFFER });
     await new Promise<void>((resolve, reject) => {
       udp.once('error', reject);
@@ -95,6 +99,33 @@ export class DnsServer {
     this.udp = udp;
     this.tcp = tcp;
     this.port = port;
+  }
+
+  /** node:dgram on a wildcard host: one socket per local address (see udp-per-address.ts). */
+  private async bindPerAddress(family: 4 | 6): Promise<void> {
+    const udp = new PerAddressUdp({
+      host: this.opts.host.trim(),
+      family,
+      port: this.opts.port,
+      recvBufferSize: this.opts.udpReceiveBuffer ?? UDP_RECEIVE_BUFFER,
+      rescanMs: this.opts.udpRescanMs ?? RESCAN_MS,
+      onMessage: (s, msg, rinfo) => this.onDatagram(s, msg, rinfo),
+      onError: (e) => this.opts.onError?.(e),
+    });
+    await udp.start();
+    const tcp = this.opts.udpOnly
+      ? undefined
+      : await this.listenTcp(udp.port).catch((e: unknown) => {
+          udp.close();
+          throw e;
+        });
+    const n = udp.addresses.length;
+    this.opts.onNotice?.(
+      `UDP on ${this.opts.host} without the addon: one socket per local address so replies leave from the address asked (${n} now), addresses re-read every ${(this.opts.udpRescanMs ?? RESCAN_MS) / 1000} s`,
+    );
+    this.udp = udp;
+    this.tcp = tcp;
+    this.port = udp.port;
   }
 
   private async bindBatch(family: 4 | 6): Promise<void> {
@@ -164,7 +195,7 @@ export class DnsServer {
     await Promise.all([
       new Promise<void>((r) => {
         const u = this.udp;
-        if (u instanceof UdpBatchSocket) {
+        if (u instanceof UdpBatchSocket || u instanceof PerAddressUdp) {
           u.close();
           r();
         } else if (u) u.close(() => r());
@@ -177,7 +208,9 @@ export class DnsServer {
   }
 
   private onDatagram(sock: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
-    const client = rinfo.address;
+    // A link-local peer comes as fe80::1%eth0; the resolver scopes by address alone.
+    const pct = rinfo.address.indexOf('%');
+    const client = pct < 0 ? rinfo.address : rinfo.address.slice(0, pct);
     const send = (reply: Buffer | undefined): void => {
       if (reply) sock.send(reply, rinfo.port, rinfo.address);
     };

@@ -1,13 +1,19 @@
 // Batched UDP for the DNS server over the native addon (native/udp.c): one recvmmsg per
 // readiness hands us up to 64 datagrams in one Buffer, and the replies leave in one
 // sendmmsg. Node's dgram pays two syscalls and several objects per datagram instead.
+// On a wildcard address every reply leaves from the address its query was sent to (the addon
+// reads it from IP_PKTINFO / IPV6_PKTINFO and sends with it), as clients require.
 import { requireAddon } from '../native.js';
 import { formatV6Groups } from '../net/ip.js';
 
 /** Datagrams per recvmmsg/sendmmsg (the addon's UDP_BATCH). */
 export const BATCH = 64;
-/** Uint32 words per metadata entry: offset, length, family, port, 4 address words. */
-const W = 8;
+/**
+ * Uint32 words per metadata entry: offset, length, then the peer (PEER_WORDS): family, port,
+ * 4 address words, local family (0: unknown), interface index, 4 local address words, 2 spare.
+ */
+const W = 16;
+const PEER_WORDS = W - 2;
 /** Receive slots this size can never truncate a UDP datagram, so nothing changes for big queries. */
 const DEFAULT_SLOT = 65535;
 /** Batches drained per readiness before yielding to the rest of the event loop (TCP, timers). */
@@ -15,7 +21,7 @@ const MAX_ROUNDS = 8;
 const SEND_ARENA = 256 * 1024;
 
 interface UdpAddon {
-  udpOpen(family: 4 | 6, address: string, port: number, slotBytes: number, reusePort: boolean, rcvbuf: number): { handle: object; port: number };
+  udpOpen(family: 4 | 6, address: string, port: number, slotBytes: number, reusePort: boolean, rcvbuf: number): { handle: object; port: number; pktinfo: boolean };
   udpRecvBatch(h: object, meta: Uint32Array): Buffer | null;
   udpSendBatch(h: object, data: Uint8Array, meta: Uint32Array, count: number): number;
   udpWatch(h: object, cb: (status: number) => void): void;
@@ -42,7 +48,12 @@ export function udpBatchUnavailable(): Error | undefined {
   return loadError;
 }
 
-/** A peer as the addon encodes it: family, port, 4 address words (network byte order in memory). */
+/**
+ * A peer as the addon encodes it: family, port, 4 address words (network byte order in memory),
+ * then where its datagram arrived (local family, interface index, 4 address words, 2 spare),
+ * so that a reply sent later still leaves from the address that was asked. Shorter arrays
+ * (family, port and address only) are fine: the kernel then picks the source.
+ */
 export type Peer = Uint32Array;
 
 /** One received batch; valid until the handler returns (the data Buffer itself is fresh per batch). */
@@ -99,6 +110,18 @@ export class RecvBatch {
     return this.meta[(i + 1) * W + 3]!;
   }
 
+  /** The address datagram i was sent to; known on a wildcard socket only. Not cached: for tests and logs. */
+  localAddress(i: number): string | undefined {
+    const b = (i + 1) * W + 8;
+    const fam = this.meta[b];
+    const o = (b + 2) * 4;
+    if (fam === 4) return `${this.bytes[o]}.${this.bytes[o + 1]}.${this.bytes[o + 2]}.${this.bytes[o + 3]}`;
+    if (fam !== 6) return undefined;
+    const g: number[] = [];
+    for (let k = 0; k < 16; k += 2) g.push((this.bytes[o + k]! << 8) | this.bytes[o + k + 1]!);
+    return formatV6Groups(g);
+  }
+
   /** A copy of datagram i's peer, for a reply sent after this batch is gone. */
   peer(i: number): Peer {
     const b = (i + 1) * W;
@@ -122,6 +145,8 @@ export interface UdpBatchOptions {
 
 export class UdpBatchSocket {
   readonly port: number;
+  /** Bound to a wildcard address: each reply leaves from the address its query was sent to. */
+  readonly pktinfo: boolean;
   /** Datagrams dropped because they did not fit a receive slot. */
   truncated = 0;
   /** Replies the kernel refused or had no room for. */
@@ -138,12 +163,13 @@ export class UdpBatchSocket {
 
   private constructor(
     a: UdpAddon,
-    opened: { handle: object; port: number },
+    opened: { handle: object; port: number; pktinfo: boolean },
     private readonly opts: UdpBatchOptions,
   ) {
     this.a = a;
     this.handle = opened.handle;
     this.port = opened.port;
+    this.pktinfo = opened.pktinfo;
     a.udpWatch(opened.handle, () => this.onReadable());
   }
 
@@ -243,7 +269,9 @@ export class UdpBatchSocket {
     const m = this.outMeta;
     m[e] = this.outBytes;
     m[e + 1] = len;
-    for (let k = 0; k < 6; k++) m[e + 2 + k] = peerWords[at + k]!;
+    const n = Math.min(PEER_WORDS, peerWords.length - at);
+    for (let k = 0; k < n; k++) m[e + 2 + k] = peerWords[at + k]!;
+    for (let k = n; k < PEER_WORDS; k++) m[e + 2 + k] = 0;
     this.outBytes += len;
     this.outCount++;
   }

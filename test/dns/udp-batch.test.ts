@@ -319,3 +319,109 @@ maybe('a burst that arrives while the event loop is busy waits in the 4 MiB rece
   for (let i = 0; i < 100 && answers.size < N; i++) await sleep(20);
   t.is(answers.size, N, 'every query of the burst answered');
 });
+
+/** Sends `msg` from `c` to host:port; resolves with the reply's text and the address it came from. */
+function ask(c: dgram.Socket, msg: string | Uint8Array, host: string, port: number, ms = 3000): Promise<{ text: string; from: string; raw: Buffer }> {
+  return new Promise((res, rej) => {
+    const timer = setTimeout(() => {
+      c.off('message', on);
+      rej(new Error(`no reply from ${host}`));
+    }, ms);
+    const on = (m: Buffer, r: dgram.RemoteInfo): void => {
+      clearTimeout(timer);
+      c.off('message', on);
+      res({ text: m.toString(), from: r.address, raw: m });
+    };
+    c.on('message', on);
+    c.send(msg, port, host);
+  });
+}
+
+// 127.0.0.0/8 is all local on lo: 127.0.0.2 is a second address of this host, and the kernel's
+// preferred source toward a client at 127.0.0.1 is 127.0.0.1. A client must get its answer from
+// the address it asked.
+maybe('on 0.0.0.0 each reply leaves from the address its query was sent to', async (t) => {
+  const { sock, seen } = echo('0.0.0.0', 4);
+  t.teardown(() => sock.close());
+  t.true(sock.pktinfo);
+  const locals: (string | undefined)[] = [];
+  const probe = echo('0.0.0.0', 4, { onBatch: (b) => locals.push(...Array.from({ length: b.count }, (_, i) => b.localAddress(i))) });
+  t.teardown(() => probe.sock.close());
+  const c = await client('udp4', '127.0.0.1');
+  t.teardown(() => c.close());
+  for (const to of ['127.0.0.2', '127.0.0.1', '127.0.0.3']) {
+    const r = await ask(c, `to ${to}`, to, sock.port);
+    t.deepEqual([r.text, r.from], [`to ${to}`, to]);
+    await ask(c, 'x', to, probe.sock.port);
+  }
+  t.deepEqual(locals, ['127.0.0.2', '127.0.0.1', '127.0.0.3'], 'the batch tells where each datagram arrived');
+  t.deepEqual(seen.addrs, ['127.0.0.1', '127.0.0.1', '127.0.0.1']);
+});
+
+maybe('a reply sent later from a saved peer still leaves from the address asked', async (t) => {
+  let sock: UdpBatchSocket | undefined;
+  sock = UdpBatchSocket.open({
+    host: '0.0.0.0',
+    family: 4,
+    port: 0,
+    onBatch: (b) => {
+      for (let i = 0; i < b.count; i++) {
+        const peer = b.peer(i);
+        const data = Buffer.from(b.datagram(i));
+        setTimeout(() => sock!.send(data, peer), 5); // the batch is gone by then
+      }
+    },
+  });
+  t.teardown(() => sock!.close());
+  const c = await client('udp4', '127.0.0.1');
+  t.teardown(() => c.close());
+  const r = await ask(c, 'later', '127.0.0.2', sock.port);
+  t.deepEqual([r.text, r.from], ['later', '127.0.0.2']);
+});
+
+maybe('on :: (dual-stack) IPv4 and IPv6 replies leave from the address asked', async (t) => {
+  const locals: (string | undefined)[] = [];
+  const { sock, seen } = echo('::', 6, { onBatch: (b) => locals.push(...Array.from({ length: b.count }, (_, i) => b.localAddress(i))) });
+  t.teardown(() => sock.close());
+  t.true(sock.pktinfo);
+  const c4 = await client('udp4', '127.0.0.1');
+  t.teardown(() => c4.close());
+  const r4 = await ask(c4, 'v4', '127.0.0.2', sock.port);
+  t.deepEqual([r4.text, r4.from], ['v4', '127.0.0.2']);
+  const c6 = await client('udp6', '::1');
+  t.teardown(() => c6.close());
+  const r6 = await ask(c6, 'v6', '::1', sock.port);
+  t.deepEqual([r6.text, r6.from], ['v6', '::1']);
+  t.deepEqual(seen.addrs, ['::ffff:127.0.0.1', '::1']);
+  t.deepEqual(locals, ['127.0.0.2', '::1']);
+});
+
+maybe('a socket bound to one address asks for no destination and replies as before', async (t) => {
+  const locals: (string | undefined)[] = [];
+  const { sock } = echo('127.0.0.1', 4, { onBatch: (b) => locals.push(b.localAddress(0)) });
+  t.teardown(() => sock.close());
+  t.false(sock.pktinfo);
+  const c = await client('udp4', '127.0.0.1');
+  t.teardown(() => c.close());
+  const r = await ask(c, 'plain', '127.0.0.1', sock.port);
+  t.deepEqual([r.text, r.from], ['plain', '127.0.0.1']);
+  t.deepEqual(locals, [undefined]);
+});
+
+maybe('DnsServer on 0.0.0.0: answers from the address asked, on the fast path and the general one', async (t) => {
+  const server = new DnsServer({ host: '0.0.0.0', port: 0, resolver: resolver() });
+  await server.start();
+  t.teardown(() => server.stop());
+  const c = await client('udp4', '127.0.0.1');
+  t.teardown(() => c.close());
+  for (const [id, name, want] of [
+    [1, 'web', '10.0.9.2'], // a known name: written straight into the send arena
+    [2, 'nope.vipdns.internal', 'NXDOMAIN'], // Resolver.handle
+  ] as const) {
+    const r = await ask(c, packet.encode({ id, type: 'query', questions: [{ name, type: 'A', class: 'IN' }] }), '127.0.0.2', server.port);
+    const p = packet.decode(r.raw);
+    t.is(r.from, '127.0.0.2', name);
+    t.is(p.id, id);
+    t.is((p.answers?.[0] as { data?: string } | undefined)?.data ?? (p as { rcode?: string }).rcode, want);
+  }
+});
