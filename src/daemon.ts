@@ -5,7 +5,6 @@ import { ApiServer } from './api/server.js';
 import { Balancer, createDriver } from './balancer/index.js';
 import { hintFor } from './balancer/hint.js';
 import { registerDataplaneMetrics } from './balancer/metrics.js';
-import { LoopbackVipSync, LoopbackVips } from './balancer/loopback-vips.js';
 import { Catalog } from './catalog/catalog.js';
 import { registerCatalogMetrics } from './catalog/metrics.js';
 import { DockerSource } from './catalog/sources/docker.js';
@@ -37,7 +36,6 @@ interface Parts {
   forwarding: Forwarding;
   docker: DockerSource | undefined;
   balancer: Balancer | undefined;
-  vipSync: LoopbackVipSync | undefined;
   log: Logger;
 }
 
@@ -113,23 +111,15 @@ export class Daemon {
     }
     const { driver, reason: dataplaneReason } = created;
     let balancer: Balancer | undefined;
-    // nftables DNATs in the balancing host, which must therefore own its VIPs (IPVS has vipdns0).
-    const vipSync = driver.name === 'nftables' ? new LoopbackVipSync(new LoopbackVips(), () => catalog.state, log) : undefined;
     if (driver.name !== 'none') {
       const dpMetrics = registerDataplaneMetrics(registry, driver.name, () => balancer?.status());
       balancer = new Balancer({
         driver,
         logger: log,
-        onSync: (r) => {
-          dpMetrics.onSync(r);
-          if (r.reason === 'resync' || r.reason === 'full-resync') vipSync?.request(true); // re-reads lo: repairs drift
-        },
+        onSync: (r) => dpMetrics.onSync(r),
       });
       const b = balancer;
-      catalog.on('change', (state, _kinds, change) => {
-        b.update(state, hintFor(change));
-        vipSync?.request();
-      });
+      catalog.on('change', (state, _kinds, change) => b.update(state, hintFor(change)));
       b.update(catalog.state);
     }
     const docker = config.docker
@@ -168,10 +158,9 @@ export class Daemon {
       },
     });
     api.route('GET', '/v1/dataplane', () => ({ driver: driver.name, reason: dataplaneReason, ...(balancer ? { status: balancer.status() } : {}) }));
-    const d = new Daemon({ config, catalog, dns, dnsWorkers, api, metrics, health, forwarding, docker, balancer, vipSync, log });
+    const d = new Daemon({ config, catalog, dns, dnsWorkers, api, metrics, health, forwarding, docker, balancer, log });
     try {
       await balancer?.start();
-      await vipSync?.run();
       await dns.start();
       if (dnsWorkers) {
         await dnsWorkers.start(dns.port);
@@ -197,7 +186,6 @@ export class Daemon {
     await p.docker?.stop();
     p.health.stop();
     await p.balancer?.stop(); // leaves the kernel programmed: the next run adopts it
-    await p.vipSync?.stop(); // and the VIP addresses too
     await p.dnsWorkers?.stop();
     await Promise.allSettled([p.dns.stop(), p.api.stop(), p.metrics.stop()]);
     p.forwarding.close();

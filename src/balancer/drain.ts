@@ -43,3 +43,18 @@ export function withDraining(prev: DesiredState | undefined, next: DesiredState,
   };
   return { state, nextExpiry: expiry.at };
 }
+
+/**
+ * Service → earliest drain deadline among its draining backends, for the units given: lets the
+ * reconciler expire drains by re-diffing only the services that have one due.
+ */
+export function drainDeadlines(d: DesiredState, into = new Map<string, number>()): Map<string, number> {
+  for (const u of [...d.services, ...d.published]) {
+    for (const b of u.backends) {
+      if (!b.draining || b.drainUntil === undefined) continue;
+      const at = into.get(u.service);
+      if (at === undefined || b.drainUntil < at) into.set(u.service, b.drainUntil);
+    }
+  }
+  return into;
+}

@@ -8,8 +8,8 @@ import type { DesiredState, Diff, ObservedState, ObservedUnit } from './types.js
 
 export interface Incremental {
   state: DesiredState; // the full desired state after the change (applied + the touched units)
+  touched: DesiredState; // the touched services' units in it
   diff: Diff;
-  nextExpiry: number | undefined; // drains started by this change only
 }
 
 function pick(d: DesiredState, services: Set<string>): DesiredState {
@@ -26,7 +26,7 @@ export function incrementalDiff(
   drainMs: number,
 ): Incremental {
   const before = pick(applied, touched);
-  const { state: after, nextExpiry } = withDraining(before, pick(planned, touched), now, drainMs);
+  const { state: after } = withDraining(before, pick(planned, touched), now, drainMs);
   // Only the units these services owned before or own now are compared.
   const seen = new Map<string, ObservedUnit>();
   for (const u of [...units(before), ...units(after)]) {
@@ -39,5 +39,5 @@ export function incrementalDiff(
     services: spliceByKey(applied.services, touched, after.services),
     published: spliceByKey(applied.published, touched, after.published),
   };
-  return { state, diff: d, nextExpiry };
+  return { state, touched: after, diff: d };
 }

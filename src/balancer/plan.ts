@@ -189,17 +189,29 @@ function planService(state: CatalogState, svc: Service, tasks: Task[], opts: Pla
   return out;
 }
 
+/** The unit with `key` in an array sorted by key: a binary search, so a re-plan of a few services looks up a few. */
+export function findByKey<T extends { key: string }>(sorted: readonly T[], key: string): T | undefined {
+  let lo = 0;
+  let hi = sorted.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >>> 1;
+    const k = sorted[mid]!.key;
+    if (k === key) return sorted[mid];
+    if (k < key) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return undefined;
+}
+
 /** Unchanged units keep the object of the previous plan. */
 function keepIdentity(services: VirtualService[], pubs: PublishedPort[], previous: DesiredState | undefined): void {
   if (!previous) return;
-  const pv = new Map(previous.services.map((x) => [x.key, x]));
-  const pp = new Map(previous.published.map((x) => [x.key, x]));
   for (let i = 0; i < services.length; i++) {
-    const old = pv.get(services[i]!.key);
+    const old = findByKey(previous.services, services[i]!.key);
     if (old && sameVip(old, services[i]!)) services[i] = old;
   }
   for (let i = 0; i < pubs.length; i++) {
-    const old = pp.get(pubs[i]!.key);
+    const old = findByKey(previous.published, pubs[i]!.key);
     if (old && samePublished(old, pubs[i]!)) pubs[i] = old;
   }
 }
@@ -234,29 +246,37 @@ export function plan(state: CatalogState, opts: PlanOptions = {}, previous?: Des
  * depends on services outside the set.
  */
 export function replan(state: CatalogState, opts: PlanOptions, previous: Plan, changed: Set<string>, index?: TaskIndex): Plan {
-  if (previous.warnings.length > 0) return plan(state, opts, previous);
+  return replanWith(state, opts, previous, changed, index).plan;
+}
+
+/**
+ * replan(), saying whether it had to plan everything: then services outside `changed` may have changed
+ * too (a published port changing hands), and the caller must diff everything.
+ */
+export function replanWith(state: CatalogState, opts: PlanOptions, previous: Plan, changed: Set<string>, index?: TaskIndex): { plan: Plan; full: boolean } {
+  const full = (): { plan: Plan; full: boolean } => ({ plan: plan(state, opts, previous), full: true });
+  if (previous.warnings.length > 0) return full();
   const tasksBySvc = index ? index.serving(state, changed) : groupTasks(state, changed);
   const vips: VirtualService[] = [];
   const pubs: PublishedPort[] = [];
-  const taken = new Map<string, string>(); // published key → owner, for the changed services' ports
-  for (const p of previous.published) if (!changed.has(p.service)) taken.set(p.key, p.service);
+  const taken = new Set<string>(); // published keys the changed services claim
   for (const name of [...changed].sort()) {
     const svc = state.services[name];
     if (!svc) continue; // removed
     const sp = planService(state, svc, tasksBySvc.get(name) ?? [], opts);
     vips.push(...sp.vips);
     for (const p of sp.published) {
-      if (taken.has(p.key)) return plan(state, opts, previous); // contested: depends on others
-      taken.set(p.key, name);
+      const owner = findByKey(previous.published, p.key)?.service;
+      // Contested (by another changed service, or by one outside the set): the outcome depends on others.
+      if (taken.has(p.key) || (owner !== undefined && !changed.has(owner))) return full();
+      taken.add(p.key);
       pubs.push(p);
     }
   }
-  // Identity only needs checking for the re-planned units; the rest are the previous objects.
-  keepIdentity(vips, pubs, {
-    services: previous.services.filter((x) => changed.has(x.service)),
-    published: previous.published.filter((x) => changed.has(x.service)),
-  });
-  return { services: spliceByKey(previous.services, changed, vips), published: spliceByKey(previous.published, changed, pubs), warnings: [] };
+  // Identity only needs checking for the re-planned units (a key names one service's unit, so a unit
+  // found under it in the previous plan was this service's); the rest are the previous objects.
+  keepIdentity(vips, pubs, previous);
+  return { plan: { services: spliceByKey(previous.services, changed, vips), published: spliceByKey(previous.published, changed, pubs), warnings: [] }, full: false };
 }
 /** One address per task and family: the first attached network (in attachment order) that has one. */
 function publishedBackends(svc: Service, tasks: Task[], port: number): Backend[] {

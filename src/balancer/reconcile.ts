@@ -9,9 +9,9 @@
 import type { CatalogState } from '../catalog/model.js';
 import { errorMessage, isVipdnsError } from '../errors.js';
 import { diff, isEmpty } from './diff.js';
-import { withDraining } from './drain.js';
+import { drainDeadlines, withDraining } from './drain.js';
 import { incrementalDiff } from './incremental.js';
-import { TaskIndex, plan, replan, type Plan, type PlanOptions } from './plan.js';
+import { TaskIndex, plan, replanWith, type Plan, type PlanOptions } from './plan.js';
 import type { DataplaneDriver, DesiredState, Diff, Logger, ObservedState } from './types.js';
 
 export interface BalancerOptions {
@@ -97,7 +97,7 @@ export class Balancer {
   private coalesceTimer: NodeJS.Timeout | undefined;
   private resyncTimer: NodeJS.Timeout | undefined;
   private drainTimer: NodeJS.Timeout | undefined;
-  private drainAt: number | undefined; // when the pending drain timer fires
+  private drains = new Map<string, number>(); // service → earliest deadline of its draining backends, in applied
   private retryTimer: NodeJS.Timeout | undefined;
   private resyncCount = 0;
   private failures = 0;
@@ -225,9 +225,11 @@ export class Balancer {
     try {
       // Resyncs re-plan everything: a cheap guard against a wrong change hint.
       const hinted = this.dirty === 'all' ? undefined : this.dirty;
-      const full = !hinted || !this.planned || reason === 'resync' || reason === 'full-resync';
+      let full = !hinted || !this.planned || reason === 'resync' || reason === 'full-resync';
       if (full) this.index = new TaskIndex(this.catalog);
-      const planned = full ? plan(this.catalog, this.planOpts, this.planned) : replan(this.catalog, this.planOpts, this.planned!, hinted!, this.index);
+      let planned: Plan;
+      if (full) planned = plan(this.catalog, this.planOpts, this.planned);
+      else ({ plan: planned, full } = replanWith(this.catalog, this.planOpts, this.planned!, hinted!, this.index));
       this.planned = planned;
       this.dirty = new Set();
       if (planned.warnings.join('\n') !== this.warnings.join('\n')) for (const w of planned.warnings) this.log.warn({ driver: this.driver.name }, w);
@@ -241,14 +243,22 @@ export class Balancer {
       }
       let state: DesiredState;
       let d: Diff;
-      let nextExpiry: number | undefined;
-      if (!full && !reread && reason === 'update' && this.applied) {
-        // Fast path: only the touched services' units are drained, diffed and spliced in.
-        ({ state, diff: d, nextExpiry } = incrementalDiff(this.applied, planned, this.observed!, this.driver, hinted!, this.now(), this.drainMs));
-        nextExpiry = minDefined(nextExpiry, this.drainAt);
+      let keepDrains: () => void; // after a successful apply: the deadlines of what is now applied
+      const now = this.now();
+      if (!full && !reread && (reason === 'update' || reason === 'drain') && this.applied) {
+        // Fast path: only the touched services' units are drained, diffed and spliced in; an expiring
+        // drain touches just the services that have one due.
+        const touched = reason === 'drain' ? new Set([...hinted!, ...this.dueDrains(now)]) : hinted!;
+        let after: DesiredState;
+        ({ state, touched: after, diff: d } = incrementalDiff(this.applied, planned, this.observed!, this.driver, touched, now, this.drainMs));
+        keepDrains = () => {
+          for (const s of touched) this.drains.delete(s);
+          drainDeadlines(after, this.drains);
+        };
       } else {
-        ({ state, nextExpiry } = withDraining(this.applied, { services: planned.services, published: planned.published }, this.now(), this.drainMs));
+        ({ state } = withDraining(this.applied, { services: planned.services, published: planned.published }, now, this.drainMs));
         d = diff(state, this.observed!, this.driver, { force: reason === 'full-resync' });
+        keepDrains = () => (this.drains = drainDeadlines(state));
       }
       Object.assign(report, { added: d.add.length, changed: d.change.length, removed: d.remove.length, unchanged: d.unchanged, base: d.base });
       if (!isEmpty(d)) {
@@ -262,10 +272,11 @@ export class Balancer {
       }
       this.remember(d);
       this.applied = state;
+      keepDrains();
       this.failures = 0;
       this.stats.syncs++;
       this.stats.lastSyncAt = this.now();
-      this.scheduleDrain(nextExpiry);
+      this.scheduleDrain(minValue(this.drains));
     } catch (e) {
       this.observed = undefined; // the kernel is in an unknown state: read it again before the next diff
       report.error = errorMessage(e);
@@ -298,10 +309,16 @@ export class Balancer {
     obs.base = 'ok';
   }
 
+  /** Services with a drain deadline passed: O(services draining), not O(services). */
+  private dueDrains(now: number): string[] {
+    const out: string[] = [];
+    for (const [s, at] of this.drains) if (at <= now) out.push(s);
+    return out;
+  }
+
   private scheduleDrain(at: number | undefined): void {
     if (this.drainTimer) clearTimeout(this.drainTimer);
     this.drainTimer = undefined;
-    this.drainAt = at;
     if (at === undefined || !this.running) return;
     this.drainTimer = setTimeout(() => this.request('drain'), Math.max(0, at - this.now()) + 5);
     this.drainTimer.unref?.();
@@ -333,6 +350,8 @@ function stronger(a: SyncReason | undefined, b: SyncReason): SyncReason {
   return a === undefined || RANK[b] > RANK[a] ? b : a;
 }
 
-function minDefined(a: number | undefined, b: number | undefined): number | undefined {
-  return a === undefined ? b : b === undefined ? a : Math.min(a, b);
+function minValue(m: Map<string, number>): number | undefined {
+  let min: number | undefined;
+  for (const v of m.values()) if (min === undefined || v < min) min = v;
+  return min;
 }

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { diff, units } from '../../src/balancer/diff.js';
-import { withDraining } from '../../src/balancer/drain.js';
+import { drainDeadlines, withDraining } from '../../src/balancer/drain.js';
 import { incrementalDiff } from '../../src/balancer/incremental.js';
 import { plan } from '../../src/balancer/plan.js';
 import type { DesiredState, ObservedState, ObservedUnit, Unit } from '../../src/balancer/types.js';
@@ -33,5 +33,5 @@ test('the incremental path gives the same state and the same changes as the full
   t.deepEqual(inc.diff.add.map((u) => codec.expect(u).id).sort(), full.add.map((u) => codec.expect(u).id).sort());
   t.deepEqual(inc.diff.change.map((x) => x.observed.id).sort(), full.change.map((x) => x.observed.id).sort());
   t.deepEqual(inc.diff.remove.map((x) => x.id).sort(), full.remove.map((x) => x.id).sort());
-  t.is(inc.nextExpiry, 1500);
+  t.deepEqual(drainDeadlines(inc.touched), new Map([['s2', 1500]]), 'the drain started here, by service');
 });

@@ -1,5 +1,6 @@
 // The nftables driver against a real kernel, in one namespace this test creates (no traffic):
-// round trip, drift repair, and that foreign nftables tables and iptables rules stay byte-for-byte.
+// round trip, drift repair, and that foreign nftables tables, iptables rules and lo addresses stay
+// byte-for-byte. The driver owns the IPv4 VIPs of its units on lo, labelled lo:vipdns.
 import test from 'ava';
 import { cleanupDataplane } from '../../src/balancer/cleanup.js';
 import { diff, isEmpty } from '../../src/balancer/diff.js';
@@ -36,7 +37,14 @@ if (why) {
   const nft = (...a: string[]) => sh('ip', ['netns', 'exec', ns, NFT, ...a]);
   const nftIn = (text: string) => sh('ip', ['netns', 'exec', ns, NFT, '-f', '-'], text);
 
-  /** Everything in the namespace that is not ours, as text: other nft tables and iptables-save output. */
+  /** Our labelled addresses on lo, sorted. */
+  async function ours(): Promise<string[]> {
+    const out = await sh('ip', ['-n', ns, '-4', '-o', 'addr', 'show', 'dev', 'lo', 'label', 'lo:vipdns']);
+    return [...out.matchAll(/inet (\S+)\/32 /g)].map((m) => m[1]!).sort();
+  }
+  const VIPS = ['10.0.9.2', '10.0.9.3', '10.0.9.4', '10.0.9.5', '10.0.9.6'];
+
+  /** Everything in the namespace that is not ours, as text: other nft tables, iptables-save output, lo's other addresses. */
   async function foreign(): Promise<string> {
     const tables = (await nft('list', 'tables')).split('\n').filter((l) => l && l !== 'table inet vipdns');
     let text = '';
@@ -45,6 +53,8 @@ if (why) {
       const out = await sh('ip', ['netns', 'exec', ns, resolveTool(tool)]);
       text += out.split('\n').filter((l) => !l.startsWith('#')).join('\n'); // drop the timestamp lines
     }
+    const lo = await sh('ip', ['-n', ns, '-4', '-o', 'addr', 'show', 'dev', 'lo']);
+    text += lo.split('\n').filter((l) => !l.includes('lo:vipdns')).join('\n');
     return text;
   }
 
@@ -69,6 +79,9 @@ if (why) {
     await ipt('-t', 'nat', '-A', 'POSTROUTING', '-s', '192.0.2.0/24', '-j', 'MASQUERADE');
     await ipt('-A', 'INPUT', '-p', 'tcp', '--dport', '9998', '-j', 'DROP');
     await ipt('-t', 'mangle', '-A', 'PREROUTING', '-d', '10.0.9.2', '-j', 'MARK', '--set-mark', '0x100');
+    // Foreign addresses on lo: one with a label like ours, one unlabelled that is also a VIP.
+    await sh('ip', ['-n', ns, 'addr', 'add', '10.0.9.250/32', 'dev', 'lo', 'label', 'lo:vipdnsx']);
+    await sh('ip', ['-n', ns, 'addr', 'add', '10.0.9.6/32', 'dev', 'lo']);
   });
 
   test.after.always(async () => {
@@ -91,6 +104,8 @@ if (why) {
     t.is(b.status().lastError, undefined);
     t.is(b.status().programmed.services, 20);
     t.is(await foreign(), before, 'after sync');
+    t.deepEqual(await ours(), VIPS.slice(0, 4), 'the IPv4 VIPs are on lo; 10.0.9.6 already was, unlabelled, and stays someone else\'s');
+    t.deepEqual(driver.loopbackVips(), VIPS);
 
     // Round trip: what the kernel holds reads back as exactly the plan.
     const desired = plan(c.state);
@@ -103,6 +118,9 @@ if (why) {
     await nft('flush', 'chain', 'inet', 'vipdns', 'c-v6-tcp-k3');
     await nft('add', 'rule', 'inet', 'vipdns', 'services', 'tcp', 'dport', '1', 'drop');
     await nft('add', 'chain', 'inet', 'vipdns', 'intruder');
+    // and on lo: one of our VIPs deleted, a stray labelled address added.
+    await sh('ip', ['-n', ns, 'addr', 'del', '10.0.9.3/32', 'dev', 'lo']);
+    await sh('ip', ['-n', ns, 'addr', 'add', '10.0.9.77/32', 'dev', 'lo', 'label', 'lo:vipdns']);
     t.false(isEmpty(diff(desired, await driver.observe(), driver)));
     await b.resync();
     t.is(b.status().repairs, 1, JSON.stringify(b.status().lastError));
@@ -110,17 +128,35 @@ if (why) {
     const table = await nft('list', 'table', 'inet', 'vipdns');
     t.false(table.includes('intruder'));
     t.false(table.includes('dport 1 drop'));
+    t.deepEqual(await ours(), VIPS.slice(0, 4), 'lo repaired: the VIP is back, the stray gone');
+
+    // A lo repair alone (no nft drift) is a repair too.
+    await sh('ip', ['-n', ns, 'addr', 'del', '10.0.9.2/32', 'dev', 'lo']);
+    await b.resync();
+    t.is(b.status().repairs, 2);
+    t.deepEqual(await ours(), VIPS.slice(0, 4));
 
     // Drift 2: a backend element rewritten in place is seen (elements are read back exactly).
     await nftIn('delete element inet vipdns t-v4-tcp-k3 { 10.0.9.2 . tcp . 80 . 0 }\nadd element inet vipdns t-v4-tcp-k3 { 10.0.9.2 . tcp . 80 . 0 : 192.0.2.99 . 80 }\n');
     await b.resync();
-    t.is(b.status().repairs, 2);
+    t.is(b.status().repairs, 3);
     t.false((await nft('list', 'map', 'inet', 'vipdns', 't-v4-tcp-k3')).includes('192.0.2.99'));
 
     // Drift 3: the whole table deleted.
     await nft('delete', 'table', 'inet', 'vipdns');
     await b.resync();
     t.true(isEmpty(diff(desired, await driver.observe(), driver)), 'recreated');
+    t.deepEqual(await ours(), VIPS.slice(0, 4), 'the addresses were kept, not removed and re-added');
+
+    // A service removed: its VIP leaves lo in the same sync; the others stay.
+    const fewer = catalog();
+    delete fewer.state.services['svc1'];
+    b.update(fewer.snapshot(), { services: ['svc1'] });
+    await b.syncNow();
+    t.deepEqual(await ours(), ['10.0.9.2', '10.0.9.4', '10.0.9.5']);
+    b.update(c.snapshot(), { services: ['svc1'] });
+    await b.syncNow();
+    t.deepEqual(await ours(), VIPS.slice(0, 4));
 
     // Drift 4: a class rule replaced behind our comment is invisible to a normal resync, and repaired
     // by the full one.
@@ -138,6 +174,8 @@ if (why) {
     t.deepEqual(await cleanupDataplane({ netns: ns }), { removed: ['nftables'], errors: [] });
     t.is(await foreign(), before, 'after cleanup');
     t.false((await nft('list', 'ruleset')).includes('vipdns'));
+    t.deepEqual(await ours(), [], 'cleanup removed our addresses');
+    t.deepEqual(await cleanupDataplane({ netns: ns }), { removed: [], errors: [] }, 'a second cleanup finds nothing');
   });
 
   test.serial('a failed transaction changes nothing and reports nft stderr with a code', async (t) => {

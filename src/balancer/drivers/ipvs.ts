@@ -186,13 +186,16 @@ export class IpvsDriver implements DataplaneDriver {
     // Added and changed units: IPVS first (batched), then their rules.
     const before: IpvsOp[] = [];
     const created: ServiceKey[] = [];
-    const used = new Set<number>([...this.natives.values()].flatMap((n) => (n.mark === undefined ? [] : [n.mark])));
+    // Marks in use, built only when a unit needs a new one: changing a unit's backends (the common
+    // change) must not cost a pass over every unit.
+    let used: Set<number> | undefined;
     const work = [...d.add.map((unit) => ({ unit, observed: undefined as ObservedUnit | undefined })), ...d.change];
     for (const { unit, observed } of work) {
       const id = unitId(unit);
       const old = this.natives.get(id) ?? (observed?.native as IpvsUnitNative | undefined);
       let mark = old?.mark;
       if (mark === undefined || !isOurMark(mark)) {
+        used ??= new Set<number>([...this.natives.values()].flatMap((n) => (n.mark === undefined ? [] : [n.mark])));
         mark = allocateMark(unitServiceFwmark(unit), used);
         used.add(mark);
       }

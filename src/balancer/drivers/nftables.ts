@@ -1,10 +1,15 @@
 // The nftables dataplane (kube-proxy's nftables mode is the model): one table of our own, `inet vipdns`,
 // every change one `nft -f` transaction, incremental per unit chain. Rendering and parsing are pure
-// (nftables-render.ts, nftables-observe.ts); this file only runs nft.
+// (nftables-render.ts, nftables-observe.ts); this file only runs nft and ip.
+// DNAT happens in this host, so it must own its IPv4 VIPs (clients on a VIP's subnet ARP for it): the
+// driver keeps exactly the VIPs of the units it programs on lo, labelled `lo:vipdns` (nftables-vips.ts),
+// written in the same apply as the units, read back and repaired with them.
+import { LoopbackVips } from '../loopback-vips.js';
 import type { ApplyResult, CleanupResult, DataplaneDriver, Diff, ObservedState, ObservedUnit, ProbeResult, Unit } from '../types.js';
 import { toolError, toolRunner, type Runner } from './exec.js';
 import { parseObserved } from './nftables-observe.js';
 import { DEFAULT_NFT_OPTIONS, fingerprintOf, renderDiff, unitElements, unitId, type NftOptions, type NftUnitNative } from './nftables-render.js';
+import { LoopbackVipBook } from './nftables-vips.js';
 import { probeNftables } from './supported.js';
 
 export interface NftablesDriverOptions extends Partial<NftOptions> {
@@ -12,6 +17,11 @@ export interface NftablesDriverOptions extends Partial<NftOptions> {
   netns?: string;
   /** Injected for tests; defaults to spawning nft. */
   runner?: Runner;
+  /**
+   * Runs `ip` for the VIP addresses on lo; defaults to spawning ip (in `netns`). When `runner` is
+   * injected without it, lo is left alone: the caller's nft may program a namespace we cannot see.
+   */
+  ipRunner?: Runner;
 }
 
 export class NftablesDriver implements DataplaneDriver {
@@ -22,6 +32,8 @@ export class NftablesDriver implements DataplaneDriver {
   private knownClasses = new Set<string>();
   private knownMaps = new Set<string>();
   private readonly expected = new WeakMap<object, ObservedUnit>();
+  private readonly lo: LoopbackVips | undefined;
+  private readonly vips = new LoopbackVipBook();
 
   constructor(opts: NftablesDriverOptions = {}) {
     this.options = {
@@ -29,6 +41,12 @@ export class NftablesDriver implements DataplaneDriver {
       masqueradeMark: opts.masqueradeMark ?? DEFAULT_NFT_OPTIONS.masqueradeMark,
     };
     this.nft = opts.runner ?? toolRunner('nft', opts.netns);
+    this.lo = opts.ipRunner || !opts.runner ? new LoopbackVips({ ...(opts.netns ? { netns: opts.netns } : {}), ...(opts.ipRunner ? { runner: opts.ipRunner } : {}) }) : undefined;
+  }
+
+  /** The IPv4 VIPs the programmed units need on lo, as last observed or applied. */
+  loopbackVips(): string[] {
+    return this.vips.wanted();
   }
 
   probe(): Promise<ProbeResult> {
@@ -49,41 +67,55 @@ export class NftablesDriver implements DataplaneDriver {
   }
 
   async observe(): Promise<ObservedState> {
-    const r = await this.nft(['-j', 'list', 'table', 'inet', this.options.table]);
+    const [r, lo] = await Promise.all([this.nft(['-j', 'list', 'table', 'inet', this.options.table]), this.lo?.read()]);
+    let state: ObservedState;
     if (r.code !== 0) {
-      if (/No such file or directory/.test(r.stderr)) {
-        this.knownClasses = new Set();
-        this.knownMaps = new Set();
-        return { base: 'missing', units: new Map() };
-      }
-      throw toolError(`nft list table inet ${this.options.table}`, r);
+      if (!/No such file or directory/.test(r.stderr)) throw toolError(`nft list table inet ${this.options.table}`, r);
+      this.knownClasses = new Set();
+      this.knownMaps = new Set();
+      state = { base: 'missing', units: new Map() };
+    } else {
+      const { base, units, knownClasses, knownMaps } = parseObserved(r.stdout, this.options);
+      this.knownClasses = knownClasses;
+      this.knownMaps = knownMaps;
+      state = { base, units };
     }
-    const { base, units, knownClasses, knownMaps } = parseObserved(r.stdout, this.options);
-    this.knownClasses = knownClasses;
-    this.knownMaps = knownMaps;
-    return { base, units };
+    if (lo) this.vips.observed(state.units, lo);
+    return state;
   }
 
+  /** One nft transaction, then one `ip -batch` for the VIP addresses the diff adds or frees. */
   async apply(d: Diff): Promise<ApplyResult> {
     const { text, ops, classes } = renderDiff(d, this.options, { knownClasses: this.knownClasses, knownMaps: this.knownMaps });
-    if (ops === 0) return { ops: 0 };
-    const r = await this.nft(['-f', '-'], text);
-    if (r.code !== 0) throw toolError('nft -f (dataplane transaction)', r);
-    for (const c of classes) {
-      this.knownClasses.add(c);
-      this.knownMaps.add(`t-${c.slice(2)}`);
+    const lo = this.lo ? this.vips.changes(d) : undefined;
+    if (ops > 0) {
+      const r = await this.nft(['-f', '-'], text);
+      if (r.code !== 0) throw toolError('nft -f (dataplane transaction)', r);
+      for (const c of classes) {
+        this.knownClasses.add(c);
+        this.knownMaps.add(`t-${c.slice(2)}`);
+      }
     }
-    return { ops };
+    // After the units: a VIP answers ARP only once its traffic is DNATed. A failure here fails the
+    // sync, and the reconciler re-observes both before retrying.
+    const written = lo ? await this.lo!.write(lo.add, lo.del) : 0;
+    lo?.commit();
+    return { ops: ops + written };
   }
 
-  /** Deletes our table, which holds everything we made; nothing outside it is ever touched. */
+  /** Deletes our table, which holds everything we made, and our labelled addresses on lo; nothing else. */
   async cleanup(): Promise<CleanupResult> {
     const t = this.options.table;
     const tables = await this.nft(['list', 'tables']);
     if (tables.code !== 0) throw toolError('nft list tables', tables);
-    if (!tables.stdout.split('\n').some((l) => l.trim() === `table inet ${t}`)) return { removed: false };
-    const r = await this.nft(['delete', 'table', 'inet', t]);
-    if (r.code !== 0) throw toolError(`nft delete table inet ${t}`, r);
-    return { removed: true };
+    let removed = false;
+    if (tables.stdout.split('\n').some((l) => l.trim() === `table inet ${t}`)) {
+      const r = await this.nft(['delete', 'table', 'inet', t]);
+      if (r.code !== 0) throw toolError(`nft delete table inet ${t}`, r);
+      removed = true;
+    }
+    if (this.lo && (await this.lo.cleanup())) removed = true;
+    this.vips.observed(new Map(), { ours: new Set(), others: new Set() });
+    return { removed };
   }
 }
