@@ -423,10 +423,15 @@ export class AnswerIndex {
     return { name, internal: false };
   }
 
+  /** The SOA serial: the catalog revision the index reflects. */
+  get serial(): number {
+    return Math.max(0, this.revision) >>> 0;
+  }
+
   /** The SOA that goes with negative answers (RFC 2308: its minimum caps negative caching). */
   soa(ttl: number): Rr | undefined {
     if (this.suffix === '') return undefined;
-    const data: SoaData = { mname: `ns.${this.suffix}`, rname: `hostmaster.${this.suffix}`, serial: Math.max(0, this.revision) >>> 0, refresh: 3600, retry: 600, expire: 86400, minimum: ttl };
+    const data: SoaData = { mname: `ns.${this.suffix}`, rname: `hostmaster.${this.suffix}`, serial: this.serial, refresh: 3600, retry: 600, expire: 86400, minimum: ttl };
     return { name: this.suffix, type: 'SOA', ttl, data };
   }
 
