@@ -88,7 +88,12 @@ interface Contribution {
 
 /** Index keys of PTR entries: an address, in a namespace of its own. */
 const PTR_KEY = '#';
-/** Unit ids sort services before containers, each by name: the canonical order of a key's targets. */
+/**
+ * A unit is a service (keyed by its record id, which is its name: tasks name their service)
+ * or a container. Unit ids sort services before containers, each by name, and a service's
+ * tasks go by id: a key's targets come in that order whatever order objects arrived in, so
+ * an index kept by apply() and one built whole are equal, not merely equivalent.
+ */
 const SERVICE_UNIT = '1';
 const CONTAINER_UNIT = '2';
 /** The touched-keys journal resolvers read; one that falls further behind starts over. */
