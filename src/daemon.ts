@@ -14,6 +14,7 @@ import { LocalStore } from './catalog/store/local.js';
 import type { DaemonConfig } from './config.js';
 import { AnswerIndex } from './dns/answers.js';
 import { type Forwarding, setupForwarding } from './dns/forward/setup.js';
+import { DEFAULT_SELFCHECK_MS, IndexSelfCheck } from './dns/index-selfcheck.js';
 import { DnsMetrics } from './dns/metrics.js';
 import { Resolver } from './dns/resolver.js';
 import { DnsServer } from './dns/server.js';
@@ -30,6 +31,7 @@ interface Parts {
   catalog: Catalog;
   dns: DnsServer;
   dnsWorkers: DnsWorkers | undefined;
+  indexCheck: IndexSelfCheck;
   api: ApiServer;
   metrics: MetricsServer;
   health: HealthChecker;
@@ -72,7 +74,7 @@ export class Daemon {
     const indexOptions = { suffix: config.domain, ttl: config.ttl, loopbackSeesAll: config.loopbackSeesAll, othersSeeAll: config.othersSeeAll };
     const index = new AnswerIndex(indexOptions);
     index.rebuild(catalog.state);
-    catalog.on('change', (state) => index.rebuild(state));
+    catalog.on('change', (_state, _kinds, change) => index.apply(change));
     const dnsMetrics = new DnsMetrics();
     dnsMetrics.register(registry);
     const forwarding = setupForwarding(config, dnsMetrics, log);
@@ -96,7 +98,8 @@ export class Daemon {
       dnsThreads > 1
         ? new DnsWorkers({ count: dnsThreads - 1, host: config.dnsListen.host, index: indexOptions, state: () => catalog.state, forwarder: forwarding.forwarder, metrics: dnsMetrics, log })
         : undefined;
-    if (dnsWorkers) catalog.on('change', () => dnsWorkers.publish());
+    if (dnsWorkers) catalog.on('change', (_state, _kinds, change) => dnsWorkers.publish(change));
+    const indexCheck = new IndexSelfCheck({ index, state: () => catalog.state, intervalMs: DEFAULT_SELFCHECK_MS, log, metrics: dnsMetrics, onRepair: () => dnsWorkers?.resync() });
 
     const health = new HealthChecker(catalog, healthMetricsHooks(registry, log));
 
@@ -158,7 +161,7 @@ export class Daemon {
       },
     });
     api.route('GET', '/v1/dataplane', () => ({ driver: driver.name, reason: dataplaneReason, ...(balancer ? { status: balancer.status() } : {}) }));
-    const d = new Daemon({ config, catalog, dns, dnsWorkers, api, metrics, health, forwarding, docker, balancer, log });
+    const d = new Daemon({ config, catalog, dns, dnsWorkers, indexCheck, api, metrics, health, forwarding, docker, balancer, log });
     try {
       await balancer?.start();
       await dns.start();
@@ -166,6 +169,7 @@ export class Daemon {
         await dnsWorkers.start(dns.port);
         dns.spreadUdp(dnsThreads);
       }
+      indexCheck.start();
       await api.start();
       await metrics.start();
       health.start();
@@ -186,6 +190,7 @@ export class Daemon {
     await p.docker?.stop();
     p.health.stop();
     await p.balancer?.stop(); // leaves the kernel programmed: the next run adopts it
+    p.indexCheck.stop();
     await p.dnsWorkers?.stop();
     await Promise.allSettled([p.dns.stop(), p.api.stop(), p.metrics.stop()]);
     p.forwarding.close();

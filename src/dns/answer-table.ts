@@ -1,7 +1,8 @@
 // Precompiled internal answers keyed by the question's wire bytes. A lookup hashes the name
 // (ASCII case folded, as DNS compares names) and the type straight from the packet and then
 // compares bytes, so a query that hits builds no strings and no objects. The resolver fills
-// the table on a miss and empties it whenever the answer index changes.
+// the table on a miss; each entry remembers the answer index keys it derives from, so an
+// index update drops only the entries of the keys it touched.
 
 /** A counter cell: the metric bumps `n`, the registry reads it at scrape time. */
 export interface Cell {
@@ -18,6 +19,8 @@ export interface Compiled {
   ns: number;
   ar: number;
   shuffle: boolean;
+  /** Offset in `tail` of the SOA serial (the catalog revision, patched in per reply), or -1. */
+  serialAt: number;
   /** Metric cells of this (name, type, client scope), filled on first use by the fast path. */
   udpRequests?: Cell;
   responses?: Cell;
@@ -28,6 +31,8 @@ interface Slot {
   scope: number;
   value: Compiled;
   next: Slot | undefined;
+  hash: number;
+  deps: string[]; // answer index keys the value derives from
 }
 
 const FNV_OFFSET = 0x811c9dc5;
@@ -49,6 +54,7 @@ export function questionHash(buf: Uint8Array, start: number, nameEnd: number, qt
 
 export class AnswerTable {
   private readonly buckets = new Map<number, Slot>();
+  private readonly byDep = new Map<string, Set<Slot>>();
   private count = 0;
 
   /** At `max` entries the table starts over rather than grow without bound. */
@@ -71,7 +77,8 @@ export class AnswerTable {
     return undefined;
   }
 
-  set(buf: Uint8Array, start: number, nameEnd: number, qtype: number, scope: number, value: Compiled): void {
+  /** Stores an answer derived from the index keys `deps` (dropped when drop() names one of them). */
+  set(buf: Uint8Array, start: number, nameEnd: number, qtype: number, scope: number, value: Compiled, deps: string[]): void {
     if (this.count >= this.max) this.clear();
     const h = questionHash(buf, start, nameEnd, qtype, scope);
     const n = nameEnd - start;
@@ -83,15 +90,55 @@ export class AnswerTable {
     for (let s = this.buckets.get(h); s; s = s.next) {
       if (s.scope === scope && s.key.length === key.length && s.key.every((b, i) => b === key[i])) {
         s.value = value;
+        for (const d of deps) if (!s.deps.includes(d)) this.link(s, d);
         return;
       }
     }
-    this.buckets.set(h, { key, scope, value, next: this.buckets.get(h) });
+    const slot: Slot = { key, scope, value, next: this.buckets.get(h), hash: h, deps: [] };
+    this.buckets.set(h, slot);
+    for (const d of deps) this.link(slot, d);
     this.count++;
+  }
+
+  /** Drops every entry derived from index key `dep`; returns how many. */
+  drop(dep: string): number {
+    const slots = this.byDep.get(dep);
+    if (!slots) return 0;
+    let n = 0;
+    for (const s of [...slots]) n += this.unlink(s) ? 1 : 0;
+    return n;
   }
 
   clear(): void {
     this.buckets.clear();
+    this.byDep.clear();
     this.count = 0;
+  }
+
+  private link(s: Slot, dep: string): void {
+    s.deps.push(dep);
+    let set = this.byDep.get(dep);
+    if (!set) this.byDep.set(dep, (set = new Set()));
+    set.add(s);
+  }
+
+  private unlink(slot: Slot): boolean {
+    let prev: Slot | undefined;
+    let s = this.buckets.get(slot.hash);
+    while (s && s !== slot) {
+      prev = s;
+      s = s.next;
+    }
+    if (!s) return false;
+    if (prev) prev.next = s.next;
+    else if (s.next) this.buckets.set(slot.hash, s.next);
+    else this.buckets.delete(slot.hash);
+    this.count--;
+    for (const d of slot.deps) {
+      const set = this.byDep.get(d);
+      set?.delete(slot);
+      if (set?.size === 0) this.byDep.delete(d);
+    }
+    return true;
   }
 }

@@ -149,6 +149,8 @@ export class DnsMetrics {
   readonly cache = new Tally(); // hits|misses|evictions|stale|prefetch \0 kind
   readonly forwards = new Tally(); // upstream \0 rcode
   refused = 0; // forwards turned away by the concurrency cap
+  /** The answer index's periodic self-check (index-selfcheck.ts): runs, and keys found wrong. */
+  readonly indexSelfcheck = { runs: 0, mismatches: 0 };
   readonly duration = new FastHistogram('vipdns_dns_request_duration_seconds', 'Time from a request read to its response written, by protocol.', ['proto']);
   readonly forwardDuration = new FastHistogram('vipdns_forward_request_duration_seconds', 'Time an upstream took to answer one forwarded request.', ['upstream']);
   /** The latest snapshot of each DNS worker thread (see workers.ts), added at scrape time. */
@@ -328,6 +330,28 @@ export class DnsMetrics {
         collect() {
           this.reset();
           this.inc(self.refused);
+        },
+      }),
+    );
+    registry.registerMetric(
+      new Counter({
+        name: 'vipdns_dns_index_selfcheck_mismatches_total',
+        help: 'Answer index keys the periodic self-check found different from a full build of the catalog (then repaired); anything above 0 is a bug.',
+        registers: [],
+        collect() {
+          this.reset();
+          this.inc(self.indexSelfcheck.mismatches);
+        },
+      }),
+    );
+    registry.registerMetric(
+      new Counter({
+        name: 'vipdns_dns_index_selfchecks_total',
+        help: 'Runs of the answer index self-check.',
+        registers: [],
+        collect() {
+          this.reset();
+          this.inc(self.indexSelfcheck.runs);
         },
       }),
     );

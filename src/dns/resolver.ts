@@ -99,7 +99,7 @@ export class Resolver {
       if (res.kind !== 'external') {
         c = this.compile(q, res);
         // Shuffled records that name each other (SRV + glue) cannot be permuted as blocks: compile per query.
-        if (!(res.kind === 'answer' && res.shuffle && !c.shuffle)) this.table.set(buf, 12, nameEnd, q.qtype, info.scopeId, c);
+        if (!(res.kind === 'answer' && res.shuffle && !c.shuffle)) this.table.set(buf, 12, nameEnd, q.qtype, info.scopeId, c, this.index.keysOf(q.name));
       }
     }
     if (c) {
@@ -124,13 +124,21 @@ export class Resolver {
     );
   }
 
-  /** Answers and metric cells depend on the index: drop what was derived from an older one. */
+  /**
+   * Answers depend on the index: drop those of the keys it touched since we last looked.
+   * When scopes moved (or we fell behind its journal), clients' views and metric cells may
+   * differ too: drop everything.
+   */
   private checkGeneration(): void {
-    if (this.generation === this.index.generation) return;
-    this.generation = this.index.generation;
-    this.table.clear();
-    this.clients = new Map();
-    this.scopeIds = new Map();
+    const g = this.index.generation;
+    if (this.generation === g) return;
+    const touched = this.index.touchedSince(this.generation);
+    this.generation = g;
+    if (touched === 'all') {
+      this.table.clear();
+      this.clients = new Map();
+      this.scopeIds = new Map();
+    } else for (const k of touched) this.table.drop(k);
   }
 
   private client(client: Addr | string): ClientInfo | undefined {
@@ -233,6 +241,8 @@ export class Resolver {
     }
     const tailAt = w.off;
     for (const r of auth) w.rr(r);
+    // The SOA ends with serial, refresh, retry, expire, minimum (4 bytes each).
+    const serialAt = soa ? w.off - 20 - tailAt : -1;
     for (const r of add) w.rr(r);
     return {
       rcode: res.kind === 'nxdomain' ? RCODE.NXDOMAIN : RCODE.NOERROR,
@@ -243,6 +253,7 @@ export class Resolver {
       ns: auth.length,
       ar: add.length,
       shuffle: res.kind === 'answer' && res.shuffle && selfContained && blocks.length > 1,
+      serialAt,
     };
   }
 
@@ -279,6 +290,12 @@ export class Resolver {
       }
       for (let i = 0; i < n; i++) o += c.blocks[idx[i]!]!.copy(out, o);
     } else for (let i = 0; i < n; i++) o += c.blocks[i]!.copy(out, o);
+    // A kept negative answer outlives revisions that did not touch its name: current serial.
+    if (c.serialAt >= 0) {
+      c.tail.copy(out, o);
+      out.writeUInt32BE(this.index.serial, o + c.serialAt);
+      return o + c.tail.length;
+    }
     return o + c.tail.copy(out, o);
   }
 

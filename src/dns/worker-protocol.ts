@@ -1,9 +1,10 @@
 // Messages between the main thread (workers.ts) and a DNS worker thread (worker.ts).
+import type { AppliedChange } from '../catalog/changes.js';
 import type { CatalogState } from '../catalog/model.js';
 import type { IndexOptions } from './answers.js';
 import type { DnsMetricsSnapshot } from './metrics.js';
 
-/** A worker's workerData. */
+/** A worker's workerData: the whole state once, at spawn; deltas ('change') after it. */
 export interface WorkerInit {
   id: string;
   host: string;
@@ -15,6 +16,9 @@ export interface WorkerInit {
 }
 
 export type ToWorker =
+  /** One committed catalog change, in commit order: the worker's index applies it. */
+  | { t: 'change'; change: AppliedChange; generation: number }
+  /** The whole state: a resync after the main thread's self-check repaired its index. */
   | { t: 'state'; state: CatalogState; generation: number }
   | { t: 'forwarded'; id: number; result?: { reply: Uint8Array; rcode: number; source: 'forward' | 'cache' }; error?: string }
   | { t: 'stop' };

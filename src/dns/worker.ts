@@ -1,6 +1,7 @@
 // A DNS worker thread: one more UDP socket on the daemon's DNS address and port (SO_REUSEPORT:
-// the kernel spreads client flows over the sockets), with its own answer index and resolver
-// rebuilt from the catalog state the main thread sends. Internal names are answered here;
+// the kernel spreads client flows over the sockets), with its own answer index and resolver,
+// built from the catalog state it starts with and kept current from the changes the main
+// thread sends after it. Internal names are answered here;
 // forwarding goes to the main thread, which owns the upstreams, their health and the cache.
 // Metrics go back as snapshots. Only workers.ts starts this file.
 import { parentPort, workerData } from 'node:worker_threads';
@@ -65,6 +66,10 @@ function finish(): void {
 
 port.on('message', (m: ToWorker) => {
   switch (m.t) {
+    case 'change':
+      index.apply(m.change);
+      post({ t: 'applied', generation: m.generation });
+      break;
     case 'state':
       index.rebuild(m.state);
       post({ t: 'applied', generation: m.generation });

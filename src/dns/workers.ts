@@ -1,10 +1,11 @@
 // DNS worker threads, main side: starts `count` threads (worker.ts) that each bind one more
 // UDP socket on the DNS port with SO_REUSEPORT, so UDP answering uses more than one core. The
 // main thread keeps TCP, forwarding (upstream health, cache) and the catalog: it sends each
-// worker the catalog state after every change (coalesced), answers their forwards, and adds
-// their metrics to its registry. A worker that dies is logged and started again; its counts
+// worker the whole catalog state once, when it starts, and then every committed change as a
+// delta, in order; it answers their forwards and adds their metrics to its registry. A worker that dies is logged and started again; its counts
 // are folded into the main thread's so counters never go backwards.
 import { Worker } from 'node:worker_threads';
+import type { AppliedChange } from '../catalog/changes.js';
 import type { CatalogState } from '../catalog/model.js';
 import type { Logger } from '../log.js';
 import type { IndexOptions } from './answers.js';
@@ -18,6 +19,7 @@ export interface DnsWorkersOptions {
   count: number;
   host: string;
   index: IndexOptions;
+  /** The current state, sent whole to a worker when it starts (and on resync). */
   state: () => CatalogState;
   forwarder: Forwarder;
   metrics?: DnsMetrics;
@@ -41,7 +43,6 @@ const STABLE_MS = 30_000;
 export class DnsWorkers {
   private readonly slots: Slot[];
   private generation = 0;
-  private publishQueued = false;
   private stopping = false;
   private waiters: Array<() => void> = [];
   private port = 0;
@@ -63,17 +64,23 @@ export class DnsWorkers {
     this.started = true;
   }
 
-  /** The catalog changed: send the new state to every worker (once per turn of the event loop). */
-  publish(): void {
+  /**
+   * A change was committed: send it to every worker thread, serving or starting (a starting
+   * thread's queue holds it until its index, built from the state it was spawned with, is
+   * up). Call it for every change, in commit order, synchronously from the catalog's event.
+   */
+  publish(change: AppliedChange): void {
     this.generation++;
-    if (this.publishQueued || this.stopping) return;
-    this.publishQueued = true;
-    setImmediate(() => {
-      this.publishQueued = false;
-      if (this.stopping) return;
-      const state = this.opts.state();
-      for (const s of this.slots) if (s.ready) this.post(s, { t: 'state', state, generation: this.generation });
-    });
+    if (this.stopping) return;
+    for (const s of this.slots) this.post(s, { t: 'change', change, generation: this.generation });
+  }
+
+  /** Sends every worker the whole state (the main thread's index was repaired from it). */
+  resync(): void {
+    this.generation++;
+    if (this.stopping) return;
+    const state = this.opts.state();
+    for (const s of this.slots) this.post(s, { t: 'state', state, generation: this.generation });
   }
 
   /**
@@ -157,10 +164,9 @@ export class DnsWorkers {
             started = true;
             s.ready = true;
             s.readyAt = Date.now();
-            s.applied = m.generation;
-            // Changes published while it started: bring it up to date.
-            if (m.generation < this.generation) this.post(s, { t: 'state', state: this.opts.state(), generation: this.generation });
-            else this.wakeIfSettled();
+            // Changes published while it started are queued to it already (it may have applied some).
+            s.applied = Math.max(s.applied, m.generation);
+            this.wakeIfSettled();
             resolve();
             break;
           case 'failed': {

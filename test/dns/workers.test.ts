@@ -1,10 +1,12 @@
 // DNS worker threads' lifecycle, driven directly (no daemon): a worker that dies is started
-// again even when its first restart cannot bind, and a forward answered after its worker died
-// never reaches the replacement (which numbers its forwards from 1 again).
+// again even when its first restart cannot bind, a forward answered after its worker died
+// never reaches the replacement (which numbers its forwards from 1 again), and a worker kept
+// current by deltas answers as the catalog says.
 import test from 'ava';
 import * as dgram from 'node:dgram';
 import type { Worker } from 'node:worker_threads';
 import * as packet from 'dns-packet';
+import { applyChange, diffStates } from '../../src/catalog/changes.js';
 import { emptyState } from '../../src/catalog/model.js';
 import { DEFAULT_TTL } from '../../src/dns/answers.js';
 import { Forwarder } from '../../src/dns/forward/forwarder.js';
@@ -98,4 +100,77 @@ maybe("an upstream answer that arrives after its worker died is not handed to th
   t.is(b.got[0]!.questions?.[0]?.name, 'b.example');
   t.is((b.got[0]!.answers?.[0] as { data: string }).data, '192.0.2.2');
   t.is(a.got.length, 0, "the first client's worker died with its query: no reply (it retries)");
+});
+
+/** A catalog stand-in: edits go through diffStates/applyChange and out as deltas, as the catalog's do. */
+function liveCatalog(pool: () => DnsWorkers | undefined) {
+  const s = state();
+  return {
+    state: () => s,
+    edit(fn: (next: ReturnType<typeof state>) => void): void {
+      const next = structuredClone(s);
+      fn(next);
+      const { applied } = applyChange(s, diffStates(s, next), s.revision + 1);
+      s.revision++;
+      pool()?.publish(applied);
+    },
+  };
+}
+
+async function answersOf(port: number, name: string, id: number): Promise<string[]> {
+  const q = await ask(port, name, id);
+  try {
+    await until(`an answer for ${name}`, () => q.got.length > 0, 3000);
+  } finally {
+    q.close();
+  }
+  const p = q.got[0]! as packet.Packet & { rcode?: string };
+  return p.rcode === 'NOERROR' ? (p.answers ?? []).map((a) => String((a as { data: unknown }).data)).sort() : [p.rcode ?? '?'];
+}
+
+maybe('a worker answers from its start state plus deltas: adds, health flips and removes, also ones sent while it started', async (t) => {
+  const port = await freePort();
+  let pool: DnsWorkers | undefined;
+  const cat = liveCatalog(() => pool);
+  pool = new DnsWorkers({ count: 1, host: '127.0.0.1', index, state: cat.state, forwarder: new Forwarder({ upstreams: [] }), log: logger(), metricsIntervalMs: 100 });
+  const started = pool.start(port);
+  t.teardown(() => pool!.stop());
+  // Deltas published while the thread starts wait in its queue, after the state it got.
+  cat.edit((s) => (s.services.api = { id: 'a', name: 'api', aliases: ['rpc'], endpointMode: 'dnsrr', attachments: [{ network: 'front' }], ports: [], fwmark: 257, createdAt: '' }));
+  for (let i = 1; i <= 3; i++) cat.edit((s) => (s.tasks[`a${i}`] = { id: `a${i}`, name: `api.${i}`, service: 'api', slot: i, addresses: { front: `10.0.9.${10 + i}` }, health: 'unknown', createdAt: '' }));
+  await started;
+  t.true(await pool.settled(5000));
+  t.deepEqual(await answersOf(port, 'rpc', 1), ['10.0.9.11', '10.0.9.12', '10.0.9.13']);
+
+  cat.edit((s) => (s.tasks.a2!.health = 'unhealthy'));
+  cat.edit((s) => delete s.tasks.a3);
+  cat.edit((s) => (s.containers.db = { id: 'd', name: 'db', aliases: [], addresses: { front: '10.0.9.100' }, createdAt: '' }));
+  t.true(await pool.settled(5000));
+  t.deepEqual(await answersOf(port, 'api', 2), ['10.0.9.11']);
+  t.deepEqual(await answersOf(port, 'api.3.vipdns.internal', 3), ['NXDOMAIN'], "a removed task's name");
+  t.deepEqual(await answersOf(port, 'db.front', 4), ['10.0.9.100']);
+
+  cat.edit((s) => {
+    delete s.services.web;
+    delete s.containers.db;
+  });
+  cat.edit((s) => (s.networks.front!.ipamCursor = '9')); // an allocation: changes no answer
+  t.true(await pool.settled(5000));
+  t.deepEqual(await answersOf(port, 'web', 5), ['NXDOMAIN']);
+  t.deepEqual(await answersOf(port, 'db', 6), ['NXDOMAIN']);
+  t.deepEqual(await answersOf(port, 'api', 7), ['10.0.9.11']);
+
+  // A restarted thread starts from the whole state, then takes deltas again.
+  await workerOf(pool)!.terminate();
+  await until('the restart', () => pool!.running === 1);
+  cat.edit((s) => delete s.tasks.a1);
+  t.true(await pool.settled(5000));
+  t.deepEqual(await answersOf(port, 'api', 8), ['10.0.9.12'], 'fails open to the unhealthy task');
+  t.deepEqual(await answersOf(port, 'api.1.vipdns.internal', 9), ['NXDOMAIN']);
+
+  // A resync (after the main thread repaired its index) sends the whole state.
+  cat.state().containers.cache = { id: 'c', name: 'cache', aliases: [], addresses: { front: '10.0.9.50' }, createdAt: '' };
+  pool.resync();
+  t.true(await pool.settled(5000));
+  t.deepEqual(await answersOf(port, 'cache', 10), ['10.0.9.50']);
 });

@@ -5,7 +5,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { Catalog } from '../../src/catalog/catalog.js';
-import { FileStore } from '../../src/catalog/store/file.js';
+import { LocalStore } from '../../src/catalog/store/local.js';
 import { DockerSource } from '../../src/catalog/sources/docker.js';
 import { removeDir, tempDir } from '../helpers/daemon.js';
 import { FakeEngine, container, network } from './fake-engine.js';
@@ -20,7 +20,7 @@ async function until(what: string, f: () => boolean, ms = 5000): Promise<void> {
 
 async function setup(t: import('ava').ExecutionContext, dir = tempDir()) {
   const engine = await new FakeEngine().start();
-  const catalog = await Catalog.open(await FileStore.open(dir));
+  const catalog = await Catalog.open(await LocalStore.open(dir));
   const mk = (): DockerSource =>
     new DockerSource({ url: `unix://${engine.socket}`, catalog, ownedFile: join(dir, 'docker-source.json'), log: pino({ level: 'silent' }), debounceMs: 30, maxDelayMs: 200, backoffMinMs: 50, backoffMaxMs: 200 });
   t.teardown(async () => {
