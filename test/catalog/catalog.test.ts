@@ -136,3 +136,38 @@ test('a change event follows each commit', async (t) => {
   t.true(seen.length >= 2);
   t.is(seen.at(-1), c.state.revision);
 });
+
+test('a batch commits several mutations as one change, all or nothing; attempt() drops one bad op alone', async (t) => {
+  const { c, dir } = await open();
+  t.teardown(() => removeDir(dir));
+  await c.createNetwork({ name: 'n', subnet: '10.1.0.0/29' }); // 5 usable addresses
+  const changes: number[] = [];
+  c.on('change', (_s, _k, ch) => changes.push(ch.puts.length + ch.deletes.length));
+  // Three writes that depend on each other, one change.
+  const r = await c.batch((b) => {
+    b.createService({ name: 'web', networks: ['n'] });
+    const t1 = b.addTask({ service: 'web' });
+    const t2 = b.addTask({ service: 'web' });
+    return [t1.addresses.n, t2.addresses.n];
+  });
+  t.is(changes.length, 1, 'one commit');
+  t.is(new Set([c.service('web').attachments[0]!.vip, ...r]).size, 3, 'VIP and task addresses distinct inside one batch');
+  // A throw anywhere rejects the batch and changes nothing.
+  const before = snapshot(c);
+  await t.throwsAsync(
+    c.batch((b) => {
+      b.addTask({ service: 'web' });
+      b.addTask({ service: 'nope' });
+    }),
+    { message: /no service "nope"/ },
+  );
+  t.is(snapshot(c), before);
+  // attempt(): the failing op alone is undone; the others commit.
+  const errs = await c.batch((b) => [b.attempt(() => b.addTask({ service: 'web' })), b.attempt(() => b.addTask({ service: 'web', ips: ['10.9.9.9'] })), b.attempt(() => b.addTask({ service: 'web' }))]);
+  t.false(errs[0] instanceof Error);
+  t.true(errs[1] instanceof Error && /outside every network/.test(errs[1].message));
+  t.false(errs[2] instanceof Error);
+  t.is(c.tasksOf('web').length, 4);
+  // The pool is now full: exhaustion is reported, not a duplicate address.
+  await t.throwsAsync(c.addTask({ service: 'web' }), { message: /exhausted/ });
+});
