@@ -205,6 +205,9 @@ export class EtcdStore implements ReplicatedStore {
     this.waiters = [];
     // The lease is released, not revoked: this daemon's tasks expire after the TTL, as they
     // would after a crash, so a restart or a stop never differs from what peers must handle.
+    // One last keepalive first, so a restart has the whole TTL to adopt them (the last periodic
+    // one may be up to a third of the TTL old; under load a restart took longer than the rest).
+    await this.lease?.keepaliveOnce({ deadline: Date.now() + 1000 }).catch(() => undefined);
     this.lease?.release();
     await this.watcher?.cancel().catch(() => undefined);
     this.client.close();
