@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { CatalogIndex } from '../../src/catalog/lookups.js';
 import { type CatalogState, emptyState } from '../../src/catalog/model.js';
 import { Txn } from '../../src/catalog/txn.js';
+import { bound } from '../../src/catalog/mutations.js';
 import { record, runOps } from '../../src/catalog/sources/docker-apply.js';
 import { parsePorts, parseVips } from '../../src/catalog/sources/docker-labels.js';
 import { mapDocker } from '../../src/catalog/sources/docker-map.js';
@@ -132,6 +133,56 @@ test('plan: a hand-made service with a fixed VIP gets the tasks; changed labels 
   t.deepEqual(upd[0], { op: 'updateService', name: 'web', upd: { aliasAdd: ['www'], aliasRm: [], ports: [{ protocol: 'tcp', target: 80, published: 8080 }] } });
   const rr = [container('web-1', { front: { ip: '10.0.9.2' } }, { 'vipdns.service': 'web', 'vipdns.endpoint-mode': 'dnsrr' })];
   t.deepEqual(plan(mapDocker(nets, rr), viewOf(state), owned).ops.map((o) => o.op), ['removeService', 'createService', 'addTask'], 'a mode change recreates the service');
+});
+
+test('plan: VIPs asked for by label are checked against Docker and the catalog; one freed in the same plan may be reused', async (t) => {
+  const nets = [network('front', '10.0.9.0/24')];
+  const state = emptyState();
+  state.networks.front = { id: 'n', name: 'front', subnet: '10.0.9.0/24', gateway: '10.0.9.1', attachable: true, createdAt: '', ipamCursor: '1' };
+  state.services.old = { id: 's', name: 'old', aliases: [], endpointMode: 'vip', attachments: [{ network: 'front', vip: '10.0.9.100' }], ports: [], fwmark: 256, createdAt: '' };
+  state.services.byhand = { id: 'h', name: 'byhand', aliases: [], endpointMode: 'vip', attachments: [{ network: 'front', vip: '10.0.9.101' }], ports: [], fwmark: 257, createdAt: '' };
+  const owned = { ...emptyOwned(), networks: { front: 'front-id' }, services: { old: 'old-1' } };
+  const cs = [
+    container('a-1', { front: { ip: '10.0.9.2' } }, { 'vipdns.service': 'a', 'vipdns.vip': '10.0.9.100' }), // old's VIP: old goes in this plan
+    container('b-1', { front: { ip: '10.0.9.3' } }, { 'vipdns.service': 'b', 'vipdns.vip': '10.0.9.101' }), // a hand-made service holds it
+    container('c-1', { front: { ip: '10.0.9.4' } }, { 'vipdns.service': 'c', 'vipdns.vip': 'front=10.0.9.5' }), // a container holds it
+    container('d-1', { front: { ip: '10.0.9.5' } }),
+    container('e-1', { front: { ip: '10.0.9.6' } }, { 'vipdns.service': 'e' }),
+  ];
+  const p = plan(mapDocker(nets, cs), viewOf(state), owned);
+  const svcs = p.ops.filter((o) => o.op === 'createService').map((o) => (o as Extract<(typeof p.ops)[number], { op: 'createService' }>).req);
+  t.deepEqual(svcs.map((r) => [r.name, r.networks]), [['a', [{ network: 'front', vip: '10.0.9.100' }]], ['e', ['front']]]);
+  t.true(p.ops.some((o) => o.op === 'removeService' && o.name === 'old'));
+  t.true(p.warnings.some((w) => /service "b": VIP 10\.0\.9\.101 asked for on "front" is in use/.test(w)));
+  t.true(p.warnings.some((w) => /service "c": VIP 10\.0\.9\.5 asked for on "front" is in use/.test(w)));
+  t.true(p.held.get('front')!.has('10.0.9.100'), 'an automatic pick for e must not take the VIP a asks for');
+  // Run on one transaction, as the source's batch does: old's VIP is free for a by the time a is created.
+  const tx = new Txn(state, CatalogIndex.of(state));
+  const out = runOps(bound(tx, undefined), p.ops, p.held);
+  t.deepEqual(out.map((o) => [o.op.op, o.result]), [['removeService', 'ok'], ['createService', 'ok'], ['createService', 'ok'], ['addTask', 'ok'], ['addTask', 'ok'], ['addContainer', 'ok']]);
+  t.is(tx.service('a').attachments[0]!.vip, '10.0.9.100');
+  t.is(tx.service('e').attachments[0]!.vip, '10.0.9.254');
+});
+
+test("plan: its catalog lookups are bounded by Docker's and the owned entries, not by the catalog's size", (t) => {
+  const nets = [network('front', '10.0.9.0/24')];
+  const cs = [container('web-1', { front: { ip: '10.0.9.2' } }, { 'vipdns.service': 'web', 'vipdns.alias': 'www' }), container('db', { front: { ip: '10.0.9.3' } })];
+  const lookups = (services: number): number => {
+    const state = emptyState();
+    state.networks.api = { id: 'a', name: 'api', subnet: '10.64.0.0/16', gateway: '10.64.0.1', attachable: true, createdAt: '', ipamCursor: '1' };
+    for (let i = 0; i < services; i++) {
+      state.services[`s${i}`] = { id: `s${i}`, name: `s${i}`, aliases: [], endpointMode: 'vip', attachments: [{ network: 'api', vip: `10.64.${i >> 8}.${(i & 255) + 1}` }], ports: [], fwmark: 256 + i, createdAt: '' };
+    }
+    const inner = viewOf(state);
+    let n = 0;
+    const counting: CatalogReader = {
+      find: (kind, name) => (n++, inner.find(kind, name)),
+      addresses: (net) => (n++, inner.addresses(net)),
+    };
+    t.deepEqual(plan(mapDocker(nets, cs), counting, emptyOwned()).ops.map((o) => o.op), ['createNetwork', 'createService', 'addTask', 'addContainer']);
+    return n;
+  };
+  t.is(lookups(2000), lookups(10));
 });
 
 test('event splitter: lines, glued objects, split chunks, braces in strings, garbage', (t) => {
