@@ -1,7 +1,8 @@
 // The Docker engine source: lists the engine's networks and containers, converges the catalog
 // to them (docker-map.ts → docker-plan.ts → docker-apply.ts, one catalog batch per pass), then
-// follows /events and converges again after each burst of changes. Level-triggered: every pass recomputes from a full listing, so a lost event
-// or an engine restart only delays convergence. Reconnects with exponential backoff.
+// follows /events and converges again after each burst of changes. Level-triggered: every pass
+// recomputes from a full listing, so a lost event or an engine restart only delays convergence.
+// Reconnects with exponential backoff.
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { VipdnsError, errorMessage } from '../../errors.js';
 import type { Logger } from '../../log.js';
