@@ -9,6 +9,7 @@ import type { ContainerRequest, NetworkRequest, ServiceRequest, ServiceUpdate, T
 import type { ObjectKind, ObjectTypes } from '../changes.js';
 import type { Health, PortSpec } from '../model.js';
 import type { Desired, DesiredService, DesiredTask } from './docker-map.js';
+
 /** What the source created, by catalog name (lower case) → Docker ID. Persisted beside the store. */
 export interface Owned {
   networks: Record<string, string>;
