@@ -1,19 +1,30 @@
 // Address allocation inside a transaction: the one allocator of every writer (API, config,
 // Docker source). Next-fit over the network's pool with the cursor kept on the network, so
 // freed addresses are handed out last; what is in use comes from the transaction's view.
+// A writer beside another IPAM (the Docker source) asks for addresses from the top of the
+// subnet and names the addresses that IPAM holds, which the catalog may not know of yet.
 import { parseCidr, parseIp } from '../net/ip.js';
-import { type Pool, allocate, checkRequested } from './ipam.js';
+import { type Pool, allocate, allocateTop, checkRequested } from './ipam.js';
 import type { Network } from './model.js';
 import type { Txn } from './txn.js';
+
+export interface AllocOptions {
+  /** 'top': the highest free address downwards (cursor untouched); default: next-fit. */
+  from?: 'next' | 'top';
+  /** Addresses automatic picks skip on a network, beyond the catalog's own (canonical text). */
+  exclude?: (network: string) => ReadonlySet<string> | undefined;
+}
 
 export function poolOf(net: Network): Pool {
   return { name: net.name, prefix: parseCidr(net.subnet), gateway: parseIp(net.gateway).value };
 }
 
-/** The next free address of `network`; moves its cursor. */
-export function allocateOn(tx: Txn, network: string): string {
+/** The next free address of `network`; a next-fit allocation moves its cursor. */
+export function allocateOn(tx: Txn, network: string, opts: AllocOptions = {}): string {
   const net = tx.network(network);
-  const got = allocate(poolOf(net), tx.addresses(net.name), BigInt(net.ipamCursor));
+  const exclude = opts.exclude?.(net.name);
+  if (opts.from === 'top') return allocateTop(poolOf(net), tx.addresses(net.name), exclude);
+  const got = allocate(poolOf(net), tx.addresses(net.name), BigInt(net.ipamCursor), exclude);
   tx.put('network', net.name, { ...net, ipamCursor: got.cursor.toString() });
   return got.ip;
 }
@@ -24,7 +35,7 @@ export function requestOn(tx: Txn, network: string, ip: string, what: string): s
   return checkRequested(poolOf(net), ip, tx.addresses(net.name), what);
 }
 
-/** `requested` when given (checked), else the next free address. */
-export function addressOn(tx: Txn, network: string, requested: string | undefined, what: string): string {
-  return requested !== undefined && requested !== '' ? requestOn(tx, network, requested, what) : allocateOn(tx, network);
+/** `requested` when given (checked against the catalog only), else a free address. */
+export function addressOn(tx: Txn, network: string, requested: string | undefined, what: string, opts: AllocOptions = {}): string {
+  return requested !== undefined && requested !== '' ? requestOn(tx, network, requested, what) : allocateOn(tx, network, opts);
 }

@@ -1,6 +1,6 @@
 // IP address management: pure functions over a network's prefix and the set of addresses in use.
 import { VipdnsError } from '../errors.js';
-import { type Prefix, contains, formatCidr, formatIp, parseIp, prefixSize } from '../net/ip.js';
+import { type Prefix, contains, formatCidr, formatIp, parseIp, prefixSize, tryParseIp } from '../net/ip.js';
 
 /** The addresses in use on a pool's network, as far as allocation needs them. */
 export interface InUse {
@@ -59,33 +59,65 @@ export interface Allocation {
   cursor: bigint;
 }
 
+const NONE: ReadonlySet<string> = new Set();
+
 /**
  * Next-fit allocation after `cursor`, wrapping once: recently freed addresses are handed out
  * last, so a stale DNS answer or conntrack entry rarely points at a new owner.
- * `inUse` holds canonical addresses of this pool only.
+ * `inUse` holds canonical addresses of this pool only; `exclude` holds more to skip (canonical),
+ * e.g. addresses another IPAM has handed out that the catalog does not hold (yet).
  */
-export function allocate(pool: Pool, inUse: InUse, cursor: bigint): Allocation {
+export function allocate(pool: Pool, inUse: InUse, cursor: bigint, exclude: ReadonlySet<string> = NONE): Allocation {
   const size = prefixSize(pool.prefix);
   const reserved = reservedOffsets(pool);
   const usable = size - BigInt(reserved.size);
-  if (BigInt(inUse.size) >= usable) throw exhausted(pool, size, reserved.size, inUse.size);
-  // At most inUse.size + reserved.size + 1 probes: a free address is always that close.
+  if (BigInt(inUse.size) >= usable) throw exhausted(pool, inUse, exclude);
+  // At most inUse.size + exclude.size + reserved.size + 1 probes: a free address is always that close.
   let off = cursor;
-  const limit = BigInt(inUse.size + reserved.size + 2);
+  const limit = BigInt(inUse.size + exclude.size + reserved.size + 2);
   for (let i = 0n; i < limit; i++) {
     off = off + 1n >= size ? 0n : off + 1n;
     if (reserved.has(off)) continue;
     const ip = formatIp({ family: pool.prefix.family, value: pool.prefix.base + off });
-    if (!inUse.has(ip)) return { ip, cursor: off };
+    if (!inUse.has(ip) && !exclude.has(ip)) return { ip, cursor: off };
   }
-  throw exhausted(pool, size, reserved.size, inUse.size);
+  throw exhausted(pool, inUse, exclude);
 }
 
-function exhausted(pool: Pool, size: bigint, reserved: number, used: number): VipdnsError {
+/**
+ * The highest free address, from the top of the pool downwards, for VIPs beside an IPAM that
+ * hands out addresses from the bottom (Docker's): the two meet last. No cursor: the top is
+ * always tried first, so a freed VIP is the next one given out.
+ */
+export function allocateTop(pool: Pool, inUse: InUse, exclude: ReadonlySet<string> = NONE): string {
+  const size = prefixSize(pool.prefix);
+  const reserved = reservedOffsets(pool);
+  if (BigInt(inUse.size) >= size - BigInt(reserved.size)) throw exhausted(pool, inUse, exclude);
+  // Same bound as allocate(): every probe that fails is a reserved, used or excluded address.
+  const limit = BigInt(inUse.size + exclude.size + reserved.size + 1);
+  let off = size - 1n;
+  for (let i = 0n; i < limit && off >= 0n; i++, off--) {
+    if (reserved.has(off)) continue;
+    const ip = formatIp({ family: pool.prefix.family, value: pool.prefix.base + off });
+    if (!inUse.has(ip) && !exclude.has(ip)) return ip;
+  }
+  throw exhausted(pool, inUse, exclude);
+}
+
+function exhausted(pool: Pool, inUse: InUse, exclude: ReadonlySet<string>): VipdnsError {
+  const size = prefixSize(pool.prefix);
+  const reserved = reservedOffsets(pool);
   const bigger = pool.prefix.bits > 1 ? `/${pool.prefix.bits - 1} or shorter` : 'a shorter prefix';
+  // Only on failure: count the excluded addresses that take room the catalog does not know of.
+  let outside = 0;
+  for (const ip of exclude) {
+    const a = tryParseIp(ip);
+    if (a && contains(pool.prefix, a) && !reserved.has(a.value - pool.prefix.base) && !inUse.has(ip)) outside++;
+  }
+  const held = outside > 0 ? ` and ${outside} more are held outside the catalog` : '';
   return new VipdnsError(
     'SUBNET_EXHAUSTED',
-    `network "${pool.name}" (${formatCidr(pool.prefix)}) is exhausted: ${used} of its ${size - BigInt(reserved)} usable addresses are in use ` +
-      `(${size} in the subnet, ${reserved} reserved for network/gateway/broadcast); use a network with a larger subnet (${bigger})`,
+    `network "${pool.name}" (${formatCidr(pool.prefix)}) is exhausted: ${inUse.size} of its ${size - BigInt(reserved.size)} usable addresses are in use${held} ` +
+      `(${size} in the subnet, ${reserved.size} reserved for network/gateway/broadcast); use a network with a larger subnet (${bigger})`,
   );
 }

@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { VipdnsError } from '../errors.js';
 import { contains, formatCidr, formatIp, overlaps, parseCidr, parseIp } from '../net/ip.js';
-import { addressOn, allocateOn, requestOn } from './allocator.js';
+import { type AllocOptions, addressOn, allocateOn, requestOn } from './allocator.js';
 import { defaultGateway } from './ipam.js';
 import { lc } from './lookups.js';
 import type { Container, EndpointMode, Health, HealthCheckSpec, Network, PortSpec, Service, ServiceAttachment, Task } from './model.js';
@@ -94,7 +94,8 @@ export function removeNetwork(tx: Txn, name: string): Network {
     return net;
 }
 
-export function createService(tx: Txn, req: ServiceRequest): Service {
+/** `alloc`: how VIPs are picked (the Docker source takes them from the top, around Docker's addresses). */
+export function createService(tx: Txn, req: ServiceRequest, alloc?: AllocOptions): Service {
     const name = checkName('service', req.name);
     checkPrimaryNameFree(tx, name);
     const mode = checkMode(req.endpointMode ?? 'vip');
@@ -110,7 +111,7 @@ export function createService(tx: Txn, req: ServiceRequest): Service {
       name,
       aliases,
       endpointMode: mode,
-      attachments: planAttachments(tx, req.networks, mode, name, []),
+      attachments: planAttachments(tx, req.networks, mode, name, [], alloc),
       ports,
       fwmark: tx.nextFwmark,
       createdAt: now(),
@@ -247,7 +248,7 @@ function checkMode(m: unknown): EndpointMode {
   return m;
 }
 
-function planAttachments(tx: Txn, reqs: AttachmentRequest[], mode: EndpointMode, svcName: string, existing: string[]): ServiceAttachment[] {
+function planAttachments(tx: Txn, reqs: AttachmentRequest[], mode: EndpointMode, svcName: string, existing: string[], alloc?: AllocOptions): ServiceAttachment[] {
   const out: ServiceAttachment[] = [];
   const seen = new Set(existing);
   for (const r of reqs) {
@@ -260,7 +261,7 @@ function planAttachments(tx: Txn, reqs: AttachmentRequest[], mode: EndpointMode,
       out.push({ network: net.name });
       continue;
     }
-    out.push({ network: net.name, vip: addressOn(tx, net.name, vip, 'VIP') });
+    out.push({ network: net.name, vip: addressOn(tx, net.name, vip, 'VIP', alloc) });
   }
   return out;
 }
@@ -317,7 +318,7 @@ export function bound(tx: Txn, limit: number | undefined) {
   return {
     createNetwork: (req: NetworkRequest) => createNetwork(tx, req),
     removeNetwork: (name: string) => removeNetwork(tx, name),
-    createService: (req: ServiceRequest) => createService(tx, req),
+    createService: (req: ServiceRequest, alloc?: AllocOptions) => createService(tx, req, alloc),
     updateService: (name: string, upd: ServiceUpdate) => updateService(tx, name, upd, limit),
     removeService: (name: string) => removeService(tx, name),
     addTask: (req: TaskRequest) => addTask(tx, req),
@@ -337,6 +338,8 @@ export function bound(tx: Txn, limit: number | undefined) {
     },
     /** Reads as the batch sees them (its own writes included). */
     view: tx,
+    /** The store's cap on objects per commit, if any: a caller splits bigger work into several batches. */
+    limit,
   };
 }
 export type Batch = ReturnType<typeof bound>;

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { allocate, checkRequested, defaultGateway, usableCount, type Pool } from '../../src/catalog/ipam.js';
+import { allocate, allocateTop, checkRequested, defaultGateway, usableCount, type Pool } from '../../src/catalog/ipam.js';
 import { parseCidr } from '../../src/net/ip.js';
 
 const pool = (cidr: string): Pool => {
@@ -60,4 +60,27 @@ test('requested addresses: outside, reserved and in use are refused', (t) => {
   t.throws(() => checkRequested(p, '10.0.9.255', new Set(), 'VIP'), { message: /broadcast address/ });
   t.throws(() => checkRequested(p, '10.0.9.0', new Set(), 'VIP'), { message: /network address/ });
   t.throws(() => checkRequested(p, '10.0.9.50', new Set(['10.0.9.50']), 'task IP'), { message: /already in use/ });
+});
+
+test('from the top: the highest free address downwards, never broadcast or gateway', (t) => {
+  t.is(allocateTop(pool('10.0.9.0/24'), new Set()), '10.0.9.254');
+  const gwTop: Pool = { ...pool('10.0.9.0/24'), gateway: 0x0a0009fen }; // gateway 10.0.9.254
+  t.is(allocateTop(gwTop, new Set(['10.0.9.253'])), '10.0.9.252');
+  t.is(allocateTop(pool('fd00::/120'), new Set()), 'fd00::ff', 'IPv6 has no broadcast address');
+  t.is(allocateTop(pool('10.2.0.0/31'), new Set()), '10.2.0.1');
+  // A /30 has one usable address besides the gateway (.2); taken, the pool is exhausted.
+  t.throws(() => allocateTop(pool('10.0.0.0/30'), new Set(['10.0.0.2'])), { code: 'SUBNET_EXHAUSTED' } as never);
+  const big = pool('fd00:1::/64');
+  t.is(allocateTop(big, new Set(['fd00:1::ffff:ffff:ffff:ffff'])), 'fd00:1::ffff:ffff:ffff:fffe', 'a huge pool is not scanned');
+});
+
+test('exclusions: both allocators skip addresses held outside the catalog, and say so when they fill the pool', (t) => {
+  const p = pool('10.1.0.0/29'); // .2-.6 usable
+  t.is(allocateTop(p, new Set(), new Set(['10.1.0.6', '10.1.0.5'])), '10.1.0.4');
+  t.is(allocateTop(p, new Set(['10.1.0.6']), new Set(['10.1.0.5', '10.9.9.9'])), '10.1.0.4', 'an exclusion outside the pool is harmless');
+  t.deepEqual(allocate(p, new Set(['10.1.0.2']), 1n, new Set(['10.1.0.3', '10.1.0.4'])), { ip: '10.1.0.5', cursor: 5n });
+  const err = t.throws(() => allocateTop(p, new Set(['10.1.0.2', '10.1.0.3']), new Set(['10.1.0.4', '10.1.0.5', '10.1.0.6', '10.1.0.3'])));
+  t.is((err as { code?: string }).code, 'SUBNET_EXHAUSTED');
+  t.regex(err!.message, /2 of its 5 usable addresses are in use and 3 more are held outside the catalog/);
+  t.throws(() => allocate(p, new Set(['10.1.0.2']), 1n, new Set(['10.1.0.3', '10.1.0.4', '10.1.0.5', '10.1.0.6'])), { message: /1 of its 5 usable addresses are in use and 4 more/ });
 });

@@ -2,16 +2,23 @@
 import test from 'ava';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { emptyState } from '../../src/catalog/model.js';
+import { CatalogIndex } from '../../src/catalog/lookups.js';
+import { type CatalogState, emptyState } from '../../src/catalog/model.js';
+import { Txn } from '../../src/catalog/txn.js';
+import { bound } from '../../src/catalog/mutations.js';
+import { record, runOps } from '../../src/catalog/sources/docker-apply.js';
 import { parsePorts, parseVips } from '../../src/catalog/sources/docker-labels.js';
 import { mapDocker } from '../../src/catalog/sources/docker-map.js';
-import { emptyOwned, pickVip, plan } from '../../src/catalog/sources/docker-plan.js';
+import { type CatalogReader, emptyOwned, plan } from '../../src/catalog/sources/docker-plan.js';
 import { JsonObjectSplitter } from '../../src/catalog/sources/docker-stream.js';
 import { isRelevant } from '../../src/catalog/sources/docker.js';
 import { parseDockerUrl } from '../../src/catalog/sources/docker-api.js';
 import type { DockerContainer, DockerNetwork } from '../../src/catalog/sources/docker-types.js';
 import { ROOT } from '../helpers/daemon.js';
 import { container, network } from './fake-engine.js';
+
+/** The plan reads a catalog through indexed lookups; over a bare state, as the catalog's view does. */
+const viewOf = (s: Readonly<CatalogState>): CatalogReader => new Txn(s, CatalogIndex.of(s));
 
 test('port labels: named targets, published ports merged onto them, udp', (t) => {
   t.deepEqual(parsePorts('http=80,dns=53/udp,9000', '8080:80,5353:53/udp,7000:7'), [
@@ -74,23 +81,17 @@ test('mapping: containers, aliases, stopped, ignored, invalid names, health, sha
   t.true(d.warnings.some((w) => /swarm network that is not attachable/.test(w)));
 });
 
-test('pickVip takes the highest free address, never the broadcast or gateway', (t) => {
-  t.is(pickVip('10.0.9.0/24', '10.0.9.1', new Set()), '10.0.9.254');
-  t.is(pickVip('10.0.9.0/24', '10.0.9.254', new Set(['10.0.9.253'])), '10.0.9.252');
-  t.is(pickVip('fd00::/120', undefined, new Set()), 'fd00::ff');
-  t.is(pickVip('10.0.0.0/30', undefined, new Set(['10.0.0.2', '10.0.0.1'])), undefined);
-});
-
 test('plan: creates in dependency order; converged state plans nothing; stale owned entries go, foreign ones stay', async (t) => {
   const nets = [network('front', '10.0.9.0/24', '10.0.9.1')];
   const cs = [
     container('web-1', { front: { ip: '10.0.9.2' } }, { 'vipdns.service': 'web', 'vipdns.ports': 'http=80', 'vipdns.alias': 'www' }),
     container('db', { front: { ip: '10.0.9.3', aliases: ['web', 'database'] } }),
   ];
-  const p = plan(mapDocker(nets, cs), emptyState(), emptyOwned());
+  const p = plan(mapDocker(nets, cs), viewOf(emptyState()), emptyOwned());
   t.deepEqual(p.ops.map((o) => o.op), ['createNetwork', 'createService', 'addTask', 'addContainer']);
   const svc = p.ops[1] as Extract<(typeof p.ops)[number], { op: 'createService' }>;
-  t.deepEqual(svc.req.networks, [{ network: 'front', vip: '10.0.9.254' }]);
+  t.deepEqual(svc.req.networks, ['front'], 'the VIP is picked at commit, by the catalog allocator');
+  t.deepEqual([...p.held.get('front')!].sort(), ['10.0.9.2', '10.0.9.3'], "Docker's addresses are held from VIP picks");
   const ctr = p.ops[3] as Extract<(typeof p.ops)[number], { op: 'addContainer' }>;
   t.deepEqual(ctr.req.aliases, ['database'], 'an alias that is a service name is dropped');
 
@@ -103,21 +104,18 @@ test('plan: creates in dependency order; converged state plans nothing; stale ow
   const c = await Catalog.open(await LocalStore.open(dir));
   t.teardown(() => c.close());
   const owned = emptyOwned();
-  await c.createNetwork((p.ops[0] as never as { req: never }).req);
-  owned.networks.front = 'front-id';
-  await c.createService(svc.req);
-  owned.services.web = 'web-1';
-  await c.addTask((p.ops[2] as never as { req: never }).req);
-  owned.tasks['web-1'] = cs[0]!.Id!;
-  await c.addContainer(ctr.req);
-  owned.containers.db = cs[1]!.Id!;
+  const outcomes = await c.batch((b) => runOps(b, p.ops, p.held));
+  t.deepEqual(outcomes.map((o) => o.result), ['ok', 'ok', 'ok', 'ok']);
+  record(owned, outcomes);
+  t.deepEqual(owned, { networks: { front: 'front-id' }, services: { web: 'web-1' }, tasks: { 'web-1': cs[0]!.Id! }, containers: { db: cs[1]!.Id! } });
+  t.is(c.service('web').attachments[0]!.vip, '10.0.9.254', 'VIP from the top of the subnet');
   await c.createNetwork({ name: 'mine', subnet: '10.5.0.0/24', attachable: true });
   await c.addContainer({ name: 'byhand', networks: ['front'] });
-  t.deepEqual(plan(mapDocker(nets, cs), c.state, owned).ops, [], 'converged');
+  t.deepEqual(plan(mapDocker(nets, cs), c.view(), owned).ops, [], 'converged');
 
   const stopped = [{ ...cs[0]!, State: 'exited' }, cs[1]!];
-  t.deepEqual(plan(mapDocker(nets, stopped), c.state, owned).ops.map((o) => [o.op, 'name' in o ? o.name : '']), [['removeTask', 'web-1']], 'the service (and its VIP) stays while a stopped container has the label');
-  const gone = plan(mapDocker([], []), c.state, owned).ops.map((o) => [o.op, 'name' in o ? o.name : '']);
+  t.deepEqual(plan(mapDocker(nets, stopped), c.view(), owned).ops.map((o) => [o.op, 'name' in o ? o.name : '']), [['removeTask', 'web-1']], 'the service (and its VIP) stays while a stopped container has the label');
+  const gone = plan(mapDocker([], []), c.view(), owned).ops.map((o) => [o.op, 'name' in o ? o.name : '']);
   t.deepEqual(gone, [['removeContainer', 'db'], ['removeService', 'web'], ['removeNetwork', 'front']], 'the task goes with its service; byhand and mine are not touched');
 });
 
@@ -127,14 +125,64 @@ test('plan: a hand-made service with a fixed VIP gets the tasks; changed labels 
   state.networks.front = { id: 'n', name: 'front', subnet: '10.0.9.0/24', gateway: '10.0.9.1', attachable: true, createdAt: '', ipamCursor: '1' };
   state.services.web = { id: 's', name: 'web', aliases: [], endpointMode: 'vip', attachments: [{ network: 'front', vip: '10.0.9.100' }], ports: [], fwmark: 256, createdAt: '' };
   const cs = [container('web-1', { front: { ip: '10.0.9.2' } }, { 'vipdns.service': 'web' })];
-  t.deepEqual(plan(mapDocker(nets, cs), state, emptyOwned()).ops.map((o) => o.op), ['addTask'], 'network adopted silently (same subnet), service left alone');
+  t.deepEqual(plan(mapDocker(nets, cs), viewOf(state), emptyOwned()).ops.map((o) => o.op), ['addTask'], 'network adopted silently (same subnet), service left alone');
 
   const owned = { ...emptyOwned(), services: { web: 'web-1' } };
   const relabelled = [container('web-1', { front: { ip: '10.0.9.2' } }, { 'vipdns.service': 'web', 'vipdns.alias': 'www', 'vipdns.publish': '8080:80' })];
-  const upd = plan(mapDocker(nets, relabelled), state, owned).ops;
+  const upd = plan(mapDocker(nets, relabelled), viewOf(state), owned).ops;
   t.deepEqual(upd[0], { op: 'updateService', name: 'web', upd: { aliasAdd: ['www'], aliasRm: [], ports: [{ protocol: 'tcp', target: 80, published: 8080 }] } });
   const rr = [container('web-1', { front: { ip: '10.0.9.2' } }, { 'vipdns.service': 'web', 'vipdns.endpoint-mode': 'dnsrr' })];
-  t.deepEqual(plan(mapDocker(nets, rr), state, owned).ops.map((o) => o.op), ['removeService', 'createService', 'addTask'], 'a mode change recreates the service');
+  t.deepEqual(plan(mapDocker(nets, rr), viewOf(state), owned).ops.map((o) => o.op), ['removeService', 'createService', 'addTask'], 'a mode change recreates the service');
+});
+
+test('plan: VIPs asked for by label are checked against Docker and the catalog; one freed in the same plan may be reused', async (t) => {
+  const nets = [network('front', '10.0.9.0/24')];
+  const state = emptyState();
+  state.networks.front = { id: 'n', name: 'front', subnet: '10.0.9.0/24', gateway: '10.0.9.1', attachable: true, createdAt: '', ipamCursor: '1' };
+  state.services.old = { id: 's', name: 'old', aliases: [], endpointMode: 'vip', attachments: [{ network: 'front', vip: '10.0.9.100' }], ports: [], fwmark: 256, createdAt: '' };
+  state.services.byhand = { id: 'h', name: 'byhand', aliases: [], endpointMode: 'vip', attachments: [{ network: 'front', vip: '10.0.9.101' }], ports: [], fwmark: 257, createdAt: '' };
+  const owned = { ...emptyOwned(), networks: { front: 'front-id' }, services: { old: 'old-1' } };
+  const cs = [
+    container('a-1', { front: { ip: '10.0.9.2' } }, { 'vipdns.service': 'a', 'vipdns.vip': '10.0.9.100' }), // old's VIP: old goes in this plan
+    container('b-1', { front: { ip: '10.0.9.3' } }, { 'vipdns.service': 'b', 'vipdns.vip': '10.0.9.101' }), // a hand-made service holds it
+    container('c-1', { front: { ip: '10.0.9.4' } }, { 'vipdns.service': 'c', 'vipdns.vip': 'front=10.0.9.5' }), // a container holds it
+    container('d-1', { front: { ip: '10.0.9.5' } }),
+    container('e-1', { front: { ip: '10.0.9.6' } }, { 'vipdns.service': 'e' }),
+  ];
+  const p = plan(mapDocker(nets, cs), viewOf(state), owned);
+  const svcs = p.ops.filter((o) => o.op === 'createService').map((o) => (o as Extract<(typeof p.ops)[number], { op: 'createService' }>).req);
+  t.deepEqual(svcs.map((r) => [r.name, r.networks]), [['a', [{ network: 'front', vip: '10.0.9.100' }]], ['e', ['front']]]);
+  t.true(p.ops.some((o) => o.op === 'removeService' && o.name === 'old'));
+  t.true(p.warnings.some((w) => /service "b": VIP 10\.0\.9\.101 asked for on "front" is in use/.test(w)));
+  t.true(p.warnings.some((w) => /service "c": VIP 10\.0\.9\.5 asked for on "front" is in use/.test(w)));
+  t.true(p.held.get('front')!.has('10.0.9.100'), 'an automatic pick for e must not take the VIP a asks for');
+  // Run on one transaction, as the source's batch does: old's VIP is free for a by the time a is created.
+  const tx = new Txn(state, CatalogIndex.of(state));
+  const out = runOps(bound(tx, undefined), p.ops, p.held);
+  t.deepEqual(out.map((o) => [o.op.op, o.result]), [['removeService', 'ok'], ['createService', 'ok'], ['createService', 'ok'], ['addTask', 'ok'], ['addTask', 'ok'], ['addContainer', 'ok']]);
+  t.is(tx.service('a').attachments[0]!.vip, '10.0.9.100');
+  t.is(tx.service('e').attachments[0]!.vip, '10.0.9.254');
+});
+
+test("plan: its catalog lookups are bounded by Docker's and the owned entries, not by the catalog's size", (t) => {
+  const nets = [network('front', '10.0.9.0/24')];
+  const cs = [container('web-1', { front: { ip: '10.0.9.2' } }, { 'vipdns.service': 'web', 'vipdns.alias': 'www' }), container('db', { front: { ip: '10.0.9.3' } })];
+  const lookups = (services: number): number => {
+    const state = emptyState();
+    state.networks.api = { id: 'a', name: 'api', subnet: '10.64.0.0/16', gateway: '10.64.0.1', attachable: true, createdAt: '', ipamCursor: '1' };
+    for (let i = 0; i < services; i++) {
+      state.services[`s${i}`] = { id: `s${i}`, name: `s${i}`, aliases: [], endpointMode: 'vip', attachments: [{ network: 'api', vip: `10.64.${i >> 8}.${(i & 255) + 1}` }], ports: [], fwmark: 256 + i, createdAt: '' };
+    }
+    const inner = viewOf(state);
+    let n = 0;
+    const counting: CatalogReader = {
+      find: (kind, name) => (n++, inner.find(kind, name)),
+      addresses: (net) => (n++, inner.addresses(net)),
+    };
+    t.deepEqual(plan(mapDocker(nets, cs), counting, emptyOwned()).ops.map((o) => o.op), ['createNetwork', 'createService', 'addTask', 'addContainer']);
+    return n;
+  };
+  t.is(lookups(2000), lookups(10));
 });
 
 test('event splitter: lines, glued objects, split chunks, braces in strings, garbage', (t) => {

@@ -4,9 +4,13 @@ import test from 'ava';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
+import { Registry } from 'prom-client';
 import { Catalog } from '../../src/catalog/catalog.js';
+import type { Change } from '../../src/catalog/changes.js';
 import { LocalStore } from '../../src/catalog/store/local.js';
+import type { ChangeListener, ReplicatedStore } from '../../src/catalog/store/store.js';
 import { DockerSource } from '../../src/catalog/sources/docker.js';
+import { VipdnsError } from '../../src/errors.js';
 import { removeDir, tempDir } from '../helpers/daemon.js';
 import { FakeEngine, container, network } from './fake-engine.js';
 
@@ -18,17 +22,65 @@ async function until(what: string, f: () => boolean, ms = 5000): Promise<void> {
   }
 }
 
-async function setup(t: import('ava').ExecutionContext, dir = tempDir()) {
+/** The local store with an enforced cap on objects per commit (as etcd has), and a switch that fails commits. */
+class TestStore implements ReplicatedStore {
+  /** Objects written or deleted by each commit. */
+  readonly commits: number[] = [];
+  fail = false;
+  constructor(
+    private readonly inner: ReplicatedStore,
+    readonly maxObjectsPerCommit?: number,
+  ) {}
+  get location(): string {
+    return this.inner.location;
+  }
+  open(listener: ChangeListener): ReturnType<ReplicatedStore['open']> {
+    return this.inner.open(listener);
+  }
+  async commit(change: Change): Promise<number> {
+    const n = change.puts.length + change.deletes.length;
+    if (this.fail) throw new VipdnsError('STORE_FAILED', 'test: the store refuses writes');
+    if (this.maxObjectsPerCommit !== undefined && n > this.maxObjectsPerCommit) throw new VipdnsError('STORE_FAILED', `test: ${n} objects in one commit, over the cap of ${this.maxObjectsPerCommit}`);
+    this.commits.push(n);
+    return this.inner.commit(change);
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
+
+async function setup(t: import('ava').ExecutionContext, dir = tempDir(), cap?: number) {
   const engine = await new FakeEngine().start();
-  const catalog = await Catalog.open(await LocalStore.open(dir));
+  const store = new TestStore(await LocalStore.open(dir), cap);
+  const catalog = await Catalog.open(store);
+  const registry = new Registry();
+  let made = 0;
   const mk = (): DockerSource =>
-    new DockerSource({ url: `unix://${engine.socket}`, catalog, ownedFile: join(dir, 'docker-source.json'), log: pino({ level: 'silent' }), debounceMs: 30, maxDelayMs: 200, backoffMinMs: 50, backoffMaxMs: 200 });
+    new DockerSource({
+      url: `unix://${engine.socket}`,
+      catalog,
+      ownedFile: join(dir, 'docker-source.json'),
+      log: pino({ level: 'silent' }),
+      ...(made++ === 0 ? { registry } : {}),
+      debounceMs: 30,
+      maxDelayMs: 200,
+      backoffMinMs: 50,
+      backoffMaxMs: 200,
+    });
+  // Every committed change, as consumers see it.
+  const changes: number[] = [];
+  catalog.on('change', (_s, _k, c) => changes.push(c.puts.length + c.deletes.length));
   t.teardown(async () => {
     await engine.stop();
     await catalog.close();
     removeDir(dir);
   });
-  return { engine, catalog, mk, dir };
+  const owned = (): unknown => JSON.parse(readFileSync(join(dir, 'docker-source.json'), 'utf8')).owned;
+  const metric = async (op: string, result: string): Promise<number> => {
+    const m = /\} (\d+)$/.exec((await registry.metrics()).split('\n').find((l) => l.startsWith(`vipdns_docker_changes_total{op="${op}",result="${result}"}`)) ?? '');
+    return m ? Number(m[1]) : 0;
+  };
+  return { engine, catalog, mk, dir, store, changes, owned, metric };
 }
 
 test('converges on start, follows events, a stopped container leaves, bursts coalesce', async (t) => {
@@ -113,4 +165,89 @@ test('after a restart of vipdns, entries it created earlier are cleaned up from 
   t.teardown(() => s2.stop());
   await until('cleaned', () => !catalog.findContainer('a'));
   t.truthy(catalog.findNetwork('front'), 'the network is still in Docker');
+});
+
+test('one pass is one catalog change; a VIP never takes an address Docker gave a container', async (t) => {
+  const { engine, catalog, mk, changes, metric } = await setup(t);
+  engine.networks = [network('front', '10.0.9.0/24', '10.0.9.1')];
+  engine.containers = [
+    container('api-1', { front: { ip: '10.0.9.5' } }, { 'vipdns.service': 'api' }),
+    container('web-1', { front: { ip: '10.0.9.2' } }, { 'vipdns.service': 'web' }),
+    container('web-2', { front: { ip: '10.0.9.3' } }, { 'vipdns.service': 'web' }),
+    container('db', { front: { ip: '10.0.9.4' } }),
+    // Addresses Docker handed out from the top that the catalog never gets: ignored, and a bad label.
+    container('squat', { front: { ip: '10.0.9.254' } }, { 'vipdns.ignore': 'true' }),
+    container('odd', { front: { ip: '10.0.9.253' } }, { 'vipdns.service': 'x.y' }),
+  ];
+  const src = mk();
+  await src.start();
+  t.teardown(() => src.stop());
+  await until('first pass', () => src.passes >= 1);
+  t.deepEqual(changes, [7], 'network, 2 services, 3 tasks and a container: one change');
+  const vips = ['api', 'web'].map((n) => catalog.service(n).attachments[0]!.vip);
+  t.deepEqual(vips, ['10.0.9.252', '10.0.9.251'], 'from the top, around the addresses Docker holds');
+  t.is(await metric('addTask', 'ok'), 3);
+  t.is(await metric('createService', 'ok'), 2);
+
+  // A container starting on the next address down, before vipdns sees it, and a new service: one more change.
+  engine.containers.push(container('late', { front: { ip: '10.0.9.250' } }), container('cache-1', { front: { ip: '10.0.9.6' } }, { 'vipdns.service': 'cache' }));
+  await src.syncNow();
+  t.is(changes.length, 2);
+  t.is(catalog.service('cache').attachments[0]!.vip, '10.0.9.249');
+  t.is(catalog.findContainer('late')?.addresses.front, '10.0.9.250');
+});
+
+test('one bad op fails alone; ownership records only what committed, nothing when the commit fails', async (t) => {
+  const { engine, catalog, mk, store, changes, owned, metric } = await setup(t);
+  // A hand-made network of the same subnet is used, but it takes no standalone containers.
+  await catalog.createNetwork({ name: 'front', subnet: '10.0.9.0/24' });
+  engine.networks = [network('front', '10.0.9.0/24')];
+  const web1 = container('web-1', { front: { ip: '10.0.9.2' } }, { 'vipdns.service': 'web' });
+  engine.containers = [web1, container('db', { front: { ip: '10.0.9.3' } })];
+  const before = changes.length;
+  const src = mk();
+  await src.start();
+  t.teardown(() => src.stop());
+  await until('first pass', () => src.passes >= 1);
+  t.is(changes.length - before, 1);
+  t.truthy(catalog.tasksOf('web').length === 1 && !catalog.findContainer('db'));
+  t.is(await metric('addContainer', 'error'), 1);
+  t.is(await metric('addTask', 'ok'), 1);
+  t.deepEqual(owned(), { networks: {}, services: { web: 'web-1' }, tasks: { 'web-1': web1.Id! }, containers: {} });
+
+  // The store refuses the commit: nothing happened, nothing is recorded; the next pass makes up for it.
+  store.fail = true;
+  const web2 = container('web-2', { front: { ip: '10.0.9.4' } }, { 'vipdns.service': 'web' });
+  engine.containers.push(web2);
+  await src.syncNow();
+  t.is(catalog.tasksOf('web').length, 1);
+  t.is(await metric('addTask', 'error'), 1);
+  t.deepEqual(owned(), { networks: {}, services: { web: 'web-1' }, tasks: { 'web-1': web1.Id! }, containers: {} });
+  store.fail = false;
+  await src.syncNow();
+  t.deepEqual(catalog.tasksOf('web').map((x) => x.name).sort(), ['web-1', 'web-2']);
+  t.deepEqual(owned(), { networks: {}, services: { web: 'web-1' }, tasks: { 'web-1': web1.Id!, 'web-2': web2.Id! }, containers: {} });
+});
+
+test("a store's cap on objects per commit splits a pass into a few batches, in order; a big service goes in chunks", async (t) => {
+  const { engine, catalog, mk, store, changes, owned } = await setup(t, tempDir(), 5);
+  engine.networks = [network('front', '10.0.9.0/24', '10.0.9.1')];
+  engine.containers = Array.from({ length: 12 }, (_, i) => container(`web-${i + 1}`, { front: { ip: `10.0.9.${i + 2}` } }, { 'vipdns.service': 'web' }));
+  const src = mk();
+  await src.start();
+  t.teardown(() => src.stop());
+  await until('first pass', () => src.passes >= 1);
+  t.is(catalog.tasksOf('web').length, 12);
+  t.deepEqual(store.commits, [5, 5, 4], 'network + service + 12 tasks in three commits under the cap');
+  t.is(changes.length, 3);
+  t.is(Object.keys((owned() as { tasks: object }).tasks).length, 12);
+
+  // Everything gone from Docker: the service's 12 tasks cannot go in one commit with it.
+  engine.containers = [];
+  engine.networks = [];
+  store.commits.length = 0;
+  await src.syncNow();
+  t.deepEqual(store.commits, [5, 5, 4], '5 + 5 tasks, then the last 2 with the service and the network');
+  t.is(catalog.findNetwork('front'), undefined);
+  t.deepEqual(owned(), { networks: {}, services: {}, tasks: {}, containers: {} });
 });

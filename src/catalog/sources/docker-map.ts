@@ -45,6 +45,11 @@ export interface Desired {
   services: Map<string, DesiredService>;
   tasks: Map<string, DesiredTask>;
   containers: Map<string, DesiredContainer>;
+  /**
+   * Every address Docker reports for a container on each network (by lower-case name), mapped
+   * or not (ignored, skipped, not yet announced): a VIP must never take one of them.
+   */
+  held: Map<string, Set<string>>;
   /** Things skipped and why, one line each (the source logs new ones). */
   warnings: string[];
 }
@@ -143,6 +148,17 @@ export function mapDocker(networkList: DockerNetwork[], containerList: DockerCon
   const services = new Map<string, DesiredService>();
   const tasks = new Map<string, DesiredTask>();
   const containers = new Map<string, DesiredContainer>();
+
+  const held = new Map<string, Set<string>>();
+  for (const c of containerList) {
+    for (const e of endpoints(c, networks)) {
+      const ip = addressOn(e.ep, e.net);
+      if (!ip) continue;
+      const set = held.get(lc(e.net.name)) ?? new Set<string>();
+      set.add(ip);
+      held.set(lc(e.net.name), set);
+    }
+  }
 
   const live = containerList.filter((c) => !parseBool(c.Labels?.[LABEL.ignore]) && containerName(c) !== '' && c.Id);
   // Sorted so that the same engine state always maps to the same catalog state.
@@ -251,7 +267,7 @@ export function mapDocker(networkList: DockerNetwork[], containerList: DockerCon
     }
     containers.set(lc(name), { name, containerId: c.Id!, aliases, addresses });
   }
-  return { networks, services, tasks, containers, warnings };
+  return { networks, services, tasks, containers, held, warnings };
 }
 
 function serviceFrom(name: string, c: DockerContainer, networks: Map<string, DesiredNetwork>): DesiredService {

@@ -1,9 +1,13 @@
-// Desired (from Docker) + catalog state + what the source owns → the catalog operations that
-// converge them. Pure and deterministic; the source (docker.ts) runs the operations in order.
-// The source only ever removes or changes entries it created (ownership, by name).
-import { formatIp, parseCidr, parseIp, prefixSize, tryParseIp } from '../../net/ip.js';
+// Desired (from Docker) + catalog lookups + what the source owns → the catalog operations that
+// converge them. Pure and deterministic; the source (docker.ts, docker-apply.ts) runs the
+// operations in order as one batch. The source only ever removes or changes entries it created
+// (ownership, by name). The plan reads the catalog only through indexed lookups, so a pass costs
+// what Docker holds, not what the catalog holds. VIPs are not picked here: the catalog's
+// allocator picks them at commit, from the top of the subnet, skipping every address Docker holds.
+import { formatIp, parseIp } from '../../net/ip.js';
 import type { ContainerRequest, NetworkRequest, ServiceRequest, ServiceUpdate, TaskRequest } from '../catalog.js';
-import type { CatalogState, Health, PortSpec } from '../model.js';
+import type { ObjectKind, ObjectTypes } from '../changes.js';
+import type { Health, PortSpec } from '../model.js';
 import type { Desired, DesiredService, DesiredTask } from './docker-map.js';
 
 /** What the source created, by catalog name (lower case) → Docker ID. Persisted beside the store. */
@@ -32,6 +36,8 @@ export type Op =
 export interface Plan {
   ops: Op[];
   warnings: string[];
+  /** Per lower-case network name: addresses a VIP picked at commit must skip (Docker's, and VIPs asked for). */
+  held: Map<string, Set<string>>;
 }
 
 const lc = (s: string): string => s.toLowerCase();
@@ -47,61 +53,53 @@ const sameSet = (a: string[], b: string[]): boolean => {
 const portKey = (ports: PortSpec[]): string =>
   JSON.stringify(ports.map((p) => [p.protocol, p.target, p.published ?? 0, p.name ?? '']).sort());
 
-/** Drops ownership of entries that are gone from the catalog (removed by hand, or never committed). */
-export function pruneOwned(owned: Owned, s: Readonly<CatalogState>): Owned {
-  const names = (xs: Array<{ name: string }>): Set<string> => new Set(xs.map((x) => lc(x.name)));
-  const have = {
-    networks: names(Object.values(s.networks)),
-    services: names(Object.values(s.services)),
-    tasks: names(Object.values(s.tasks)),
-    containers: names(Object.values(s.containers)),
-  };
+/** The catalog lookups a plan needs; a transaction (catalog.view()) has them, indexed. */
+export interface CatalogReader {
+  /** By name, ignoring case. */
+  find<K extends ObjectKind>(kind: K, name: string): ObjectTypes[K] | undefined;
+  /** The addresses in use on a network. */
+  addresses(network: string): { has(ip: string): boolean };
+}
+
+const KIND: Record<keyof Owned, ObjectKind> = { networks: 'network', services: 'service', tasks: 'task', containers: 'container' };
+
+/** Drops ownership of entries that are gone from the catalog (removed by hand, or never committed). O(owned). */
+export function pruneOwned(owned: Owned, view: CatalogReader): Owned {
   const out = emptyOwned();
   for (const k of Object.keys(out) as Array<keyof Owned>) {
-    for (const [n, id] of Object.entries(owned[k])) if (have[k].has(n)) out[k][n] = id;
+    for (const [n, id] of Object.entries(owned[k])) if (view.find(KIND[k], n)) out[k][n] = id;
   }
   return out;
 }
 
-/**
- * A VIP from the top of the subnet downwards: Docker's IPAM hands out addresses from the bottom,
- * so the two meet last. (Give Docker networks an --ip-range below the top to rule it out.)
- */
-export function pickVip(subnet: string, gateway: string | undefined, used: ReadonlySet<string>): string | undefined {
-  const p = parseCidr(subnet);
-  const size = prefixSize(p);
-  const gw = gateway ? tryParseIp(gateway)?.value : undefined;
-  let off = size - 1n;
-  if (size > 2n && p.family === 4) off -= 1n; // broadcast
-  const limit = BigInt(used.size) + 4n;
-  for (let i = 0n; i <= limit && off > 0n; i++, off--) {
-    const ip = formatIp({ family: p.family, value: p.base + off });
-    if (p.base + off === gw || used.has(ip)) continue;
-    return ip;
-  }
-  return undefined;
-}
-
-export function plan(desired: Desired, state: Readonly<CatalogState>, ownedIn: Owned): Plan {
-  const owned = pruneOwned(ownedIn, state);
+export function plan(desired: Desired, view: CatalogReader, ownedIn: Owned): Plan {
+  const owned = pruneOwned(ownedIn, view);
   const warnings: string[] = [];
   const removals: Op[] = [];
   const creates: Op[] = [];
-  const netByLc = new Map(Object.values(state.networks).map((n) => [lc(n.name), n]));
-  const svcByLc = new Map(Object.values(state.services).map((x) => [lc(x.name), x]));
-  const taskByLc = new Map(Object.values(state.tasks).map((t) => [lc(t.name), t]));
-  const ctrByLc = new Map(Object.values(state.containers).map((c) => [lc(c.name), c]));
+  const network = (n: string) => view.find('network', n);
+  const service = (n: string) => view.find('service', n);
+  const task = (n: string) => view.find('task', n);
+  const ctr = (n: string) => view.find('container', n);
+  // Addresses this plan frees (per lower-case network): a VIP asked for may reuse one in the same batch.
+  const freed = new Map<string, Set<string>>();
+  const free = (net: string, ip: string | undefined): void => {
+    if (!ip) return;
+    const set = freed.get(lc(net)) ?? new Set<string>();
+    set.add(ip);
+    freed.set(lc(net), set);
+  };
 
   // ---- networks that must go (owned, and gone from Docker or recreated with another subnet)
   const changedNets = new Set<string>();
   const unusable = new Set<string>(); // desired networks the source cannot use (name taken by another subnet)
   for (const [n] of Object.entries(owned.networks)) {
-    const cur = netByLc.get(n)!;
+    const cur = network(n)!;
     const d = desired.networks.get(n);
     if (!d || d.subnet !== cur.subnet || d.attachable !== cur.attachable || (d.gateway !== undefined && d.gateway !== cur.gateway)) changedNets.add(n);
   }
   for (const [n, d] of desired.networks) {
-    const cur = netByLc.get(n);
+    const cur = network(n);
     if (cur && !(n in owned.networks) && cur.subnet !== d.subnet) {
       warnings.push(`network "${d.name}": the catalog already has a network of that name with subnet ${cur.subnet} (Docker: ${d.subnet}); not managed by the Docker source, left alone`);
       unusable.add(n);
@@ -109,10 +107,10 @@ export function plan(desired: Desired, state: Readonly<CatalogState>, ownedIn: O
   }
   const touchesChanged = (addrs: Record<string, string>): boolean => Object.keys(addrs).some((k) => changedNets.has(lc(k)));
 
-  // ---- services: recreate when the mode, networks or asked-for VIPs change (VIPs must be picked by us)
+  // ---- services: recreate when the mode, networks or asked-for VIPs change
   const recreateSvc = new Set<string>();
   for (const n of Object.keys(owned.services)) {
-    const cur = svcByLc.get(n)!;
+    const cur = service(n)!;
     const d = desired.services.get(n);
     const why = !d
       ? 'no container has it any more'
@@ -128,39 +126,44 @@ export function plan(desired: Desired, state: Readonly<CatalogState>, ownedIn: O
     if (why) {
       recreateSvc.add(n);
       removals.push({ op: 'removeService', name: cur.name, why });
+      for (const a of cur.attachments) free(a.network, a.vip);
     }
   }
 
   // ---- tasks
   const keptTasks = new Set<string>();
   for (const n of Object.keys(owned.tasks)) {
-    const cur = taskByLc.get(n)!;
+    const cur = task(n)!;
     if (recreateSvc.has(lc(cur.service))) continue; // removed with its service
     const d = desired.tasks.get(n);
     const why = !d ? 'its container stopped or is gone' : lc(d.service) !== lc(cur.service) ? 'its service label changed' : !sameAddresses(d.addresses, cur.addresses) ? 'its addresses changed' : undefined;
-    if (why) removals.unshift({ op: 'removeTask', name: cur.name, why });
-    else keptTasks.add(n);
+    if (why) {
+      removals.unshift({ op: 'removeTask', name: cur.name, why });
+      for (const [net, ip] of Object.entries(cur.addresses)) free(net, ip);
+    } else keptTasks.add(n);
   }
 
   // ---- containers. Aliases may not be the name of a service or container (the catalog refuses it).
-  const primary = new Set<string>([...svcByLc.keys(), ...ctrByLc.keys(), ...desired.services.keys(), ...desired.containers.keys()]);
-  const aliasesOf = (d: { aliases: string[] }): string[] => d.aliases.filter((a) => !primary.has(lc(a)));
+  const isPrimary = (a: string): boolean => desired.services.has(lc(a)) || desired.containers.has(lc(a)) || !!service(a) || !!ctr(a);
+  const aliasesOf = (d: { aliases: string[] }): string[] => d.aliases.filter((a) => !isPrimary(a));
   const keptCtrs = new Set<string>();
   for (const n of Object.keys(owned.containers)) {
-    const cur = ctrByLc.get(n)!;
+    const cur = ctr(n)!;
     const d = desired.containers.get(n);
     const why = !d ? 'it stopped or is gone' : !sameAddresses(d.addresses, cur.addresses) || touchesChanged(cur.addresses) ? 'its addresses changed' : !sameSet(aliasesOf(d), cur.aliases) ? 'its aliases changed' : undefined;
-    if (why) removals.unshift({ op: 'removeContainer', name: cur.name, why });
-    else keptCtrs.add(n);
+    if (why) {
+      removals.unshift({ op: 'removeContainer', name: cur.name, why });
+      for (const [net, ip] of Object.entries(cur.addresses)) free(net, ip);
+    } else keptCtrs.add(n);
   }
 
-  for (const n of changedNets) removals.push({ op: 'removeNetwork', name: netByLc.get(n)!.name, why: desired.networks.has(n) ? 'recreated in Docker with other settings' : 'gone from Docker' });
+  for (const n of changedNets) removals.push({ op: 'removeNetwork', name: network(n)!.name, why: desired.networks.has(n) ? 'recreated in Docker with other settings' : 'gone from Docker' });
 
   // ---- creates: networks
   const available = new Map<string, { name: string; subnet: string; gateway?: string }>();
   for (const [n, d] of desired.networks) {
     if (unusable.has(n)) continue;
-    const cur = netByLc.get(n);
+    const cur = network(n);
     if (cur && !changedNets.has(n)) {
       available.set(n, cur);
       continue;
@@ -171,21 +174,21 @@ export function plan(desired: Desired, state: Readonly<CatalogState>, ownedIn: O
     available.set(n, d);
   }
 
-  // Addresses in use per network: catalog entries plus every Docker address (so a VIP never takes one).
-  const used = new Map<string, Set<string>>();
-  const usedOn = (net: string): Set<string> => {
-    let u = used.get(lc(net));
-    if (!u) {
-      u = new Set<string>();
-      for (const x of Object.values(state.services)) for (const a of x.attachments) if (lc(a.network) === lc(net) && a.vip) u.add(a.vip);
-      for (const t of Object.values(state.tasks)) for (const [k, ip] of Object.entries(t.addresses)) if (lc(k) === lc(net)) u.add(ip);
-      for (const c of Object.values(state.containers)) for (const [k, ip] of Object.entries(c.addresses)) if (lc(k) === lc(net)) u.add(ip);
-      for (const t of desired.tasks.values()) for (const [k, ip] of Object.entries(t.addresses)) if (lc(k) === lc(net)) u.add(ip);
-      for (const c of desired.containers.values()) for (const [k, ip] of Object.entries(c.addresses)) if (lc(k) === lc(net)) u.add(ip);
-      used.set(lc(net), u);
+  // What automatic VIP picks must skip, per network: every address Docker holds, and every VIP a
+  // label asks for (so a picked VIP never takes one another service is about to ask for).
+  const held = new Map([...desired.held].map(([net, ips]) => [net, new Set(ips)]));
+  for (const d of desired.services.values()) {
+    for (const [net, ip] of Object.entries(d.vips)) {
+      if (!held.has(lc(net))) held.set(lc(net), new Set());
+      held.get(lc(net))!.add(canonical(ip));
     }
-    return u;
-  };
+  }
+  // An asked VIP is taken if the catalog holds it (and this plan does not free it), a Docker
+  // container holds it, or another service of this plan asked for it first.
+  const claimed = new Set<string>();
+  const vipTaken = (net: string, ip: string): boolean =>
+    (view.addresses(net).has(ip) && !freed.get(lc(net))?.has(ip)) || !!desired.held.get(lc(net))?.has(ip) || claimed.has(`${lc(net)} ${ip}`);
+  const claim = (net: string, ip: string): void => void claimed.add(`${lc(net)} ${ip}`);
 
   // ---- services
   const usableSvc = new Set<string>();
@@ -194,7 +197,7 @@ export function plan(desired: Desired, state: Readonly<CatalogState>, ownedIn: O
       warnings.push(`service "${d.name}" skipped: network ${d.networks.filter((x) => !available.has(lc(x))).join(', ')} is not usable`);
       continue;
     }
-    const cur = svcByLc.get(n);
+    const cur = service(n);
     if (cur && !(n in owned.services)) {
       // Made by hand (e.g. with a fixed VIP): the source only adds the tasks, on the networks it has.
       usableSvc.add(n);
@@ -212,7 +215,7 @@ export function plan(desired: Desired, state: Readonly<CatalogState>, ownedIn: O
       continue;
     }
     if (cur === undefined && n in owned.services) continue; // cannot happen after pruneOwned
-    const networks = serviceNetworks(d, available, usedOn, warnings);
+    const networks = serviceNetworks(d, available, vipTaken, claim, warnings);
     if (!networks) continue;
     creates.push({ op: 'createService', req: { name: d.name, networks, endpointMode: d.endpointMode, aliases: d.aliases, ports: d.ports }, from: d.from });
     usableSvc.add(n);
@@ -222,7 +225,7 @@ export function plan(desired: Desired, state: Readonly<CatalogState>, ownedIn: O
   const health: Op[] = [];
   for (const [n, d] of desired.tasks) {
     if (!usableSvc.has(lc(d.service))) continue;
-    const cur = taskByLc.get(n);
+    const cur = task(n);
     if (keptTasks.has(n)) {
       if (d.health !== 'unknown' && cur && cur.health !== d.health) health.push({ op: 'setHealth', task: cur.name, health: d.health });
       continue;
@@ -232,7 +235,7 @@ export function plan(desired: Desired, state: Readonly<CatalogState>, ownedIn: O
       else warnings.push(`container "${d.name}": a task of that name already exists in the catalog (not created by the Docker source); skipped`);
       continue;
     }
-    const svc = svcByLc.get(lc(d.service));
+    const svc = service(d.service);
     if (svc && !(lc(svc.name) in owned.services)) {
       const missing = svc.attachments.map((a) => a.network).filter((net) => !(net in d.addresses));
       if (missing.length > 0) {
@@ -247,7 +250,7 @@ export function plan(desired: Desired, state: Readonly<CatalogState>, ownedIn: O
   // ---- containers
   for (const [n, d] of desired.containers) {
     if (keptCtrs.has(n)) continue;
-    const cur = ctrByLc.get(n);
+    const cur = ctr(n);
     const aliases = aliasesOf(d);
     if (cur && !(n in owned.containers)) {
       if (sameAddresses(cur.addresses, d.addresses)) creates.push({ op: 'adopt', kind: 'containers', name: cur.name, id: d.containerId });
@@ -261,41 +264,40 @@ export function plan(desired: Desired, state: Readonly<CatalogState>, ownedIn: O
   // Removals first (tasks and containers, then services, then networks), then creations in dependency order.
   const rank: Record<Op['op'], number> = { removeTask: 0, removeContainer: 0, removeService: 1, removeNetwork: 2, adopt: 3, createNetwork: 4, createService: 5, updateService: 6, addTask: 7, addContainer: 7, setHealth: 8 };
   const ops = [...removals, ...creates, ...health].map((o, i) => [o, i] as const).sort((a, b) => rank[a[0].op] - rank[b[0].op] || a[1] - b[1]).map(([o]) => o);
-  return { ops, warnings };
+  return { ops, warnings, held };
 }
 
+const canonical = (ip: string): string => {
+  try {
+    return formatIp(parseIp(ip));
+  } catch {
+    return ip;
+  }
+};
+
+/** A service's attachments: VIPs asked for by label are checked here; the rest are picked at commit. */
 function serviceNetworks(
   d: DesiredService,
   available: Map<string, { name: string; subnet: string; gateway?: string }>,
-  usedOn: (net: string) => Set<string>,
+  taken: (net: string, ip: string) => boolean,
+  claim: (net: string, ip: string) => void,
   warnings: string[],
 ): ServiceRequest['networks'] | undefined {
   const out: ServiceRequest['networks'] = [];
   for (const net of d.networks) {
     const n = available.get(lc(net))!;
-    if (d.endpointMode === 'dnsrr') {
+    const asked = d.vips[n.name];
+    if (d.endpointMode === 'dnsrr' || !asked) {
       out.push(n.name);
       continue;
     }
-    const u = usedOn(n.name);
-    const asked = d.vips[n.name];
-    if (asked) {
-      const a = formatIp(parseIp(asked));
-      if (u.has(a)) {
-        warnings.push(`service "${d.name}": VIP ${asked} asked for on "${n.name}" is in use; service skipped`);
-        return undefined;
-      }
-      u.add(a);
-      out.push({ network: n.name, vip: a });
-      continue;
-    }
-    const vip = pickVip(n.subnet, n.gateway, u);
-    if (!vip) {
-      warnings.push(`service "${d.name}": no free address for a VIP on "${n.name}" (${n.subnet}); service skipped`);
+    const a = formatIp(parseIp(asked));
+    if (taken(n.name, a)) {
+      warnings.push(`service "${d.name}": VIP ${asked} asked for on "${n.name}" is in use; service skipped`);
       return undefined;
     }
-    u.add(vip);
-    out.push({ network: n.name, vip });
+    claim(n.name, a);
+    out.push({ network: n.name, vip: a });
   }
   return out;
 }

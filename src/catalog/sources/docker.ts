@@ -1,15 +1,17 @@
 // The Docker engine source: lists the engine's networks and containers, converges the catalog
-// to them (docker-map.ts → docker-plan.ts), then follows /events and converges again after each
-// burst of changes. Level-triggered: every pass recomputes from a full listing, so a lost event
-// or an engine restart only delays convergence. Reconnects with exponential backoff.
+// to them (docker-map.ts → docker-plan.ts → docker-apply.ts, one catalog batch per pass), then
+// follows /events and converges again after each burst of changes. Level-triggered: every pass
+// recomputes from a full listing, so a lost event or an engine restart only delays convergence.
+// Reconnects with exponential backoff.
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { VipdnsError, errorMessage } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { Catalog } from '../catalog.js';
 import { DockerClient, type EventStream, parseDockerUrl } from './docker-api.js';
+import { type Outcome, opName, record, runOps } from './docker-apply.js';
 import { mapDocker } from './docker-map.js';
 import { loadOwned, saveOwned } from './docker-owned.js';
-import { type Op, type Owned, plan, pruneOwned } from './docker-plan.js';
+import { type Owned, type Plan, plan, pruneOwned } from './docker-plan.js';
 import type { DockerContainer, DockerEvent, DockerNetwork } from './docker-types.js';
 
 export interface DockerSourceOptions {
@@ -206,10 +208,12 @@ export class DockerSource {
     }
     const cat = this.o.catalog;
     let desired: ReturnType<typeof mapDocker>;
-    let p: ReturnType<typeof plan>;
+    let p: Plan;
+    // Indexed lookups over the committed catalog: the pass costs what Docker holds, not what the catalog holds.
+    const view = cat.view();
     try {
       desired = mapDocker(networks, containers);
-      p = plan(desired, cat.state, this.owned);
+      p = plan(desired, view, this.owned);
     } catch (e) {
       // A listing of the wrong shape (fields of the wrong type) must cost one pass, not the daemon.
       this.lastError = `cannot map the engine's listing: ${errorMessage(e)}`;
@@ -217,22 +221,9 @@ export class DockerSource {
       this.o.log.warn({ err: this.lastError }, 'docker listing not understood; will retry');
       return;
     }
-    this.owned = pruneOwned(this.owned, cat.state);
+    this.owned = pruneOwned(this.owned, view);
     const before = JSON.stringify(this.owned);
-    let failed = 0;
-    for (const op of p.ops) {
-      if (this.stopped) break;
-      try {
-        await this.apply(op);
-        this.m?.ops.inc({ op: op.op, result: 'ok' });
-        if (op.op !== 'setHealth' && op.op !== 'adopt') this.o.log.info({ op: op.op, name: opName(op), ...('why' in op ? { why: op.why } : {}) }, 'docker source changed the catalog');
-      } catch (e) {
-        failed++;
-        this.m?.ops.inc({ op: op.op, result: 'error' });
-        const code = e instanceof VipdnsError ? e.code : 'INTERNAL';
-        this.o.log.warn({ op: op.op, name: opName(op), code, err: errorMessage(e) }, 'docker source could not change the catalog');
-      }
-    }
+    const failed = await this.applyPlan(p);
     // Log each skipped thing once, not on every pass.
     const warnings = new Set([...desired.warnings, ...p.warnings]);
     for (const w of warnings) if (!this.lastWarnings.has(w)) this.o.log.warn({ docker: this.url }, w);
@@ -249,78 +240,47 @@ export class DockerSource {
     this.m?.passes.inc({ result: failed > 0 ? 'partial' : 'ok' });
   }
 
-  private async apply(op: Op): Promise<void> {
-    const c = this.o.catalog;
-    const own = this.owned!;
-    const gone = async (f: () => Promise<unknown>): Promise<void> => {
+  /**
+   * Commits the plan as one catalog batch (several, in order, when the store caps objects per
+   * commit); each op alone may fail. Ownership records only what committed. Returns the ops that failed.
+   */
+  private async applyPlan(p: Plan): Promise<number> {
+    const cat = this.o.catalog;
+    let failed = 0;
+    let next = 0;
+    while (next < p.ops.length && !this.stopped) {
+      const rest = p.ops.slice(next);
+      let ran = 0;
+      let outcomes: Outcome[];
       try {
-        await f();
+        outcomes = await cat.batch((b) => {
+          const out = runOps(b, rest, p.held);
+          ran = out.length;
+          return out;
+        });
       } catch (e) {
-        if (!(e instanceof VipdnsError && e.code === 'NOT_FOUND')) throw e; // already gone is done
+        // The commit failed: none of these ops happened. The next pass tries again.
+        const ops = rest.slice(0, Math.max(ran, 1));
+        const code = e instanceof VipdnsError ? e.code : 'INTERNAL';
+        for (const op of ops) this.m?.ops.inc({ op: op.op, result: 'error' });
+        this.o.log.warn({ ops: ops.length, code, err: errorMessage(e) }, 'docker source could not change the catalog');
+        return failed + ops.length;
       }
-    };
-    switch (op.op) {
-      case 'removeTask':
-        await gone(() => c.removeTask(op.name));
-        delete own.tasks[op.name.toLowerCase()];
-        return;
-      case 'removeContainer':
-        await gone(() => c.removeContainer(op.name));
-        delete own.containers[op.name.toLowerCase()];
-        return;
-      case 'removeService': {
-        const tasks = c.tasksOf(op.name).map((t) => t.name.toLowerCase());
-        await gone(() => c.removeService(op.name));
-        delete own.services[op.name.toLowerCase()];
-        for (const t of tasks) delete own.tasks[t];
-        return;
+      record(this.owned!, outcomes);
+      for (const { op, result } of outcomes) {
+        if (result === 'more') continue;
+        if (result === 'ok') {
+          this.m?.ops.inc({ op: op.op, result: 'ok' });
+          if (op.op !== 'setHealth' && op.op !== 'adopt') this.o.log.info({ op: op.op, name: opName(op), ...('why' in op ? { why: op.why } : {}) }, 'docker source changed the catalog');
+          continue;
+        }
+        failed++;
+        this.m?.ops.inc({ op: op.op, result: 'error' });
+        const code = result instanceof VipdnsError ? result.code : 'INTERNAL';
+        this.o.log.warn({ op: op.op, name: opName(op), code, err: errorMessage(result) }, 'docker source could not change the catalog');
       }
-      case 'removeNetwork':
-        await gone(() => c.removeNetwork(op.name));
-        delete own.networks[op.name.toLowerCase()];
-        return;
-      case 'createNetwork':
-        await c.createNetwork(op.req);
-        own.networks[op.req.name.toLowerCase()] = op.dockerId;
-        return;
-      case 'createService':
-        await c.createService(op.req);
-        own.services[op.req.name.toLowerCase()] = op.from;
-        return;
-      case 'updateService':
-        await c.updateService(op.name, op.upd);
-        return;
-      case 'addTask':
-        await c.addTask(op.req);
-        own.tasks[op.req.name.toLowerCase()] = op.containerId;
-        return;
-      case 'addContainer':
-        await c.addContainer(op.req);
-        own.containers[op.req.name.toLowerCase()] = op.containerId;
-        return;
-      case 'setHealth': {
-        const t = Object.values(c.state.tasks).find((x) => x.name.toLowerCase() === op.task.toLowerCase());
-        if (t) await c.setTaskHealth(t.id, op.health);
-        return;
-      }
-      case 'adopt':
-        own[op.kind][op.name.toLowerCase()] = op.id;
-        return;
+      next += outcomes.filter((o) => o.result !== 'more').length;
     }
-  }
-}
-
-function opName(op: Op): string {
-  switch (op.op) {
-    case 'createNetwork':
-    case 'createService':
-    case 'addContainer':
-      return op.req.name;
-    case 'addTask':
-      return op.req.name;
-    case 'setHealth':
-      return op.task;
-    default:
-      return op.name;
+    return failed;
   }
 }
