@@ -6,6 +6,7 @@ import { ApiClient, DEFAULT_API } from './api/client.js';
 import type { PortSpec, Protocol } from './catalog/model.js';
 import { loadConfig } from './config.js';
 import { VipdnsError, errorMessage } from './errors.js';
+import { VERSION } from './version.js';
 
 const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
 
@@ -13,6 +14,7 @@ const program = new Command();
 program
   .name('vipdns')
   .description('Service-discovery DNS and virtual-IP load balancer for containers')
+  .version(VERSION, '-V, --version', 'print the version of vipdns')
   .option('--api <url>', 'control API of the daemon', process.env.VIPDNS_API ?? DEFAULT_API)
   .option('--json', 'machine-readable output')
   .showHelpAfterError('(run with --help for usage)');

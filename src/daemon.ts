@@ -24,7 +24,9 @@ import { HealthChecker } from './health/checker.js';
 import { healthMetricsHooks } from './health/metrics.js';
 import type { Logger } from './log.js';
 import { MetricsServer } from './metrics/http.js';
+import { registerBuildInfo } from './metrics/build-info.js';
 import { registerProcessMetrics } from './metrics/process.js';
+import { VERSION } from './version.js';
 
 interface Parts {
   config: DaemonConfig;
@@ -69,6 +71,7 @@ export class Daemon {
 
     const registry = new Registry();
     registerProcessMetrics(registry);
+    registerBuildInfo(registry);
     registerCatalogMetrics(registry, catalog);
 
     const indexOptions = { suffix: config.domain, ttl: config.ttl, loopbackSeesAll: config.loopbackSeesAll, othersSeeAll: config.othersSeeAll };
@@ -133,7 +136,7 @@ export class Daemon {
       host: config.apiListen.host,
       port: config.apiListen.port,
       catalog,
-      info: () => ({ dns: `${config.dnsListen.host}:${dns.port}`, domain: config.domain, dataplane: driver.name, ...(docker ? { docker: docker.status() } : {}) }),
+      info: () => ({ version: VERSION, dns: `${config.dnsListen.host}:${dns.port}`, domain: config.domain, dataplane: driver.name, ...(docker ? { docker: docker.status() } : {}) }),
       onError: (e) => log.error({ err: e }, 'api handler error'),
       ...(dnsWorkers ? { afterWrite: () => dnsWorkers.settled(2000) } : {}),
     });
