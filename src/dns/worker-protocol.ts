@@ -1,7 +1,7 @@
 // Messages between the main thread (workers.ts) and a DNS worker thread (worker.ts).
 import type { AppliedChange } from '../catalog/changes.js';
 import type { CatalogState } from '../catalog/model.js';
-import type { IndexOptions } from './answers.js';
+import type { IndexOptions, IndexRepair } from './answers.js';
 import type { DnsMetricsSnapshot } from './metrics.js';
 
 /** A worker's workerData: the whole state once, at spawn; deltas ('change') after it. */
@@ -20,6 +20,8 @@ export type ToWorker =
   | { t: 'change'; change: AppliedChange; generation: number }
   /** The whole state: a resync after the main thread's self-check repaired its index. */
   | { t: 'state'; state: CatalogState; generation: number }
+  /** Owners the main thread's self-check repaired: the worker's index (fed the same changes) repairs them too. */
+  | { t: 'repair'; repair: IndexRepair; generation: number }
   | { t: 'forwarded'; id: number; result?: { reply: Uint8Array; rcode: number; source: 'forward' | 'cache' }; error?: string }
   | { t: 'stop' };
 

@@ -74,6 +74,10 @@ port.on('message', (m: ToWorker) => {
       index.rebuild(m.state);
       post({ t: 'applied', generation: m.generation });
       break;
+    case 'repair':
+      index.applyRepair(m.repair);
+      post({ t: 'applied', generation: m.generation });
+      break;
     case 'forwarded': {
       const p = pending.get(m.id);
       if (!p) break;

@@ -8,7 +8,7 @@ import { Worker } from 'node:worker_threads';
 import type { AppliedChange } from '../catalog/changes.js';
 import type { CatalogState } from '../catalog/model.js';
 import type { Logger } from '../log.js';
-import type { IndexOptions } from './answers.js';
+import type { IndexOptions, IndexRepair } from './answers.js';
 import type { DnsMetrics } from './metrics.js';
 import type { Forwarder } from './resolver.js';
 import { parseQuery } from './wire.js';
@@ -75,7 +75,17 @@ export class DnsWorkers {
     for (const s of this.slots) this.post(s, { t: 'change', change, generation: this.generation });
   }
 
-  /** Sends every worker the whole state (the main thread's index was repaired from it). */
+  /**
+   * The main thread's self-check repaired these owners: every worker's index, fed the same
+   * changes, repairs them too (a few objects, where resync() would send the whole state).
+   */
+  repair(repair: IndexRepair): void {
+    this.generation++;
+    if (this.stopping) return;
+    for (const s of this.slots) this.post(s, { t: 'repair', repair, generation: this.generation });
+  }
+
+  /** Sends every worker the whole state (the main thread's index was replaced whole). */
   resync(): void {
     this.generation++;
     if (this.stopping) return;
