@@ -18,7 +18,7 @@ export interface WorkerInit {
   metricsIntervalMs: number;
 }
 
-/** One part of a state load, v8-serialized once for every worker that loads: some objects of some kinds. */
+/** One part of a state load, as JSON (serialized once for every worker that loads): some objects of some kinds. */
 export type LoadPart = Partial<Pick<CatalogState, 'networks' | 'services' | 'tasks' | 'containers'>>;
 
 export type ToWorker =
@@ -26,8 +26,8 @@ export type ToWorker =
   | { t: 'change'; change: AppliedChange; generation: number }
   /** A state load starts over (a resync); the worker keeps serving from its index meanwhile. */
   | { t: 'load-begin' }
-  /** Objects of the current state (a v8-serialized LoadPart); later parts and changes win. */
-  | { t: 'load'; part: Uint8Array }
+  /** Objects of the current state (a LoadPart as JSON); later parts and changes win. */
+  | { t: 'load'; part: string }
   /** The load is complete: build the index from it (and start serving, the first time). */
   | { t: 'loaded'; revision: number; generation: number }
   /** Owners the main thread's self-check repaired: the worker's index (fed the same changes) repairs them too. */

@@ -5,7 +5,6 @@
 // its index is built. Internal names are answered here;
 // forwarding goes to the main thread, which owns the upstreams, their health and the cache.
 // Metrics go back as snapshots. Only workers.ts starts this file.
-import { deserialize } from 'node:v8';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { AppliedChange } from '../catalog/changes.js';
 import { type CatalogState, emptyState } from '../catalog/model.js';
@@ -92,7 +91,7 @@ port.on('message', (m: ToWorker) => {
       staging = emptyState();
       break;
     case 'load': {
-      const part = deserialize(m.part) as LoadPart;
+      const part = JSON.parse(m.part) as LoadPart;
       if (staging) for (const k of ['networks', 'services', 'tasks', 'containers'] as const) Object.assign(staging[k], part[k]);
       break;
     }

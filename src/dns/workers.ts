@@ -6,10 +6,9 @@
 // as a delta, in order; it answers their forwards and adds their metrics to its registry. A worker that dies is logged and started again; its counts
 // are folded into the main thread's so counters never go backwards.
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { serialize } from 'node:v8';
 import { Worker } from 'node:worker_threads';
 import type { AppliedChange } from '../catalog/changes.js';
-import type { CatalogState } from '../catalog/model.js';
+import type { CatalogState, Task } from '../catalog/model.js';
 import type { Logger } from '../log.js';
 import type { IndexOptions, IndexRepair } from './answers.js';
 import type { DnsMetrics } from './metrics.js';
@@ -28,6 +27,8 @@ export interface DnsWorkersOptions {
   metrics?: DnsMetrics;
   log: Pick<Logger, 'info' | 'warn' | 'error'>;
   metricsIntervalMs?: number;
+  /** A service's tasks, so a load sends them with their service (the catalog has them indexed). */
+  tasksOf?: (service: string) => readonly Task[];
   /** Objects per load part (default 1000: a part costs the main thread ~1-2 ms to serialize). */
   loadPartObjects?: number;
 }
@@ -166,20 +167,14 @@ export class DnsWorkers {
   private load(slots: Slot[]): void {
     const targets = slots.flatMap((s) => (s.worker ? [{ s, w: s.worker }] : []));
     const live = (): Worker[] => (this.stopping ? [] : targets.filter((x) => x.s.worker === x.w).map((x) => x.w));
-    const per = this.opts.loadPartObjects ?? LOAD_PART_OBJECTS;
     const run = async (): Promise<void> => {
-      for (const kind of LOAD_KINDS) {
-        const ids = Object.keys(this.opts.state()[kind]);
-        for (let i = 0; i < ids.length; i += per) {
-          const ws = live();
-          if (ws.length === 0) return;
-          const now = this.opts.state()[kind] as Record<string, unknown>;
-          const objects: Record<string, unknown> = {};
-          for (let j = i; j < Math.min(ids.length, i + per); j++) if (Object.hasOwn(now, ids[j]!)) objects[ids[j]!] = now[ids[j]!];
-          const part = serialize({ [kind]: objects } as LoadPart);
-          for (const w of ws) w.postMessage({ t: 'load', part } satisfies ToWorker);
-          await nextTurn();
-        }
+      for (const p of loadParts(this.opts.state, this.opts.tasksOf, this.opts.loadPartObjects ?? LOAD_PART_OBJECTS)) {
+        const ws = live();
+        if (ws.length === 0) return;
+        // JSON: the worker parses it ~3x faster than a structured clone's objects.
+        const part = JSON.stringify(p);
+        for (const w of ws) w.postMessage({ t: 'load', part } satisfies ToWorker);
+        await nextTurn();
       }
       const revision = this.opts.state().revision;
       for (const w of live()) w.postMessage({ t: 'loaded', revision, generation: this.generation } satisfies ToWorker);
@@ -293,5 +288,38 @@ export class DnsWorkers {
       m = { t: 'forwarded', id, error: (e as Error).message };
     }
     if (s.worker === w) w.postMessage(m, transfer);
+  }
+}
+
+/**
+ * The parts of a state load, each made from the live state when the loader asks for it. With
+ * `tasksOf`, a service's tasks come in its part: listing every task id at once (Object.keys
+ * of 100,000 tasks) alone would hold the main thread ~30 ms.
+ */
+function* loadParts(state: () => Readonly<CatalogState>, tasksOf: ((service: string) => readonly Task[]) | undefined, per: number): Generator<LoadPart> {
+  yield { networks: { ...state().networks } };
+  for (const kind of tasksOf ? (['services', 'containers'] as const) : (['services', 'tasks', 'containers'] as const)) {
+    const ids = Object.keys(state()[kind]);
+    let part: LoadPart = {};
+    let n = 0;
+    for (const id of ids) {
+      const now = state()[kind] as Record<string, unknown>;
+      if (!Object.hasOwn(now, id)) continue;
+      ((part[kind] ??= {}) as Record<string, unknown>)[id] = now[id];
+      n++;
+      if (kind === 'services' && tasksOf) {
+        const tasks = (part.tasks ??= {});
+        for (const t of tasksOf(id)) {
+          tasks[t.id] = t as Task;
+          n++;
+        }
+      }
+      if (n >= per) {
+        yield part;
+        part = {};
+        n = 0;
+      }
+    }
+    if (n > 0) yield part;
   }
 }

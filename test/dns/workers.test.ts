@@ -8,7 +8,7 @@ import * as dgram from 'node:dgram';
 import type { Worker } from 'node:worker_threads';
 import * as packet from 'dns-packet';
 import { applyChange, diffStates } from '../../src/catalog/changes.js';
-import { emptyState } from '../../src/catalog/model.js';
+import { type Task, emptyState } from '../../src/catalog/model.js';
 import { DEFAULT_TTL, indexOwners, ownerTruth } from '../../src/dns/answers.js';
 import { Forwarder } from '../../src/dns/forward/forwarder.js';
 import { Upstream } from '../../src/dns/forward/upstream.js';
@@ -176,7 +176,8 @@ maybe('a worker answers from its start state plus deltas: adds, health flips and
   t.deepEqual(await answersOf(port, 'cache', 10), ['10.0.9.50']);
 });
 
-maybe('a worker loading the state in parts, with changes in between, ends as the catalog; a repair reaches it', async (t) => {
+for (const byService of [false, true]) {
+maybe(`a worker loading the state in parts${byService ? ' (tasks with their service)' : ''}, with changes in between, ends as the catalog; a repair reaches it`, async (t) => {
   const port = await freePort();
   let pool: DnsWorkers | undefined;
   const cat = liveCatalog(() => pool);
@@ -185,11 +186,12 @@ maybe('a worker loading the state in parts, with changes in between, ends as the
     for (let i = 0; i < 30; i++) s.tasks[`k${i}`] = { id: `k${i}`, name: `svc${i}.1.k${i}`, service: `svc${i}`, slot: 1, addresses: { front: `10.0.9.${140 + i}` }, health: 'healthy', createdAt: '' };
   });
   // One object a part: the load takes ~65 turns of the event loop, and edits land between them.
-  pool = new DnsWorkers({ count: 1, host: '127.0.0.1', index, state: cat.state, forwarder: new Forwarder({ upstreams: [] }), log: logger(), metricsIntervalMs: 100, loadPartObjects: 1 });
+  const tasksOf = (svc: string): Task[] => Object.values(cat.state().tasks).filter((x) => x.service === svc);
+  pool = new DnsWorkers({ count: 1, host: '127.0.0.1', index, state: cat.state, ...(byService ? { tasksOf } : {}), forwarder: new Forwarder({ upstreams: [] }), log: logger(), metricsIntervalMs: 100, loadPartObjects: 1 });
   const started = pool.start(port);
   t.teardown(() => pool!.stop());
   // The loader and this loop take turns, a part and an edit: parts go out as networks (1),
-  // services (31: turns 1-31), tasks (30: turns 32-61), containers; edits touch objects whose
+  // services (31: turns 1-31), tasks (30: turns 32-61; or each with its service), containers; edits touch objects whose
   // part went out some turns before (the worker must apply them over it) and add containers.
   const edits = (async () => {
     for (let turn = 0; turn < 75; turn++) {
@@ -219,8 +221,9 @@ maybe('a worker loading the state in parts, with changes in between, ends as the
   // The catalog changed without a delta (as if apply() had missed it): a repair of that owner fixes it.
   cat.state().services.svc2 = { ...cat.state().services.svc2!, aliases: ['second'] };
   t.deepEqual(await answersOf(port, 'second', 7), ['NXDOMAIN']);
-  const view = { state: cat.state(), tasksOf: (svc: string) => Object.values(cat.state().tasks).filter((x) => x.service === svc) };
+  const view = { state: cat.state(), tasksOf };
   pool.repair({ owners: indexOwners(cat.state()).filter((o) => o.slice(1) === 'svc2').map((o) => ownerTruth(o, view)) });
   t.true(await pool.settled(5000));
   t.deepEqual(await answersOf(port, 'second', 8), ['10.0.9.102']);
 });
+}
