@@ -99,10 +99,10 @@ export class Daemon {
     });
     const dnsWorkers =
       dnsThreads > 1
-        ? new DnsWorkers({ count: dnsThreads - 1, host: config.dnsListen.host, index: indexOptions, state: () => catalog.state, forwarder: forwarding.forwarder, metrics: dnsMetrics, log })
+        ? new DnsWorkers({ count: dnsThreads - 1, host: config.dnsListen.host, index: indexOptions, state: () => catalog.state, tasksOf: (svc) => catalog.tasksOf(svc), forwarder: forwarding.forwarder, metrics: dnsMetrics, log })
         : undefined;
     if (dnsWorkers) catalog.on('change', (_state, _kinds, change) => dnsWorkers.publish(change));
-    const indexCheck = new IndexSelfCheck({ index, state: () => catalog.state, intervalMs: DEFAULT_SELFCHECK_MS, log, metrics: dnsMetrics, onRepair: () => dnsWorkers?.resync() });
+    const indexCheck = new IndexSelfCheck({ index, catalog, intervalMs: DEFAULT_SELFCHECK_MS, log, metrics: dnsMetrics, onRepair: (r) => dnsWorkers?.repair(r) });
 
     const health = new HealthChecker(catalog, healthMetricsHooks(registry, log));
 

@@ -68,6 +68,66 @@ export interface Touched {
   scopes: boolean;
 }
 
+/** The catalog as an audit reads it: the state, and one service's tasks without a scan. */
+export interface CatalogView {
+  state: Readonly<CatalogState>;
+  tasksOf(service: string): readonly Task[];
+}
+
+/**
+ * What the catalog holds for one owner of index entries (a service with its tasks, or a
+ * container; see indexOwners): what auditOwner() compares with and repairOwner() adopts.
+ * Plain data, so it can be posted to a DNS worker to repair its index the same way.
+ */
+export interface OwnerTruth {
+  owner: string;
+  service?: Service;
+  tasks?: Task[];
+  container?: Container;
+  /** Keys (as keysOf() names them) the owner holds without listing them: dropped. */
+  strays?: string[];
+}
+
+/** An index entry whose owner ('' for none) the catalog lacks or which it does not list. */
+export interface StrayEntry {
+  owner: string;
+  key: string;
+}
+
+/** Every owner of index entries the catalog has: services, then containers. */
+export function indexOwners(state: Readonly<CatalogState>): string[] {
+  const out: string[] = [];
+  for (const id of Object.keys(state.services)) out.push(SERVICE_UNIT + id);
+  for (const id of Object.keys(state.containers)) out.push(CONTAINER_UNIT + id);
+  return out;
+}
+
+/** The catalog's objects for one owner (indexOwners()). */
+export function ownerTruth(owner: string, view: CatalogView): OwnerTruth {
+  const id = owner.slice(1);
+  if (owner[0] === SERVICE_UNIT) {
+    const service = Object.hasOwn(view.state.services, id) ? view.state.services[id] : undefined;
+    return { owner, service, tasks: service ? [...view.tasksOf(id)] : [] };
+  }
+  return { owner, container: Object.hasOwn(view.state.containers, id) ? view.state.containers[id] : undefined };
+}
+
+/** Owners a self-check repaired, and the networks if their scopes were wrong: what a DNS worker's index repairs too. */
+export interface IndexRepair {
+  owners: OwnerTruth[];
+  networks?: Record<string, Network>;
+}
+
+/** A position in the index's keys for auditKeys(). */
+export class KeyWalk {
+  done = false;
+  constructor(
+    readonly structure: number,
+    readonly names: Iterator<[string, Slice<Target>[]]>,
+    readonly ptrs: Iterator<[string, Slice<PtrTarget>[]]>,
+  ) {}
+}
+
 /** The outcome of verify(): how many keys differ from a full build, some of them, and the full build. */
 export interface IndexCheck {
   mismatches: number;
@@ -81,9 +141,64 @@ interface Slice<T> {
   items: T[];
 }
 
-interface Contribution {
-  names: Map<string, Target[]>;
-  ptrs: Map<string, PtrTarget[]>;
+/** Where a unit's share goes as it is computed. */
+interface Sink {
+  name(key: string, t: Target): void;
+  ptr(ip: string, p: PtrTarget): void;
+}
+
+/** One unit's share on its own (apply, audit): compared with what the index holds, then swapped in. */
+class Contribution implements Sink {
+  readonly names = new Map<string, Target[]>();
+  readonly ptrs = new Map<string, PtrTarget[]>();
+  name(key: string, t: Target): void {
+    push(this.names, key, t);
+  }
+  ptr(ip: string, p: PtrTarget): void {
+    push(this.ptrs, ip, p);
+  }
+}
+
+/**
+ * A whole build (rebuild): each unit's share goes straight into the index's maps, one unit
+ * after another, so a unit's slice of a key is always the key's last one. Slices of keys that
+ * several units share are put in unit order at the end.
+ */
+class BulkSink implements Sink {
+  private unit = '';
+  private nameKeys: string[] = [];
+  private ptrKeys: string[] = [];
+  private readonly sharedNames: string[] = [];
+  private readonly sharedPtrs: string[] = [];
+
+  constructor(
+    private readonly names: Map<string, Slice<Target>[]>,
+    private readonly ptrs: Map<string, Slice<PtrTarget>[]>,
+    private readonly unitKeys: Map<string, { names: string[]; ptrs: string[] }>,
+  ) {}
+
+  begin(unit: string): void {
+    this.unit = unit;
+    this.nameKeys = [];
+    this.ptrKeys = [];
+  }
+
+  name(key: string, t: Target): void {
+    appendSlice(this.names, key, this.unit, t, this.nameKeys, this.sharedNames);
+  }
+
+  ptr(ip: string, p: PtrTarget): void {
+    appendSlice(this.ptrs, ip, this.unit, p, this.ptrKeys, this.sharedPtrs);
+  }
+
+  end(): void {
+    if (this.nameKeys.length > 0 || this.ptrKeys.length > 0) this.unitKeys.set(this.unit, { names: this.nameKeys, ptrs: this.ptrKeys });
+  }
+
+  finish(): void {
+    for (const k of this.sharedNames) this.names.get(k)!.sort(byUnit);
+    for (const k of this.sharedPtrs) this.ptrs.get(k)!.sort(byUnit);
+  }
 }
 
 /** Index keys of PTR entries: an address, in a namespace of its own. */
@@ -110,14 +225,19 @@ export class AnswerIndex {
   // The mirror: the catalog objects the index derives from, fed only by rebuild and apply.
   private networks = new Map<string, Network>();
   private services = new Map<string, Service>();
-  private tasks = new Map<string, Task>();
+  // Tasks only by service: a change names a task's service in `prev`, and one map of 100,000
+  // tasks by id would cost a whole build ~10%.
   private tasksBySvc = new Map<string, Map<string, Task>>();
   private containers = new Map<string, Container>();
   /** Touched keys per generation (undefined: everything), oldest first. */
   private journal: Array<{ generation: number; keys: string[] | undefined }> = [];
   private journalKeys = 0;
   private suffix: string;
+  /** ".<suffix>" (or ""): PTR and SRV targets are fully qualified, so any resolver can follow them back. */
+  private dotSuffix: string;
   private opts: IndexOptions;
+  /** Bumped when the maps are replaced whole (rebuild, replaceWith): a key walk over the old ones stops. */
+  private structure = 0;
   revision = -1;
   /** Bumped on every update: resolvers compare it to learn that keys changed (touchedSince). */
   generation = 0;
@@ -125,27 +245,45 @@ export class AnswerIndex {
   constructor(opts: IndexOptions) {
     this.opts = opts;
     this.suffix = opts.suffix.toLowerCase().replace(/^\.+|\.+$/g, '');
+    this.dotSuffix = this.suffix ? `.${this.suffix}` : '';
   }
 
   get size(): number {
     return this.names.size;
   }
 
+  /** Names and PTR addresses: what a key walk goes through. */
+  get keyCount(): number {
+    return this.names.size + this.ptrs.size;
+  }
+
   /** Replaces everything with what `state` derives (start-up, resync). */
   rebuild(state: Readonly<CatalogState>): void {
-    this.networks = new Map(Object.entries(state.networks));
-    this.services = new Map(Object.entries(state.services));
-    this.tasks = new Map();
+    this.networks = mapOf(state.networks);
+    this.services = mapOf(state.services);
     this.tasksBySvc = new Map();
-    for (const [id, t] of Object.entries(state.tasks)) this.putTask(id, t);
-    this.containers = new Map(Object.entries(state.containers));
+    const tasks = state.tasks;
+    for (const id of Object.keys(tasks)) this.putTask(id, tasks[id]!);
+    this.containers = mapOf(state.containers);
     this.names = new Map();
     this.ptrs = new Map();
     this.unitKeys = new Map();
-    for (const id of this.services.keys()) this.install(SERVICE_UNIT + id, undefined);
-    for (const id of this.containers.keys()) this.install(CONTAINER_UNIT + id, undefined);
+    // Shares go straight into the maps: no per-unit maps, no compare with a previous share.
+    const sink = new BulkSink(this.names, this.ptrs, this.unitKeys);
+    for (const [id, svc] of this.services) {
+      sink.begin(SERVICE_UNIT + id);
+      this.serviceShare(svc, this.sortedTasks(id), sink);
+      sink.end();
+    }
+    for (const [id, c] of this.containers) {
+      sink.begin(CONTAINER_UNIT + id);
+      this.containerShare(c, sink);
+      sink.end();
+    }
+    sink.finish();
     this.rescope();
     this.revision = state.revision;
+    this.structure++;
     this.record(undefined);
   }
 
@@ -171,7 +309,7 @@ export class AnswerIndex {
           dirty.add(SERVICE_UNIT + p.id);
           break;
         case 'task': {
-          const old = this.dropTask(p.id);
+          const old = this.dropTask(p.id, p.prev?.service);
           if (old) dirty.add(SERVICE_UNIT + old.service);
           this.putTask(p.id, p.value);
           dirty.add(SERVICE_UNIT + p.value.service);
@@ -193,7 +331,7 @@ export class AnswerIndex {
           dirty.add(SERVICE_UNIT + d.id);
           break;
         case 'task': {
-          const old = this.dropTask(d.id);
+          const old = this.dropTask(d.id, d.prev.service);
           if (old) dirty.add(SERVICE_UNIT + old.service);
           break;
         }
@@ -253,6 +391,146 @@ export class AnswerIndex {
     return { mismatches, sample, full };
   }
 
+  /** A walk over every key of the index for auditKeys(), a few at a time; it ends early if the index is rebuilt. */
+  keyWalk(): KeyWalk {
+    return new KeyWalk(this.structure, this.names.entries(), this.ptrs.entries());
+  }
+
+  /**
+   * Compares what the index holds for one owner with what the catalog's `truth` derives for
+   * it: the keys that differ (answers, or the owner's list of its keys), and whether the
+   * mirror holds other objects than the catalog (compared by reference: committed objects
+   * are never copied on the main thread). Costs one owner's share, like apply().
+   */
+  auditOwner(truth: OwnerTruth): { keys: string[]; mirror: boolean } {
+    const unit = truth.owner;
+    const fresh = this.share(truth);
+    const keys: string[] = [];
+    const held = this.unitKeys.get(unit);
+    const heldNames = new Set(held?.names);
+    const heldPtrs = new Set(held?.ptrs);
+    for (const k of heldNames) if (!fresh.names.has(k) && sliceOf(this.names.get(k), unit)) keys.push(k);
+    for (const ip of heldPtrs) if (!fresh.ptrs.has(ip) && sliceOf(this.ptrs.get(ip), unit)) keys.push(PTR_KEY + ip);
+    for (const [k, items] of fresh.names) {
+      const s = sliceOf(this.names.get(k), unit);
+      if (!s || !heldNames.has(k) || !sameList(s.items, items, sameTarget)) keys.push(k);
+    }
+    for (const [ip, items] of fresh.ptrs) {
+      const s = sliceOf(this.ptrs.get(ip), unit);
+      if (!s || !heldPtrs.has(ip) || !sameList(s.items, items, samePtr)) keys.push(PTR_KEY + ip);
+    }
+    return { keys, mirror: !this.mirrors(truth) };
+  }
+
+  /**
+   * Checks up to `max` entries (one entry: one owner's slice of a key) of a walk: each must
+   * belong to an owner the catalog has and that lists the key (auditOwner() checks the rest:
+   * that what it lists is right). Entries of no owner at all are dropped on the spot.
+   */
+  auditKeys(walk: KeyWalk, max: number, state: Readonly<CatalogState>): { checked: number; strays: StrayEntry[] } {
+    const strays: StrayEntry[] = [];
+    let checked = 0;
+    if (walk.structure !== this.structure) walk.done = true;
+    while (!walk.done && checked < max) {
+      let ptr = false;
+      let r: IteratorResult<[string, Slice<Target | PtrTarget>[]]> = walk.names.next();
+      if (r.done) {
+        ptr = true;
+        r = walk.ptrs.next();
+      }
+      if (r.done) {
+        walk.done = true;
+        break;
+      }
+      const [k, slices] = r.value;
+      const key = ptr ? PTR_KEY + k : k;
+      checked++;
+      if (slices.length === 0) {
+        (ptr ? this.ptrs : this.names).delete(k);
+        strays.push({ owner: '', key });
+        this.record([key]);
+        continue;
+      }
+      checked += slices.length - 1;
+      for (const s of slices) {
+        const id = s.unit.slice(1);
+        const exists = s.unit[0] === SERVICE_UNIT ? Object.hasOwn(state.services, id) : Object.hasOwn(state.containers, id);
+        const held = this.unitKeys.get(s.unit);
+        if (!exists || !held || !(ptr ? held.ptrs : held.names).includes(k)) strays.push({ owner: s.unit, key });
+      }
+    }
+    return { checked, strays };
+  }
+
+  /**
+   * Makes one owner what the catalog says: its objects in the mirror, then its share,
+   * dropping `truth.strays`.
+   * Returns the keys whose answers changed; resolvers hear of them as of any update.
+   */
+  repairOwner(truth: OwnerTruth): string[] {
+    const unit = truth.owner;
+    const id = unit.slice(1);
+    const touched: string[] = [];
+    if (unit[0] === SERVICE_UNIT) {
+      if (truth.service) this.services.set(id, truth.service);
+      else this.services.delete(id);
+      // A task filed under another service in the mirror shows there as an answer that
+      // service should not give: its own audit repairs it.
+      this.tasksBySvc.delete(id);
+      for (const t of truth.tasks ?? []) this.putTask(t.id, t);
+    } else if (truth.container) this.containers.set(id, truth.container);
+    else this.containers.delete(id);
+    for (const k of truth.strays ?? []) {
+      const dropped = k.startsWith(PTR_KEY) ? dropSlice(this.ptrs, k.slice(PTR_KEY.length), unit) : dropSlice(this.names, k, unit);
+      if (dropped) touched.push(k);
+    }
+    this.install(unit, touched);
+    this.record(touched);
+    return touched;
+  }
+
+  /** Compares the networks the index scopes clients by with the catalog's. */
+  auditScopes(networks: Readonly<Record<string, Network>>): string[] {
+    const want = new Set(Object.values(networks).map((n) => `${n.name} ${n.subnet}`));
+    const have = this.scopeLines();
+    const out: string[] = [];
+    for (const l of new Set([...want, ...have])) if (!want.has(l) || !have.has(l)) out.push(`network ${l}`);
+    return out;
+  }
+
+  /** Takes the catalog's networks (few): every client's view may change. */
+  repairScopes(networks: Readonly<Record<string, Network>>): void {
+    this.networks = mapOf(networks);
+    this.rescope();
+    this.record(undefined);
+  }
+
+  /** Repairs what a self-check repaired elsewhere (a DNS worker after the main thread's check). */
+  applyRepair(repair: IndexRepair): void {
+    if (repair.networks) this.repairScopes(repair.networks);
+    for (const o of repair.owners) this.repairOwner(o);
+  }
+
+  /** A unit's share computed from the catalog's objects rather than the mirror. */
+  private share(truth: OwnerTruth): Contribution {
+    const fresh = new Contribution();
+    if (truth.owner[0] === SERVICE_UNIT) {
+      if (truth.service) this.serviceShare(truth.service, byTaskId(truth.tasks ?? []), fresh);
+    } else if (truth.container) this.containerShare(truth.container, fresh);
+    return fresh;
+  }
+
+  /** True when the mirror holds exactly the owner's objects of `truth`. */
+  private mirrors(truth: OwnerTruth): boolean {
+    const id = truth.owner.slice(1);
+    if (truth.owner[0] !== SERVICE_UNIT) return this.containers.get(id) === truth.container;
+    if (this.services.get(id) !== truth.service) return false;
+    const mine = this.tasksBySvc.get(id);
+    const want = truth.tasks ?? [];
+    if ((mine?.size ?? 0) !== want.length) return false;
+    return want.every((t) => mine!.get(t.id) === t);
+  }
+
   /** Takes over the content of `full` (from verify; not to be used afterwards). */
   replaceWith(full: AnswerIndex): void {
     this.names = full.names;
@@ -262,10 +540,10 @@ export class AnswerIndex {
     this.prefixes = full.prefixes;
     this.networks = full.networks;
     this.services = full.services;
-    this.tasks = full.tasks;
     this.tasksBySvc = full.tasksBySvc;
     this.containers = full.containers;
     this.revision = full.revision;
+    this.structure++;
     this.record(undefined);
   }
 
@@ -307,29 +585,27 @@ export class AnswerIndex {
   }
 
   private putTask(id: string, t: Task): void {
-    this.tasks.set(id, t);
     let m = this.tasksBySvc.get(t.service);
     if (!m) this.tasksBySvc.set(t.service, (m = new Map()));
     m.set(id, t);
   }
 
-  private dropTask(id: string): Task | undefined {
-    const t = this.tasks.get(id);
+  private dropTask(id: string, service: string | undefined): Task | undefined {
+    const m = service === undefined ? undefined : this.tasksBySvc.get(service);
+    const t = m?.get(id);
     if (!t) return undefined;
-    this.tasks.delete(id);
-    const m = this.tasksBySvc.get(t.service);
-    m?.delete(id);
-    if (m?.size === 0) this.tasksBySvc.delete(t.service);
+    m!.delete(id);
+    if (m!.size === 0) this.tasksBySvc.delete(service!);
     return t;
   }
 
-  /** Recomputes one unit's share of the index and swaps it in, noting keys whose answers moved. */
+  /** Recomputes one unit's share of the index from the mirror and swaps it in, noting keys whose answers moved. */
   private install(unit: string, touched: string[] | undefined): void {
-    const fresh: Contribution = { names: new Map(), ptrs: new Map() };
+    const fresh = new Contribution();
     const id = unit.slice(1);
     if (unit[0] === SERVICE_UNIT) {
       const svc = this.services.get(id);
-      if (svc) this.serviceShare(svc, fresh);
+      if (svc) this.serviceShare(svc, this.sortedTasks(id), fresh);
     } else {
       const c = this.containers.get(id);
       if (c) this.containerShare(c, fresh);
@@ -345,59 +621,71 @@ export class AnswerIndex {
     else this.unitKeys.set(unit, { names: [...fresh.names.keys()], ptrs: [...fresh.ptrs.keys()] });
   }
 
-  // PTR targets are fully qualified under our domain, so any resolver can follow them back.
-  private fq(n: string): string {
-    return this.suffix ? `${n}.${this.suffix}` : n;
+  /** A service's tasks from the mirror, in id order: a canonical order whatever order they came in. */
+  private sortedTasks(service: string): Task[] {
+    const byId = this.tasksBySvc.get(service);
+    if (!byId) return [];
+    const ids = [...byId.keys()].sort();
+    return ids.map((id) => byId.get(id)!);
   }
 
-  /** A service's names, SRV names, VIP PTRs and its tasks' names and PTRs. */
-  private serviceShare(svc: Service, out: Contribution): void {
+  /** A service's names, SRV names, VIP PTRs and its tasks' names and PTRs; `tasks` in id order. */
+  private serviceShare(svc: Service, tasks: readonly Task[], out: Sink): void {
     const ttl = this.opts.ttl;
-    const add = (name: string, t: Target): void => push(out.names, name.toLowerCase(), t);
-    const addPtr = (ip: string, p: PtrTarget): void => push(out.ptrs, ip, p);
-    // Tasks in id order: a canonical order that does not depend on the order they came in.
-    const byId = this.tasksBySvc.get(svc.name);
-    const tasks = byId ? [...byId.keys()].sort().map((id) => byId.get(id)!) : [];
-    const serving = servingTasks(tasks);
+    const dotSuffix = this.dotSuffix;
+    const svcName = svc.name.toLowerCase();
+    const aliases = svc.aliases.map((al) => al.toLowerCase());
+    const serving = servingTasks(tasks as Task[]);
+    const isVip = svc.endpointMode === 'vip';
     for (const a of svc.attachments) {
-      const ips = serving.map((t) => t.addresses[a.network]).filter((ip): ip is string => !!ip);
-      const taskTarget: Target = { network: a.network, ...split(ips), shuffle: true, ttl: ttl.tasks };
-      add(`tasks.${svc.name}`, taskTarget);
-      const main: Target =
-        svc.endpointMode === 'vip' && a.vip
-          ? { network: a.network, ...split([a.vip]), shuffle: false, ttl: ttl.vip }
-          : { network: a.network, ...split(ips), shuffle: true, ttl: ttl.dnsrr };
-      add(svc.name, main);
-      for (const al of svc.aliases) {
-        add(al, main);
-        add(`tasks.${al}`, taskTarget);
+      const net = a.network;
+      const ips: string[] = [];
+      for (const t of serving) {
+        const ip = t.addresses[net];
+        if (ip) ips.push(ip);
       }
-      if (a.vip) addPtr(a.vip, { network: a.network, name: this.fq(`${svc.name}.${a.network}`), ttl: ttl.ptr });
+      const taskTarget = target(net, ips, true, ttl.tasks);
+      out.name(`tasks.${svcName}`, taskTarget);
+      const main = isVip && a.vip ? target(net, [a.vip], false, ttl.vip) : target(net, ips, true, ttl.dnsrr);
+      out.name(svcName, main);
+      for (const al of aliases) {
+        out.name(al, main);
+        out.name(`tasks.${al}`, taskTarget);
+      }
+      if (a.vip) out.ptr(a.vip, { network: net, name: `${svc.name}.${net}${dotSuffix}`, ttl: ttl.ptr });
       // SRV for named ports: the VIP's name (vip mode) or every serving task (dnsrr).
       for (const p of svc.ports) {
         if (!p.name) continue;
-        const srv: SrvEntry[] =
-          svc.endpointMode === 'vip' && a.vip
-            ? [{ port: p.target, target: this.fq(`${svc.name}.${a.network}`), ip: a.vip }]
-            : serving.filter((t) => t.addresses[a.network]).map((t) => ({ port: p.target, target: this.fq(`${t.name}.${a.network}`), ip: t.addresses[a.network]! }));
-        const st: Target = { network: a.network, v4: [], v6: [], srv, shuffle: svc.endpointMode !== 'vip', ttl: main.ttl };
-        for (const n of [svc.name, ...svc.aliases]) add(`_${p.name}._${p.protocol}.${n}`, st);
+        const srv: SrvEntry[] = [];
+        if (isVip && a.vip) srv.push({ port: p.target, target: `${svc.name}.${net}${dotSuffix}`, ip: a.vip });
+        else {
+          for (const t of serving) {
+            const ip = t.addresses[net];
+            if (ip) srv.push({ port: p.target, target: `${t.name}.${net}${dotSuffix}`, ip });
+          }
+        }
+        const st: Target = { network: net, v4: EMPTY, v6: EMPTY, srv, shuffle: !isVip, ttl: main.ttl };
+        const suffix = `._${p.protocol.toLowerCase()}.`;
+        out.name(`_${p.name.toLowerCase()}${suffix}${svcName}`, st);
+        for (const al of aliases) out.name(`_${p.name.toLowerCase()}${suffix}${al}`, st);
       }
       for (const t of tasks) {
-        const ip = t.addresses[a.network];
+        const ip = t.addresses[net];
         if (!ip) continue;
-        add(t.name, { network: a.network, ...split([ip]), shuffle: false, ttl: ttl.tasks });
-        addPtr(ip, { network: a.network, name: this.fq(`${t.name}.${a.network}`), ttl: ttl.ptr });
+        out.name(t.name.toLowerCase(), target(net, [ip], false, ttl.tasks));
+        out.ptr(ip, { network: net, name: `${t.name}.${net}${dotSuffix}`, ttl: ttl.ptr });
       }
     }
   }
 
-  private containerShare(c: Container, out: Contribution): void {
-    for (const [network, ip] of Object.entries(c.addresses)) {
-      const t: Target = { network, ...split([ip]), shuffle: false, ttl: this.opts.ttl.container };
-      push(out.names, c.name.toLowerCase(), t);
-      for (const al of c.aliases) push(out.names, al.toLowerCase(), t);
-      push(out.ptrs, ip, { network, name: this.fq(`${c.name}.${network}`), ttl: this.opts.ttl.ptr });
+  private containerShare(c: Container, out: Sink): void {
+    const name = c.name.toLowerCase();
+    for (const network of Object.keys(c.addresses)) {
+      const ip = c.addresses[network]!;
+      const t = target(network, [ip], false, this.opts.ttl.container);
+      out.name(name, t);
+      for (const al of c.aliases) out.name(al.toLowerCase(), t);
+      out.ptr(ip, { network, name: `${c.name}.${network}${this.dotSuffix}`, ttl: this.opts.ttl.ptr });
     }
   }
 
@@ -566,8 +854,42 @@ function push<T>(m: Map<string, T[]>, k: string, v: T): void {
   else m.set(k, [v]);
 }
 
-function split(ips: string[]): { v4: string[]; v6: string[] } {
-  return { v4: ips.filter((ip) => !ip.includes(':')), v6: ips.filter((ip) => ip.includes(':')) };
+/** Shared by every target without addresses of a family: never written to. */
+const EMPTY: string[] = [];
+
+/** A target for `ips`, split by family; the common single-family list is used as it is. */
+function target(network: string, ips: string[], shuffle: boolean, ttl: number): Target {
+  let v6 = 0;
+  for (const ip of ips) if (ip.includes(':')) v6++;
+  if (v6 === 0) return { network, v4: ips.length > 0 ? ips : EMPTY, v6: EMPTY, shuffle, ttl };
+  if (v6 === ips.length) return { network, v4: EMPTY, v6: ips, shuffle, ttl };
+  return { network, v4: ips.filter((ip) => !ip.includes(':')), v6: ips.filter((ip) => ip.includes(':')), shuffle, ttl };
+}
+
+function mapOf<T>(rec: Readonly<Record<string, T>>): Map<string, T> {
+  const m = new Map<string, T>();
+  for (const k of Object.keys(rec)) m.set(k, rec[k]!);
+  return m;
+}
+
+const byUnit = (a: { unit: string }, b: { unit: string }): number => (a.unit < b.unit ? -1 : a.unit > b.unit ? 1 : 0);
+
+/** Appends `v` to `unit`'s slice of `k`, which is the key's last one when it exists (BulkSink). */
+function appendSlice<T>(m: Map<string, Slice<T>[]>, k: string, unit: string, v: T, keys: string[], shared: string[]): void {
+  const slices = m.get(k);
+  if (!slices) {
+    m.set(k, [{ unit, items: [v] }]);
+    keys.push(k);
+    return;
+  }
+  const last = slices[slices.length - 1]!;
+  if (last.unit === unit) {
+    last.items.push(v);
+    return;
+  }
+  slices.push({ unit, items: [v] });
+  keys.push(k);
+  if (slices.length === 2) shared.push(k);
 }
 
 function flat<T>(slices: Slice<T>[] | undefined): T[] {
@@ -599,6 +921,14 @@ function dropSlice<T>(m: Map<string, Slice<T>[]>, k: string, unit: string): bool
   if (slices!.length === 1) m.delete(k);
   else slices!.splice(i, 1);
   return true;
+}
+
+function sliceOf<T>(slices: Slice<T>[] | undefined, unit: string): Slice<T> | undefined {
+  return slices?.find((s) => s.unit === unit);
+}
+
+function byTaskId(tasks: readonly Task[]): Task[] {
+  return [...tasks].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }
 
 function sameList<T>(a: T[], b: T[], same: (x: T, y: T) => boolean): boolean {

@@ -1,14 +1,15 @@
 // DNS worker threads' lifecycle, driven directly (no daemon): a worker that dies is started
 // again even when its first restart cannot bind, a forward answered after its worker died
-// never reaches the replacement (which numbers its forwards from 1 again), and a worker kept
-// current by deltas answers as the catalog says.
+// never reaches the replacement (which numbers its forwards from 1 again), a worker kept
+// current by deltas answers as the catalog says, also when changes come in the middle of the
+// state it loads in parts, and it repairs owners as the main thread's self-check tells it.
 import test from 'ava';
 import * as dgram from 'node:dgram';
 import type { Worker } from 'node:worker_threads';
 import * as packet from 'dns-packet';
 import { applyChange, diffStates } from '../../src/catalog/changes.js';
-import { emptyState } from '../../src/catalog/model.js';
-import { DEFAULT_TTL } from '../../src/dns/answers.js';
+import { type Task, emptyState } from '../../src/catalog/model.js';
+import { DEFAULT_TTL, indexOwners, ownerTruth } from '../../src/dns/answers.js';
 import { Forwarder } from '../../src/dns/forward/forwarder.js';
 import { Upstream } from '../../src/dns/forward/upstream.js';
 import { DnsMetrics } from '../../src/dns/metrics.js';
@@ -174,3 +175,55 @@ maybe('a worker answers from its start state plus deltas: adds, health flips and
   t.true(await pool.settled(5000));
   t.deepEqual(await answersOf(port, 'cache', 10), ['10.0.9.50']);
 });
+
+for (const byService of [false, true]) {
+maybe(`a worker loading the state in parts${byService ? ' (tasks with their service)' : ''}, with changes in between, ends as the catalog; a repair reaches it`, async (t) => {
+  const port = await freePort();
+  let pool: DnsWorkers | undefined;
+  const cat = liveCatalog(() => pool);
+  cat.edit((s) => {
+    for (let i = 0; i < 30; i++) s.services[`svc${i}`] = { id: `svc${i}`, name: `svc${i}`, aliases: [], endpointMode: 'vip', attachments: [{ network: 'front', vip: `10.0.9.${100 + i}` }], ports: [], fwmark: 300 + i, createdAt: '' };
+    for (let i = 0; i < 30; i++) s.tasks[`k${i}`] = { id: `k${i}`, name: `svc${i}.1.k${i}`, service: `svc${i}`, slot: 1, addresses: { front: `10.0.9.${140 + i}` }, health: 'healthy', createdAt: '' };
+  });
+  // One object a part: the load takes ~65 turns of the event loop, and edits land between them.
+  const tasksOf = (svc: string): Task[] => Object.values(cat.state().tasks).filter((x) => x.service === svc);
+  pool = new DnsWorkers({ count: 1, host: '127.0.0.1', index, state: cat.state, ...(byService ? { tasksOf } : {}), forwarder: new Forwarder({ upstreams: [] }), log: logger(), metricsIntervalMs: 100, loadPartObjects: 1 });
+  const started = pool.start(port);
+  t.teardown(() => pool!.stop());
+  // The loader and this loop take turns, a part and an edit: parts go out as networks (1),
+  // services (31: turns 1-31), tasks (30: turns 32-61; or each with its service), containers; edits touch objects whose
+  // part went out some turns before (the worker must apply them over it) and add containers.
+  const edits = (async () => {
+    for (let turn = 0; turn < 75; turn++) {
+      await new Promise((r) => setImmediate(r));
+      cat.edit((s) => {
+        const svc = turn - 10; // sent around turn svc + 2
+        if (svc >= 0 && svc < 30 && svc % 3 === 0) delete s.services[`svc${svc}`];
+        const k = turn - 42; // sent around turn k + 32
+        if (k >= 0 && k < 30 && k % 3 === 1) s.tasks[`k${k}`] = { ...s.tasks[`k${k}`]!, addresses: { front: `10.0.9.${200 + k}` } };
+        if (k >= 0 && k < 30 && k % 3 === 2) delete s.tasks[`k${k}`];
+        if (turn % 10 === 0) s.containers[`late${turn}`] = { id: `late${turn}`, name: `late${turn}`, aliases: [], addresses: { front: `10.0.9.${240 + turn / 10}` }, createdAt: '' };
+      });
+    }
+  })();
+  await Promise.all([started, edits]);
+  t.true(await pool.settled(5000));
+  t.deepEqual(await answersOf(port, 'svc0', 1), ['NXDOMAIN']);
+  t.deepEqual(await answersOf(port, 'svc27', 2), ['NXDOMAIN']);
+  t.deepEqual(await answersOf(port, 'svc28', 3), ['10.0.9.128']);
+  t.deepEqual(await answersOf(port, 'tasks.svc1', 4), ['10.0.9.201']);
+  t.deepEqual(await answersOf(port, 'tasks.svc28', 5), ['10.0.9.228']);
+  t.deepEqual(await answersOf(port, 'svc29.1.k29.vipdns.internal', 9), ['NXDOMAIN']);
+  t.deepEqual(await answersOf(port, 'svc5.1.k5.vipdns.internal', 10), ['NXDOMAIN']);
+  t.deepEqual(await answersOf(port, 'late0', 6), ['10.0.9.240']);
+  t.deepEqual(await answersOf(port, 'late70', 12), ['10.0.9.247']);
+
+  // The catalog changed without a delta (as if apply() had missed it): a repair of that owner fixes it.
+  cat.state().services.svc2 = { ...cat.state().services.svc2!, aliases: ['second'] };
+  t.deepEqual(await answersOf(port, 'second', 7), ['NXDOMAIN']);
+  const view = { state: cat.state(), tasksOf };
+  pool.repair({ owners: indexOwners(cat.state()).filter((o) => o.slice(1) === 'svc2').map((o) => ownerTruth(o, view)) });
+  t.true(await pool.settled(5000));
+  t.deepEqual(await answersOf(port, 'second', 8), ['10.0.9.102']);
+});
+}
