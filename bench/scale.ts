@@ -313,14 +313,16 @@ async function migrate(res: Resources, size: Size, services: number): Promise<vo
   try {
     const ms = await waitReady(d, LOAD_MS);
     put(size, 'migrate', ms, fmtSec(ms));
-    const svcs = await call(d.api, 'GET', '/v1/services', undefined, PHASE_MS);
+    // GET /v1/tasks, not /v1/services: today the latter counts each service's tasks by a scan.
     const tasks = await call(d.api, 'GET', '/v1/tasks', undefined, PHASE_MS);
-    const gotS = Array.isArray(svcs.body) ? svcs.body.length : -1;
-    const gotT = Array.isArray(tasks.body) ? tasks.body.length : -1;
+    if (!tasks.ok || !Array.isArray(tasks.body)) throw new Error(`GET /v1/tasks after the start: ${tasks.failure ?? 'not a list'} after ${fmtSec(tasks.ms)}`);
+    const list = tasks.body as Array<{ service: string }>;
+    const gotS = new Set(list.map((t) => t.service)).size;
+    const gotT = list.length;
     const wantT = Object.keys(state.tasks).length;
     const kept = gotS === services && gotT === wantT;
     put(size, 'migrate.kept', kept ? 1 : 0, `${fmtCount(gotS)}+${fmtCount(gotT)}`);
-    note(size, `migration: ${fmtSec(ms)} to /readyz; services ${gotS}/${services}, tasks ${gotT}/${wantT}; data dir after start: ${readdirSync(dir).join(' ')}`);
+    note(size, `migration: ${fmtSec(ms)} to /readyz; services with tasks ${gotS}/${services}, tasks ${gotT}/${wantT}; data dir after start: ${readdirSync(dir).join(' ')}`);
   } finally {
     await stopDaemon(d);
   }
