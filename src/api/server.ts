@@ -1,6 +1,7 @@
 // The control API: JSON over HTTP on loopback. The CLI is its client. Every error is
 // { "error": { "code", "message" } } with a matching HTTP status.
 import * as http from 'node:http';
+import type { Socket } from 'node:net';
 import { closeHttp, listenHttp } from '../net/http.js';
 import type { Catalog } from '../catalog/catalog.js';
 import { VipdnsError, isVipdnsError } from '../errors.js';
@@ -25,6 +26,8 @@ export interface ApiServerOptions {
   /** Awaited after a successful write before answering, so a client that got its answer reads
    * its write everywhere (DNS worker threads included). */
   afterWrite?: () => Promise<unknown>;
+  /** How long an idle keep-alive connection stays open (Node's default, 5 s, unless given). */
+  keepAliveTimeoutMs?: number;
 }
 
 export class ApiServer {
@@ -45,6 +48,13 @@ export class ApiServer {
 
   async start(): Promise<void> {
     const server = http.createServer((req, res) => void this.serve(req, res));
+    if (this.opts.keepAliveTimeoutMs !== undefined) server.keepAliveTimeout = this.opts.keepAliveTimeoutMs;
+    // Node destroys an idle keep-alive socket when its timer fires. After an event-loop stall
+    // longer than that timer (a slow commit), timers run before the poll phase has read the
+    // requests that arrived meanwhile: the socket is destroyed with a request unread and the
+    // client gets ECONNRESET instead of a queued answer. With a 'timeout' listener the server
+    // leaves the decision to us: close only once the loop has read what had already arrived.
+    server.on('timeout', (socket: Socket) => closeIfStillIdle(socket));
     this.port = await listenHttp(server, this.opts.host, this.opts.port);
     this.server = server;
   }
@@ -130,6 +140,14 @@ export class ApiServer {
       }
     }
   }
+}
+
+function closeIfStillIdle(socket: Socket): void {
+  const read = socket.bytesRead;
+  // setImmediate runs after this loop iteration's poll phase, which reads pending requests.
+  setImmediate(() => {
+    if (socket.bytesRead === read && !socket.destroyed) socket.destroy();
+  });
 }
 
 function publicNetwork(n: import('../catalog/model.js').Network): Omit<typeof n, 'ipamCursor'> {
