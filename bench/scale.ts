@@ -462,7 +462,7 @@ async function main(): Promise<void> {
   const started = new Date();
   const head = [
     `vipdns scale bench (issue 12)  ${started.toISOString().slice(0, 16).replace('T', ' ')} UTC  node ${process.version}  ${cpus().length} CPUs  load avg ${loadavg()[0]!.toFixed(1)} at start`,
-    `daemon: vipdns serve --dataplane none, file store (etcd rows: --store etcd://, two daemons)  load: ${LOAD === 'api' ? `through the API, ${CLIENTS} clients` : 'catalog.json written directly'}`,
+    `daemon: vipdns serve --dataplane none, embedded LMDB store (etcd rows: --store etcd://, two daemons)  load: ${LOAD === 'api' ? `through the API, ${CLIENTS} clients` : 'catalog.json written directly'}`,
     `sizes: small ${SMALL} x ${TASKS}, big ${BIG} x ${TASKS} (issue 12 targets are for 10,000 x 10)  etcd rows: small ${SMALL} x ${TASKS}, big ${Math.min(BIG, ETCD_SERVICES)} x ${TASKS}`,
     `sequential: ${SAMPLES} add+remove pairs  32 clients: ${BURST_WRITES} writes (each client adds a task, then removes it)  DNS: ${QPS} QPS for ${DNS_SECONDS} s, UDP, random service names, while ${DNS_WRITES} writes/s; unanswered after ${LOST_AFTER_MS / 1000} s = lost`,
     `phases: ${[...PHASES].join(',')}  each bounded by ${PHASE_MS / 1000} s (load by ${LOAD_MS / 1000} s)`,

@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { ApiServer } from '../../src/api/server.js';
 import { Catalog } from '../../src/catalog/catalog.js';
-import { FileStore } from '../../src/catalog/store/file.js';
+import { LocalStore } from '../../src/catalog/store/local.js';
 import { ROOT, removeDir, tempDir } from '../helpers/daemon.js';
 
 const CLIENTS = 64;
@@ -38,7 +38,7 @@ function runClients(api: string): Promise<Record<string, number>> {
 
 test('64 concurrent writers through event-loop stalls longer than the keep-alive timeout: every request answered', async (t) => {
   const dir = tempDir('vipdns-api-');
-  const catalog = await Catalog.open(await FileStore.open(dir));
+  const catalog = await Catalog.open(await LocalStore.open(dir));
   const api = new ApiServer({ host: '127.0.0.1', port: 0, catalog, keepAliveTimeoutMs: KEEP_ALIVE_MS });
   t.teardown(async () => {
     await api.stop();
