@@ -6,7 +6,8 @@ import * as dgram from 'node:dgram';
 import type { NetworkInterfaceInfo } from 'node:os';
 import * as packet from 'dns-packet';
 
-test('missing addon: one notice, node:dgram answers', async (t) => {
+/** A DnsServer over an empty catalog with the UDP addon made unloadable: node:dgram serves. */
+async function fallbackServer(host: string) {
   process.env.VIPDNS_UDP_ADDON = '/nonexistent/vipdns_udp.node';
   const { DnsServer } = await import('../../src/dns/server.js');
   const { Resolver } = await import('../../src/dns/resolver.js');
@@ -15,8 +16,13 @@ test('missing addon: one notice, node:dgram answers', async (t) => {
   const index = new AnswerIndex({ suffix: 'vipdns.internal', ttl: DEFAULT_TTL, loopbackSeesAll: true, othersSeeAll: false });
   index.rebuild(emptyState());
   const notices: string[] = [];
-  const server = new DnsServer({ host: '127.0.0.1', port: 0, resolver: new Resolver({ index }), onNotice: (m) => notices.push(m) });
+  const server = new DnsServer({ host, port: 0, resolver: new Resolver({ index }), onNotice: (m) => notices.push(m) });
   await server.start();
+  return { server, notices };
+}
+
+test('missing addon: one notice, node:dgram answers', async (t) => {
+  const { server, notices } = await fallbackServer('127.0.0.1');
   t.teardown(() => server.stop());
   t.is(notices.length, 1);
   t.regex(notices[0]!, /batched UDP unavailable.*node:dgram/);
@@ -136,16 +142,7 @@ test.serial('per-address sockets: an address taken after the start is reported o
 });
 
 test.serial('DnsServer on 0.0.0.0 without the addon: says how it serves UDP, answers from the address asked', async (t) => {
-  process.env.VIPDNS_UDP_ADDON = '/nonexistent/vipdns_udp.node';
-  const { DnsServer } = await import('../../src/dns/server.js');
-  const { Resolver } = await import('../../src/dns/resolver.js');
-  const { AnswerIndex, DEFAULT_TTL } = await import('../../src/dns/answers.js');
-  const { emptyState } = await import('../../src/catalog/model.js');
-  const index = new AnswerIndex({ suffix: 'vipdns.internal', ttl: DEFAULT_TTL, loopbackSeesAll: true, othersSeeAll: false });
-  index.rebuild(emptyState());
-  const notices: string[] = [];
-  const server = new DnsServer({ host: '0.0.0.0', port: 0, resolver: new Resolver({ index }), onNotice: (m) => notices.push(m) });
-  await server.start();
+  const { server, notices } = await fallbackServer('0.0.0.0');
   t.teardown(() => server.stop());
   t.true(notices.some((n) => /0\.0\.0\.0 without the addon: one socket per local address .*re-read every 5 s/.test(n)), notices.join('\n'));
   const c = await udp4Client(t);
