@@ -44,6 +44,9 @@ export function isRelevant(e: DockerEvent): boolean {
   return false;
 }
 
+/** The event stream ended without an error: the engine is restarting, or went away. */
+class StreamEnded extends Error {}
+
 export class DockerSource {
   private readonly client: DockerClient;
   private readonly o: Required<Omit<DockerSourceOptions, 'registry'>> & Pick<DockerSourceOptions, 'registry'>;
@@ -281,8 +284,6 @@ export class DockerSource {
     }
   }
 }
-
-class StreamEnded extends Error {}
 
 function opName(op: Op): string {
   switch (op.op) {
