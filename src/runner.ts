@@ -68,7 +68,7 @@ export interface RetryOptions {
 
 /** Runs fn until it succeeds, fails with an error that is not retryable, or has had every attempt. */
 export async function withRetries<T>(fn: (attempt: number) => Promise<T>, o: RetryOptions): Promise<T> {
-  const backoff = new Backoff(o.backoff);
+  let backoff: Backoff | undefined; // made on the first failure: most calls succeed at once
   const sleep = o.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   for (let attempt = 1; ; attempt++) {
     try {
@@ -76,7 +76,7 @@ export async function withRetries<T>(fn: (attempt: number) => Promise<T>, o: Ret
     } catch (e) {
       if (attempt >= o.attempts || !o.retryable(e)) throw e;
       await o.beforeRetry?.(e);
-      await sleep(backoff.next());
+      await sleep((backoff ??= new Backoff(o.backoff)).next());
     }
   }
 }
