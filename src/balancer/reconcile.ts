@@ -8,6 +8,7 @@
 // - departed backends are drained (weight 0) for drainMs before they go.
 import type { CatalogState } from '../catalog/model.js';
 import { errorMessage, isVipdnsError } from '../errors.js';
+import { Runner } from '../runner.js';
 import { diff, isEmpty } from './diff.js';
 import { drainDeadlines, withDraining } from './drain.js';
 import { incrementalDiff } from './incremental.js';
@@ -92,15 +93,12 @@ export class Balancer {
   private index: TaskIndex | undefined; // service → tasks, for re-planning a few services
   private running = false;
   private adopted = false;
-  private inflight: Promise<void> | undefined;
-  private again: SyncReason | undefined; // a sync was requested while one ran
-  private coalesceTimer: NodeJS.Timeout | undefined;
-  private resyncTimer: NodeJS.Timeout | undefined;
+  // Serialises syncs (requests during one collapse into one follow-up, strongest reason), coalesces
+  // updates, runs the periodic resyncs and retries a failed sync with back-off.
+  private readonly runner: Runner<SyncReason>;
   private drainTimer: NodeJS.Timeout | undefined;
   private drains = new Map<string, number>(); // service → earliest deadline of its draining backends, in applied
-  private retryTimer: NodeJS.Timeout | undefined;
   private resyncCount = 0;
-  private failures = 0;
   private warnings: string[] = [];
   private stats = { syncs: 0, errors: 0, repairs: 0, lastSyncAt: undefined as number | undefined, lastSyncMs: undefined as number | undefined };
   private lastError: BalancerStatus['lastError'];
@@ -115,6 +113,15 @@ export class Balancer {
     this.planOpts = o.plan ?? {};
     this.now = o.now ?? Date.now;
     this.onSync = o.onSync;
+    this.runner = new Runner<SyncReason>({
+      run: (reason) => this.run(reason),
+      debounceMs: this.coalesceMs,
+      maxDelayMs: this.coalesceMs,
+      ...(this.resyncMs > 0 ? { every: { ms: this.resyncMs, reason: () => this.nextResyncReason() } } : {}),
+      backoff: { initialMs: RETRY_MIN_MS, maxMs: this.resyncMs > 0 ? this.resyncMs : 30_000 },
+      retryReason: 'retry', // re-reads the kernel, which is in an unknown state after a failure
+      merge: stronger,
+    });
   }
 
   /** Reads and adopts the kernel state; syncs at once if update() already delivered a catalog. */
@@ -128,20 +135,16 @@ export class Balancer {
     } catch (e) {
       this.fail(e, 'dataplane: cannot read kernel state; will retry');
     }
-    if (this.resyncMs > 0) {
-      this.resyncTimer = setInterval(() => this.request(this.nextResyncReason()), this.resyncMs);
-      this.resyncTimer.unref?.();
-    }
+    this.runner.start();
     if (this.catalog) await this.syncNow('update');
   }
 
   /** Stops timers and waits for a running sync. Leaves the kernel as it is (restarts keep flows). */
   async stop(): Promise<void> {
     this.running = false;
-    for (const t of [this.coalesceTimer, this.drainTimer, this.retryTimer]) if (t) clearTimeout(t);
-    if (this.resyncTimer) clearInterval(this.resyncTimer);
-    this.coalesceTimer = this.drainTimer = this.retryTimer = this.resyncTimer = undefined;
-    await this.inflight;
+    if (this.drainTimer) clearTimeout(this.drainTimer);
+    this.drainTimer = undefined;
+    await this.runner.stop();
   }
 
   /**
@@ -157,17 +160,12 @@ export class Balancer {
       for (const s of changed.services ?? []) dirty?.add(s);
       for (const id of changed.tasks ?? []) for (const s of this.index.touch(state, id)) dirty?.add(s);
     }
-    if (!this.running || this.coalesceTimer) return;
-    this.coalesceTimer = setTimeout(() => {
-      this.coalesceTimer = undefined;
-      this.request('update');
-    }, this.coalesceMs);
+    this.runner.request('update');
   }
 
-  /** Sync now and wait for it (and for any sync it had to queue behind). */
-  async syncNow(reason: SyncReason = 'update'): Promise<void> {
-    this.request(reason);
-    while (this.inflight) await this.inflight;
+  /** Sync now (after a running sync) and wait for it. */
+  syncNow(reason: SyncReason = 'update'): Promise<void> {
+    return this.runner.run(reason);
   }
 
   /** Re-read the kernel and repair drift now. */
@@ -200,21 +198,6 @@ export class Balancer {
   private nextResyncReason(): SyncReason {
     this.resyncCount++;
     return this.fullEvery > 0 && this.resyncCount % this.fullEvery === 0 ? 'full-resync' : 'resync';
-  }
-
-  // Serialises syncs: one runs at a time; requests during it collapse into one follow-up (strongest reason).
-  private request(reason: SyncReason): void {
-    if (!this.running) return;
-    if (this.inflight) {
-      this.again = stronger(this.again, reason);
-      return;
-    }
-    this.inflight = this.run(reason).finally(() => {
-      this.inflight = undefined;
-      const next = this.again;
-      this.again = undefined;
-      if (next) this.request(next);
-    });
   }
 
   private async run(reason: SyncReason): Promise<void> {
@@ -273,7 +256,6 @@ export class Balancer {
       this.remember(d);
       this.applied = state;
       keepDrains();
-      this.failures = 0;
       this.stats.syncs++;
       this.stats.lastSyncAt = this.now();
       this.scheduleDrain(minValue(this.drains));
@@ -282,7 +264,7 @@ export class Balancer {
       report.error = errorMessage(e);
       if (stage) report.stage = stage;
       this.fail(e, `dataplane: ${reason} sync failed`);
-      this.scheduleRetry();
+      throw e; // the runner retries with back-off
     } finally {
       report.ms = performance.now() - t0;
       this.stats.lastSyncMs = report.ms;
@@ -320,20 +302,8 @@ export class Balancer {
     if (this.drainTimer) clearTimeout(this.drainTimer);
     this.drainTimer = undefined;
     if (at === undefined || !this.running) return;
-    this.drainTimer = setTimeout(() => this.request('drain'), Math.max(0, at - this.now()) + 5);
+    this.drainTimer = setTimeout(() => void this.runner.run('drain'), Math.max(0, at - this.now()) + 5);
     this.drainTimer.unref?.();
-  }
-
-  private scheduleRetry(): void {
-    if (this.retryTimer || !this.running) return;
-    this.failures++;
-    const cap = this.resyncMs > 0 ? this.resyncMs : 30_000;
-    const wait = Math.min(cap, RETRY_MIN_MS * 2 ** Math.min(this.failures - 1, 10));
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = undefined;
-      this.request('retry');
-    }, wait);
-    this.retryTimer.unref?.();
   }
 
   private fail(e: unknown, msg: string): void {
@@ -346,8 +316,8 @@ export class Balancer {
 
 const RANK: Record<SyncReason, number> = { update: 0, drain: 0, resync: 1, retry: 1, 'full-resync': 2 };
 
-function stronger(a: SyncReason | undefined, b: SyncReason): SyncReason {
-  return a === undefined || RANK[b] > RANK[a] ? b : a;
+function stronger(a: SyncReason, b: SyncReason): SyncReason {
+  return RANK[b] > RANK[a] ? b : a;
 }
 
 function minValue(m: Map<string, number>): number | undefined {

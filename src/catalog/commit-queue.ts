@@ -4,6 +4,7 @@
 // changed nothing and is rejected alone. When another writer got there first (a shared store),
 // the batch is recomputed on the caught-up state and retried.
 import { VipdnsError } from '../errors.js';
+import { type BackoffOptions, withRetries } from '../runner.js';
 import { isEmptyChange } from './changes.js';
 import { type ReplicatedStore, StoreConflict } from './store/store.js';
 import type { Txn } from './txn.js';
@@ -21,6 +22,8 @@ interface Op {
 // Group commit stays under etcd's default 128 operations per transaction.
 const MAX_BATCH_OPS = 32;
 const MAX_ATTEMPTS = 40;
+// Jittered over [0, d), d growing from 2 ms to 100 ms, so two daemons racing for the same state take turns.
+const CONFLICT_BACKOFF: BackoffOptions = { initialMs: 2, maxMs: 100, jitter: 'full' };
 
 export class CommitQueue {
   private queue: Op[] = [];
@@ -82,46 +85,45 @@ export class CommitQueue {
 
   private async commitOps(batch: Op[], stale: Op[]): Promise<void> {
     let live = batch;
-    for (let attempt = 1; ; attempt++) {
-      const tx = this.begin();
-      const results = new Map<Op, unknown>();
-      for (const op of live) {
-        const sp = tx.savepoint();
-        try {
-          results.set(op, op.fn(tx));
-        } catch (e) {
-          tx.rollback(sp);
-          if (!op.synced && this.store.sync && e instanceof VipdnsError && e.code === 'NOT_FOUND') stale.push(op);
-          else op.reject(e as Error);
-        }
-      }
-      live = live.filter((op) => results.has(op));
-      if (live.length === 0) return;
-      const change = tx.change();
-      if (isEmptyChange(change)) {
-        for (const op of live) op.resolve(results.get(op));
-        return;
-      }
-      try {
-        await this.store.commit(change);
-        for (const op of live) op.resolve(results.get(op));
-        return;
-      } catch (err) {
-        if (err instanceof StoreConflict && attempt < MAX_ATTEMPTS && !this.closed) {
-          await err.caughtUp;
-          // Jittered, growing pause so two daemons racing for the same state take turns.
-          await new Promise((r) => setTimeout(r, Math.random() * Math.min(2 ** attempt, 100)));
-          continue;
-        }
-        const e =
-          err instanceof StoreConflict
-            ? new VipdnsError('CONFLICT', `gave up after ${attempt} attempts: other daemons kept changing the catalog first`)
-            : err instanceof VipdnsError
-              ? err
-              : new VipdnsError('STORE_FAILED', (err as Error).message, { cause: err });
-        for (const op of live) op.reject(e);
-        return;
-      }
+    let attempts = 0;
+    try {
+      await withRetries(
+        async (attempt) => {
+          attempts = attempt;
+          const tx = this.begin();
+          const results = new Map<Op, unknown>();
+          for (const op of live) {
+            const sp = tx.savepoint();
+            try {
+              results.set(op, op.fn(tx));
+            } catch (e) {
+              tx.rollback(sp);
+              if (!op.synced && this.store.sync && e instanceof VipdnsError && e.code === 'NOT_FOUND') stale.push(op);
+              else op.reject(e as Error);
+            }
+          }
+          live = live.filter((op) => results.has(op));
+          if (live.length === 0) return;
+          const change = tx.change();
+          if (!isEmptyChange(change)) await this.store.commit(change);
+          for (const op of live) op.resolve(results.get(op));
+        },
+        {
+          attempts: MAX_ATTEMPTS,
+          backoff: CONFLICT_BACKOFF,
+          // Another writer got there first: recompute on the caught-up state.
+          retryable: (err) => err instanceof StoreConflict && !this.closed,
+          beforeRetry: (err) => (err as StoreConflict).caughtUp,
+        },
+      );
+    } catch (err) {
+      const e =
+        err instanceof StoreConflict
+          ? new VipdnsError('CONFLICT', `gave up after ${attempts} attempts: other daemons kept changing the catalog first`)
+          : err instanceof VipdnsError
+            ? err
+            : new VipdnsError('STORE_FAILED', (err as Error).message, { cause: err });
+      for (const op of live) op.reject(e);
     }
   }
 }

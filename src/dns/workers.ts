@@ -10,6 +10,7 @@ import { Worker } from 'node:worker_threads';
 import type { AppliedChange } from '../catalog/changes.js';
 import type { CatalogState, Task } from '../catalog/model.js';
 import type { Logger } from '../log.js';
+import { type BackoffOptions, Runner } from '../runner.js';
 import type { IndexOptions, IndexRepair } from './answers.js';
 import type { DnsMetrics } from './metrics.js';
 import type { Forwarder } from './resolver.js';
@@ -38,11 +39,12 @@ interface Slot {
   worker: Worker | undefined; // spawned (serving or starting), until it exits
   ready: boolean;
   applied: number;
-  restarts: number; // consecutive short-lived runs: the restart backoff's exponent
+  /** Starts the slot's thread again after a back-off that grows while it keeps dying young. */
+  restarter: Runner;
   readyAt: number;
 }
 
-const MAX_RESTART_DELAY_MS = 30_000;
+const RESTART_BACKOFF: BackoffOptions = { initialMs: 1000, maxMs: 30_000 };
 const LOAD_PART_OBJECTS = 1000;
 const LOAD_KINDS = ['networks', 'services', 'tasks', 'containers'] as const;
 /** A worker that served this long before it died starts its backoff from the beginning. */
@@ -57,7 +59,28 @@ export class DnsWorkers {
   private started = false; // start() succeeded: from now on a dead worker is started again
 
   constructor(private readonly opts: DnsWorkersOptions) {
-    this.slots = Array.from({ length: opts.count }, (_, i) => ({ id: String(i + 1), worker: undefined, ready: false, applied: -1, restarts: 0, readyAt: 0 }));
+    this.slots = Array.from({ length: opts.count }, (_, i) => {
+      const id = String(i + 1);
+      const s: Slot = {
+        id,
+        worker: undefined,
+        ready: false,
+        applied: -1,
+        readyAt: 0,
+        restarter: new Runner<void>({
+          // A restart that cannot serve rejects; the runner tries again after the next delay.
+          run: () => {
+            const ready = this.spawn(s);
+            this.load([s]);
+            return ready;
+          },
+          backoff: RESTART_BACKOFF,
+          resetOnSuccess: false, // serving is not enough: only a thread that lived STABLE_MS resets it
+          onError: (e, _r, restartInMs) => this.opts.log.error({ worker: id, err: e, restartInMs }, 'dns worker restart failed'),
+        }),
+      };
+      return s;
+    });
   }
 
   /** Starts every worker on the main socket's port; rejects (after stopping those that started) if one cannot bind. */
@@ -72,6 +95,7 @@ export class DnsWorkers {
       throw e;
     }
     this.started = true;
+    for (const s of this.slots) s.restarter.start();
   }
 
   /**
@@ -130,6 +154,7 @@ export class DnsWorkers {
 
   async stop(): Promise<void> {
     this.stopping = true;
+    const restarters = this.slots.map((s) => s.restarter.stop()); // no restart from now on
     await Promise.all(
       this.slots.map(async (s) => {
         const w = s.worker;
@@ -142,6 +167,7 @@ export class DnsWorkers {
         clearTimeout(t);
       }),
     );
+    await Promise.all(restarters);
     for (const w of this.waiters.splice(0)) w();
   }
 
@@ -251,27 +277,12 @@ export class DnsWorkers {
         }
         if (!started) reject(new Error(`DNS worker ${s.id} exited (code ${code}) before serving`));
         this.wakeIfSettled();
-        if (this.stopping || !this.started) return;
-        if (started && Date.now() - s.readyAt >= STABLE_MS) s.restarts = 0;
-        this.restartLater(s, code);
+        // One that never served was a restart: its spawn() rejected, and its restarter retries.
+        if (this.stopping || !this.started || !started) return;
+        if (Date.now() - s.readyAt >= STABLE_MS) s.restarter.resetBackoff();
+        this.opts.log.error({ worker: s.id, code, restartInMs: s.restarter.retry() }, 'dns worker exited; starting it again');
       });
     });
-  }
-
-  /** Starts a dead worker again after a backoff that doubles while it keeps dying young. */
-  private restartLater(s: Slot, code: number): void {
-    const delay = Math.min(MAX_RESTART_DELAY_MS, 1000 * 2 ** s.restarts++);
-    this.opts.log.error({ worker: s.id, code, restartInMs: delay }, 'dns worker exited; starting it again');
-    setTimeout(() => {
-      if (this.stopping) return;
-      // A restart that cannot serve exits too, and its exit schedules the next attempt.
-      const ready = this.spawn(s);
-      this.load([s]);
-      ready.catch((e: unknown) => {
-        this.opts.log.error({ worker: s.id, err: e }, 'dns worker restart failed');
-        if (!s.worker && !this.stopping) this.restartLater(s, -1); // never became a thread at all
-      });
-    }, delay).unref();
   }
 
   /** Answers a worker's forward; only to the thread that asked (a restarted slot has new ids). */

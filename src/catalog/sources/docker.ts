@@ -6,6 +6,7 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { VipdnsError, errorMessage } from '../../errors.js';
 import type { Logger } from '../../log.js';
+import { Runner } from '../../runner.js';
 import type { Catalog } from '../catalog.js';
 import { DockerClient, type EventStream, parseDockerUrl } from './docker-api.js';
 import { type Outcome, opName, record, runOps } from './docker-apply.js';
@@ -45,19 +46,19 @@ export function isRelevant(e: DockerEvent): boolean {
   return false;
 }
 
+/** The event stream ended without an error: the engine is restarting, or went away. */
+class StreamEnded extends Error {}
+
 export class DockerSource {
   private readonly client: DockerClient;
   private readonly o: Required<Omit<DockerSourceOptions, 'registry'>> & Pick<DockerSourceOptions, 'registry'>;
   private owned: Owned | undefined;
   private stopped = true;
   private stream: EventStream | undefined;
-  private loop: Promise<void> | undefined;
-  private timer: NodeJS.Timeout | undefined;
-  private firstEventAt = 0;
-  private resync: NodeJS.Timeout | undefined;
-  private wake: (() => void) | undefined;
-  private syncing: Promise<void> | undefined;
-  private again = false;
+  /** Passes: one at a time, debounced after events, also every resyncMs. */
+  private readonly passRunner: Runner;
+  /** The event stream: (re)connected with back-off whenever it breaks. */
+  private readonly streamRunner: Runner;
   private connected = false;
   private synced = false;
   private lastError = '';
@@ -76,6 +77,24 @@ export class DockerSource {
       ops: new Counter({ name: 'vipdns_docker_changes_total', help: 'Catalog changes made by the Docker source by operation and result', labelNames: ['op', 'result'], registers: [r] }),
       connected: new Gauge({ name: 'vipdns_docker_connected', help: '1 while the Docker event stream is open', registers: [r] }),
     };
+    const backoff = { initialMs: this.o.backoffMinMs, maxMs: this.o.backoffMaxMs };
+    this.passRunner = new Runner<void>({
+      run: () => this.pass(),
+      debounceMs: this.o.debounceMs,
+      maxDelayMs: this.o.maxDelayMs,
+      every: { ms: this.o.resyncMs, reason: () => undefined },
+      backoff,
+      onError: (e, _r, retryMs) => this.o.log.error({ err: errorMessage(e), retryMs }, 'docker source pass failed'),
+    });
+    this.streamRunner = new Runner<void>({
+      run: () => this.follow(),
+      backoff,
+      onError: (e, _r, retryMs) => {
+        if (this.stopped) return;
+        if (e instanceof StreamEnded) this.o.log.warn({ docker: this.url, retryMs }, 'docker event stream ended (engine restarting?)');
+        else this.o.log.warn({ docker: this.url, err: this.lastError, retryMs }, 'docker engine unreachable');
+      },
+    });
   }
 
   get url(): string {
@@ -92,95 +111,51 @@ export class DockerSource {
   async start(): Promise<void> {
     this.owned = await loadOwned(this.o.ownedFile);
     this.stopped = false;
-    this.loop = this.run();
-    this.resync = setInterval(() => this.requestSync(), this.o.resyncMs);
-    this.resync.unref();
+    this.passRunner.start();
+    this.streamRunner.start();
+    void this.streamRunner.run();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
-    clearTimeout(this.timer);
-    clearInterval(this.resync);
     this.stream?.close();
-    this.wake?.();
-    await this.loop;
-    await this.syncing;
+    await Promise.all([this.streamRunner.stop(), this.passRunner.stop()]);
   }
 
   /** Runs one pass now (after any running one); resolves when it is done. */
-  async syncNow(): Promise<void> {
-    if (this.syncing) {
-      this.again = true;
-      await this.syncing;
-      if (this.syncing) await this.syncing;
-      return;
-    }
-    this.syncing = this.passLoop();
-    await this.syncing;
+  syncNow(): Promise<void> {
+    return this.passRunner.run();
   }
 
-  private requestSync(): void {
-    if (this.stopped) return;
-    const now = Date.now();
-    if (this.timer === undefined) this.firstEventAt = now;
-    clearTimeout(this.timer);
-    // Debounce, but never wait longer than maxDelayMs after the first event of a burst.
-    const wait = Math.min(this.o.debounceMs, Math.max(0, this.firstEventAt + this.o.maxDelayMs - now));
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      this.syncNow().catch((e: unknown) => this.o.log.error({ err: errorMessage(e) }, 'docker source pass failed'));
-    }, wait);
-  }
-
-  private async passLoop(): Promise<void> {
+  /**
+   * One connection: open the event stream, converge, follow events until the stream ends. Always
+   * ends in a throw unless stopped, so the runner reconnects after its back-off delay.
+   */
+  private async follow(): Promise<void> {
+    const stream = this.client.events({ type: ['container', 'network'] }, (e) => {
+      if (!isRelevant(e as DockerEvent)) return;
+      this.m?.events.inc();
+      this.passRunner.request();
+    });
+    this.stream = stream;
     try {
-      do {
-        this.again = false;
-        await this.pass();
-      } while (this.again && !this.stopped);
+      // Open the stream before listing, so nothing that happens during the listing is missed.
+      await stream.opened;
+      this.connected = true;
+      this.m?.connected.set(1);
+      this.o.log.info({ docker: this.url }, 'docker event stream open');
+      await this.syncNow();
+      this.streamRunner.resetBackoff();
+      await stream.done;
+    } catch (e) {
+      this.lastError = errorMessage(e);
+      throw e;
     } finally {
-      this.syncing = undefined;
+      stream.close();
+      this.connected = false;
+      this.m?.connected.set(0);
     }
-  }
-
-  private async run(): Promise<void> {
-    let backoff = this.o.backoffMinMs;
-    while (!this.stopped) {
-      const stream = this.client.events({ type: ['container', 'network'] }, (e) => {
-        if (!isRelevant(e as DockerEvent)) return;
-        this.m?.events.inc();
-        this.requestSync();
-      });
-      this.stream = stream;
-      try {
-        // Open the stream before listing, so nothing that happens during the listing is missed.
-        await stream.opened;
-        this.connected = true;
-        this.m?.connected.set(1);
-        this.o.log.info({ docker: this.url }, 'docker event stream open');
-        await this.syncNow();
-        backoff = this.o.backoffMinMs;
-        await stream.done;
-        if (!this.stopped) this.o.log.warn({ docker: this.url }, 'docker event stream ended (engine restarting?)');
-      } catch (e) {
-        this.lastError = errorMessage(e);
-        if (!this.stopped) this.o.log.warn({ docker: this.url, err: this.lastError, retryMs: backoff }, 'docker engine unreachable');
-      } finally {
-        stream.close();
-        this.connected = false;
-        this.m?.connected.set(0);
-      }
-      if (this.stopped) break;
-      await new Promise<void>((r) => {
-        const t = setTimeout(r, backoff);
-        this.wake = () => {
-          clearTimeout(t);
-          r();
-        };
-      });
-      this.wake = undefined;
-      backoff = Math.min(backoff * 2, this.o.backoffMaxMs);
-    }
+    if (!this.stopped) throw new StreamEnded();
   }
 
   /** One level-triggered pass: list, map, plan, apply, persist ownership. */
