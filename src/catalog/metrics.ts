@@ -1,14 +1,17 @@
-// Catalog sizes, computed at scrape time from the live state (no bookkeeping to drift).
+// Catalog sizes, read at scrape time from counts kept from each change (counts.ts).
 import { Gauge, type Registry } from 'prom-client';
 import type { Catalog } from './catalog.js';
+import { CatalogCounts } from './counts.js';
 
 export function registerCatalogMetrics(registry: Registry, catalog: Catalog): void {
+  const counts = CatalogCounts.of(catalog.state);
+  catalog.on('change', (_s, _k, change) => counts.apply(change));
   new Gauge({
     name: 'vipdns_catalog_networks',
     help: 'Networks in the catalog.',
     registers: [registry],
     collect() {
-      this.set(Object.keys(catalog.state.networks).length);
+      this.set(counts.networks);
     },
   });
   new Gauge({
@@ -17,10 +20,8 @@ export function registerCatalogMetrics(registry: Registry, catalog: Catalog): vo
     labelNames: ['endpoint_mode'],
     registers: [registry],
     collect() {
-      const n = { vip: 0, dnsrr: 0 };
-      for (const s of Object.values(catalog.state.services)) n[s.endpointMode]++;
-      this.set({ endpoint_mode: 'vip' }, n.vip);
-      this.set({ endpoint_mode: 'dnsrr' }, n.dnsrr);
+      this.set({ endpoint_mode: 'vip' }, counts.services.vip);
+      this.set({ endpoint_mode: 'dnsrr' }, counts.services.dnsrr);
     },
   });
   new Gauge({
@@ -29,9 +30,7 @@ export function registerCatalogMetrics(registry: Registry, catalog: Catalog): vo
     labelNames: ['health'],
     registers: [registry],
     collect() {
-      const n = { unknown: 0, healthy: 0, unhealthy: 0 };
-      for (const t of Object.values(catalog.state.tasks)) n[t.health]++;
-      for (const [health, v] of Object.entries(n)) this.set({ health }, v);
+      for (const [health, v] of Object.entries(counts.tasks)) this.set({ health }, v);
     },
   });
   new Gauge({
@@ -39,7 +38,7 @@ export function registerCatalogMetrics(registry: Registry, catalog: Catalog): vo
     help: 'Standalone containers in the catalog.',
     registers: [registry],
     collect() {
-      this.set(Object.keys(catalog.state.containers).length);
+      this.set(counts.containers);
     },
   });
   new Gauge({
@@ -55,16 +54,7 @@ export function registerCatalogMetrics(registry: Registry, catalog: Catalog): vo
     help: 'Services that have tasks but none serving (answers fail open to all tasks).',
     registers: [registry],
     collect() {
-      const byService = new Map<string, { total: number; serving: number }>();
-      for (const t of Object.values(catalog.state.tasks)) {
-        const e = byService.get(t.service) ?? { total: 0, serving: 0 };
-        e.total++;
-        if (t.health !== 'unhealthy') e.serving++;
-        byService.set(t.service, e);
-      }
-      let n = 0;
-      for (const e of byService.values()) if (e.total > 0 && e.serving === 0) n++;
-      this.set(n);
+      this.set(counts.withoutServing);
     },
   });
 }
