@@ -37,8 +37,14 @@ export class Catalog extends EventEmitter<CatalogEvents> {
     super();
     this.store = store;
     this.s = state;
-    this.idx = CatalogIndex.of(state);
-    this.queue = new CommitQueue(store, () => new Txn(this.s, this.idx));
+    this.idx = CatalogIndex.building(state);
+    this.queue = new CommitQueue(store, () => new Txn(this.s, this.idx.ready()));
+    // Build the lookups in steps between other work (DNS starts meanwhile); the first lookup
+    // or write before they are done finishes them at once.
+    const build = (): void => {
+      if (!this.idx.step(5000)) setImmediate(build);
+    };
+    setImmediate(build);
   }
 
   /** Opens the catalog on a store (the embedded local store, or etcd). */
@@ -134,7 +140,7 @@ export class Catalog extends EventEmitter<CatalogEvents> {
 
   /** An empty transaction: every lookup over the committed state. */
   view(): Txn {
-    return new Txn(this.s, this.idx);
+    return new Txn(this.s, this.idx.ready());
   }
 
   network(name: string): Network {
