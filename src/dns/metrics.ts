@@ -1,7 +1,7 @@
 // DNS metrics with CoreDNS-style names. The hot path only bumps plain numbers (a map lookup
 // per query); prom-client reads them at scrape time through collect() hooks, so a query costs
 // no label hashing. Labels never carry query names or client addresses (cardinality).
-import { Counter, Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Cell } from './answer-table.js';
 
 const KNOWN_TYPES = new Set(['A', 'AAAA', 'PTR', 'SRV', 'SOA', 'NS', 'CNAME', 'MX', 'TXT', 'ANY', 'HTTPS', 'SVCB', 'CAA', 'DS', 'DNSKEY']);
@@ -59,25 +59,32 @@ const tallyEntries = (t: Tally): Array<[string, number]> => [...t.cells].map(([k
 const sumEntries = (e: Array<[string, number]>): number => e.reduce((a, [, n]) => a + n, 0);
 
 /** A histogram updated with two array writes; rendered in Prometheus's histogram shape. */
-export class FastHistogram {
-  readonly type = 'histogram';
+export class FastHistogram extends Histogram<string> {
   private readonly series = new Map<string, Series>();
-  constructor(
-    readonly name: string,
-    readonly help: string,
-    private readonly labelNames: string[],
-    private readonly buckets = DURATION_BUCKETS,
-  ) {}
+  private readonly metricName: string;
+  private readonly metricHelp: string;
+  private readonly bounds: number[];
+  private readonly labelKeys: string[];
 
-  observe(labelValues: string[], seconds: number): void {
+  constructor(name: string, help: string, labelNames: string[], buckets: number[] = DURATION_BUCKETS) {
+    // A real prom-client histogram (registered as is); the counting happens in our cells.
+    super({ name, help, labelNames, buckets, registers: [] });
+    this.metricName = name;
+    this.metricHelp = help;
+    this.bounds = buckets;
+    this.labelKeys = labelNames;
+  }
+
+  /** One observation into the series of these label values. */
+  record(labelValues: string[], seconds: number): void {
     this.observeMany(this.seriesFor(labelValues), seconds, 1);
   }
 
   /** `n` observations of the same duration (a batch answered together) into a kept series. */
   observeMany(s: Series, seconds: number, n: number): void {
     let i = 0;
-    while (i < this.buckets.length && seconds > this.buckets[i]!) i++;
-    if (i < this.buckets.length) s.counts[i]! += n;
+    while (i < this.bounds.length && seconds > this.bounds[i]!) i++;
+    if (i < this.bounds.length) s.counts[i]! += n;
     s.sum += seconds * n;
     s.count += n;
   }
@@ -87,8 +94,8 @@ export class FastHistogram {
     let s = this.series.get(key);
     if (!s) {
       const labels: Record<string, string> = {};
-      this.labelNames.forEach((n, i) => (labels[n] = labelValues[i] ?? ''));
-      s = { labels, counts: new Array<number>(this.buckets.length).fill(0), sum: 0, count: 0 };
+      this.labelKeys.forEach((n, i) => (labels[n] = labelValues[i] ?? ''));
+      s = { labels, counts: new Array<number>(this.bounds.length).fill(0), sum: 0, count: 0 };
       this.series.set(key, s);
     }
     return s;
@@ -99,7 +106,7 @@ export class FastHistogram {
 
   absorb(series: SeriesSnapshot[]): void {
     for (const r of series) {
-      const s = this.seriesFor(this.labelNames.map((n) => r.labels[n] ?? ''));
+      const s = this.seriesFor(this.labelKeys.map((n) => r.labels[n] ?? ''));
       r.counts.forEach((c, i) => (s.counts[i] = (s.counts[i] ?? 0) + c));
       s.sum += r.sum;
       s.count += r.count;
@@ -110,11 +117,15 @@ export class FastHistogram {
     return [...this.series.values()].map((s) => ({ labels: s.labels, counts: [...s.counts], sum: s.sum, count: s.count }));
   }
 
-  get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: Array<{ metricName: string; labels: Record<string, string | number>; value: number }> }> {
+  /**
+   * What the registry reads at scrape time (prom-client calls this on a histogram, and its own
+   * get() goes through it too): our cells, merged with other threads', in its format.
+   */
+  async getForPromString(): Promise<{ name: string; help: string; type: 'histogram'; aggregator: 'sum'; values: Array<{ metricName: string; labels: Record<string, string | number>; value: number }> }> {
     const values: Array<{ metricName: string; labels: Record<string, string | number>; value: number }> = [];
     const merged = new Map<string, Series>();
     for (const s of [...this.series.values(), ...this.remote().flat()]) {
-      const key = this.labelNames.map((n) => s.labels[n] ?? '').join('\0');
+      const key = this.labelKeys.map((n) => s.labels[n] ?? '').join('\0');
       const m = merged.get(key);
       if (!m) merged.set(key, { labels: s.labels, counts: [...s.counts], sum: s.sum, count: s.count });
       else {
@@ -125,19 +136,20 @@ export class FastHistogram {
     }
     for (const s of merged.values()) {
       let acc = 0;
-      this.buckets.forEach((b, i) => {
+      this.bounds.forEach((b, i) => {
         acc += s.counts[i]!;
-        values.push({ metricName: `${this.name}_bucket`, labels: { ...s.labels, le: b }, value: acc });
+        values.push({ metricName: `${this.metricName}_bucket`, labels: { ...s.labels, le: b }, value: acc });
       });
-      values.push({ metricName: `${this.name}_bucket`, labels: { ...s.labels, le: '+Inf' }, value: s.count });
-      values.push({ metricName: `${this.name}_sum`, labels: s.labels, value: s.sum });
-      values.push({ metricName: `${this.name}_count`, labels: s.labels, value: s.count });
+      values.push({ metricName: `${this.metricName}_bucket`, labels: { ...s.labels, le: '+Inf' }, value: s.count });
+      values.push({ metricName: `${this.metricName}_sum`, labels: s.labels, value: s.sum });
+      values.push({ metricName: `${this.metricName}_count`, labels: s.labels, value: s.count });
     }
-    return Promise.resolve({ name: this.name, help: this.help, type: this.type, aggregator: 'sum', values });
+    return { name: this.metricName, help: this.metricHelp, type: 'histogram', aggregator: 'sum', values };
   }
 
-  reset(): void {
-    this.series.clear();
+  override reset(): void {
+    super.reset();
+    this.series?.clear(); // the base constructor calls reset() before our fields exist
   }
 }
 
@@ -171,7 +183,7 @@ export class DnsMetrics {
 
   response(rcode: number, proto: string, seconds: number): void {
     this.responses.inc(rcodeName(rcode));
-    this.duration.observe([proto], seconds);
+    this.duration.record([proto], seconds);
   }
 
   responseCell(rcode: number): Cell {
@@ -193,7 +205,7 @@ export class DnsMetrics {
 
   forward(upstream: string, rcode: number | 'timeout' | 'error', seconds?: number): void {
     this.forwards.inc(`${upstream}\0${typeof rcode === 'number' ? rcodeName(rcode) : rcode}`);
-    if (seconds !== undefined) this.forwardDuration.observe([upstream], seconds);
+    if (seconds !== undefined) this.forwardDuration.record([upstream], seconds);
   }
 
   snapshot(): DnsMetricsSnapshot {
@@ -355,7 +367,7 @@ export class DnsMetrics {
         },
       }),
     );
-    registry.registerMetric(this.duration as unknown as Parameters<Registry['registerMetric']>[0]);
-    registry.registerMetric(this.forwardDuration as unknown as Parameters<Registry['registerMetric']>[0]);
+    registry.registerMetric(this.duration);
+    registry.registerMetric(this.forwardDuration);
   }
 }
