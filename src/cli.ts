@@ -409,6 +409,11 @@ dataplane
   });
 
 program.parseAsync(process.argv).catch((e: unknown) => {
+  if (program.opts<{ json?: boolean }>().json) {
+    // Machine output stays machine-readable when it fails, too (still on stderr, exit 1).
+    process.stderr.write(`${JSON.stringify({ error: { code: e instanceof VipdnsError ? e.code : 'INTERNAL', message: errorMessage(e) } })}\n`);
+    process.exit(1);
+  }
   const code = e instanceof VipdnsError ? ` [${e.code}]` : '';
   process.stderr.write(`vipdns: error: ${errorMessage(e)}${code}\n`);
   process.exit(1);

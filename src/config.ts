@@ -10,6 +10,8 @@ import { parseDockerUrl } from './catalog/sources/docker-api.js';
 
 export type DataplaneKind = 'auto' | 'ipvs' | 'nftables' | 'none';
 
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
 export interface HostPort {
   host: string;
   port: number;
@@ -228,6 +230,7 @@ export function loadConfig(src: ConfigSources): DaemonConfig {
   const up = merged.upstream;
   if (up !== undefined) c.upstreams = (Array.isArray(up) ? up : [up]).map(String);
   c.logLevel = str('logLevel') ?? c.logLevel;
+  if (!LOG_LEVELS.includes(c.logLevel)) throw new VipdnsError('CONFIG', `log level must be one of ${LOG_LEVELS.join(', ')}, got "${c.logLevel}"`);
   c.loopbackSeesAll = bool('loopbackSeesAll') ?? c.loopbackSeesAll;
   c.othersSeeAll = bool('othersSeeAll') ?? c.othersSeeAll;
   c.ttl.vip = ttl('ttlVip') ?? c.ttl.vip;

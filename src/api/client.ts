@@ -4,7 +4,22 @@ import { VipdnsError } from '../errors.js';
 export const DEFAULT_API = 'http://127.0.0.1:9053';
 
 export class ApiClient {
-  constructor(private readonly base: string) {}
+  private readonly base: string;
+
+  /** `base`: http(s)://HOST:PORT, or a bare HOST:PORT (taken as http). */
+  constructor(base: string) {
+    const url = /^[a-z][a-z0-9+.-]*:\/\//i.test(base) ? base : `http://${base}`;
+    let parsed: URL | undefined;
+    try {
+      parsed = new URL(url);
+    } catch {
+      parsed = undefined;
+    }
+    if (!parsed || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') || parsed.hostname === '') {
+      throw new VipdnsError('BAD_REQUEST', `--api takes the daemon's API address as http://HOST:PORT (or HOST:PORT), got "${base}"`);
+    }
+    this.base = url;
+  }
 
   async call<T = unknown>(method: string, path: string, body?: unknown): Promise<T> {
     let res: Response;
