@@ -1,4 +1,5 @@
 // Wires the modules together. Nothing imports this file but the CLI.
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import { ApiServer } from './api/server.js';
@@ -51,6 +52,18 @@ export class Daemon {
   }
 
   static async start(config: DaemonConfig, log: Logger): Promise<Daemon> {
+    // A first start that fails (a taken port, ...) leaves no empty data dir behind.
+    const fresh = config.store.kind !== 'etcd' && !existsSync(config.dataDir);
+    const seen = { revision: 0 };
+    try {
+      return await Daemon.startParts(config, log, seen);
+    } catch (e) {
+      if (fresh && seen.revision === 0) rmSync(config.dataDir, { recursive: true, force: true });
+      throw e;
+    }
+  }
+
+  private static async startParts(config: DaemonConfig, log: Logger, seen: { revision: number }): Promise<Daemon> {
     const store = config.store.kind === 'etcd' ? new EtcdStore(etcdStoreOptions(config.store, config.nodeName, log)) : await LocalStore.open(config.dataDir);
     let catalog: Catalog;
     try {
@@ -178,6 +191,7 @@ export class Daemon {
       health.start();
       await docker?.start(); // returns at once; the source connects and reconnects on its own
     } catch (e) {
+      seen.revision = catalog.state.revision;
       await d.stop();
       throw e;
     }

@@ -61,9 +61,19 @@ export class DnsServer {
         await this.bind();
         return;
       } catch (e) {
-        if (this.opts.port !== 0 || (e as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 10) throw e;
+        const code = (e as NodeJS.ErrnoException).code;
+        if (this.opts.port !== 0 || code !== 'EADDRINUSE' || attempt >= 10) throw this.bindError(e);
       }
     }
+  }
+
+  /** A bind failure that names the DNS address (the system error alone does not). */
+  private bindError(e: unknown): Error {
+    const err = e as NodeJS.ErrnoException;
+    const where = `${this.opts.host.includes(':') ? `[${this.opts.host}]` : this.opts.host}:${this.opts.port}`;
+    if (typeof err?.message !== 'string' || err.message.includes(where)) return err;
+    const hint = err.code === 'EADDRINUSE' ? ' (another DNS server, or another vipdns, holds it: pick another --dns-listen)' : '';
+    return Object.assign(new Error(`DNS address ${where}: ${err.message}${hint}`, { cause: err }), { code: err.code });
   }
 
   /** Whether UDP goes through the batch addon: asked for (or not refused) and loadable. */

@@ -42,3 +42,18 @@ test('/readyz names the dataplane once', async (t) => {
   t.regex(text, /dataplane: none \(--dataplane none\)/);
   t.notRegex(text, /dataplane: dataplane:/);
 });
+
+test('a second daemon on a taken DNS port names the address, and leaves no data dir behind', async (t) => {
+  const d = await startDaemon();
+  const fresh = `${tempDir()}/new-data-dir`; // does not exist yet
+  t.teardown(async () => {
+    await d.stop();
+    removeDir(d.dataDir);
+    removeDir(fresh.replace(/\/new-data-dir$/, ''));
+  });
+  const r = await cli('serve', '--data-dir', fresh, '--dataplane', 'none', '--dns-listen', `127.0.0.1:${d.dnsPort}`, '--api-listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0');
+  t.is(r.code, 1);
+  t.regex(r.stderr, new RegExp(`vipdns: error: DNS address 127\\.0\\.0\\.1:${d.dnsPort}: bind EADDRINUSE.*pick another --dns-listen`));
+  const { existsSync } = await import('node:fs');
+  t.false(existsSync(fresh), 'the data dir this failed start created is gone');
+});
