@@ -167,7 +167,7 @@ export class Daemon {
           detail: dns.listening ? `listening on ${config.dnsListen.host}:${dns.port} udp+tcp${dnsWorkers ? `, UDP on ${1 + dnsWorkers.running} threads` : ''}` : 'not listening',
         }),
         dataplane: () => {
-          if (!balancer) return { ok: true, detail: dataplaneReason.replace(/^dataplane: /, '') }; // the line already says dataplane:
+          if (!balancer) return { ok: true, detail: dataplaneReason };
           const st = balancer.status();
           return st.syncs > 0
             ? { ok: true, detail: `${st.driver}: ${st.programmed.services} VIP services, ${st.programmed.published} published ports, last sync ${st.lastSyncAt}` }

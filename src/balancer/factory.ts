@@ -23,18 +23,18 @@ export interface CreateDriverOptions {
 
 export interface CreatedDriver {
   driver: DataplaneDriver;
-  reason: string; // the log line
+  reason: string; // why this driver; the log line is `dataplane: <reason>`
 }
 
 /** Throws DATAPLANE_UNSUPPORTED when an explicitly requested dataplane cannot run here. */
 export async function createDriver(kind: DataplaneKind, o: CreateDriverOptions): Promise<CreatedDriver> {
   const done = (driver: DataplaneDriver, reason: string, level: 'info' | 'warn' = 'info'): CreatedDriver => {
-    o.logger?.[level]({ dataplane: driver.name, requested: kind }, reason);
+    o.logger?.[level]({ dataplane: driver.name, requested: kind }, `dataplane: ${reason}`);
     return { driver, reason };
   };
-  if (kind === 'none') return done(new NoneDriver(), 'dataplane: none (--dataplane none): DNS only, VIPs are not load-balanced');
+  if (kind === 'none') return done(new NoneDriver(), 'none (--dataplane none): DNS only, VIPs are not load-balanced');
   if (!o.isRoot) {
-    if (kind === 'auto') return done(new NoneDriver(), 'dataplane: none: not running as root, so DNS only; VIPs and published ports are not load-balanced', 'warn');
+    if (kind === 'auto') return done(new NoneDriver(), 'none: not running as root, so DNS only; VIPs and published ports are not load-balanced', 'warn');
     throw new VipdnsError('DATAPLANE_UNSUPPORTED', `--dataplane ${kind} needs root (CAP_NET_ADMIN); run as root or use --dataplane none`);
   }
 
@@ -44,16 +44,16 @@ export async function createDriver(kind: DataplaneKind, o: CreateDriverOptions):
   if (kind === 'ipvs') {
     if (!ipvsProbe.supported) throw new VipdnsError('DATAPLANE_UNSUPPORTED', `--dataplane ipvs: ${ipvsProbe.reason ?? 'IPVS unavailable'}`);
     if (!ipvs) throw new VipdnsError('DATAPLANE_UNSUPPORTED', '--dataplane ipvs: the IPVS driver is not available here; use --dataplane nftables');
-    return done(ipvs.create(), 'dataplane: ipvs (--dataplane ipvs)');
+    return done(ipvs.create(), 'ipvs (--dataplane ipvs)');
   }
-  if (kind === 'auto' && ipvsProbe.supported && ipvs) return done(ipvs.create(), 'dataplane: ipvs (auto: kernel has IPVS)');
+  if (kind === 'auto' && ipvsProbe.supported && ipvs) return done(ipvs.create(), 'ipvs (auto: kernel has IPVS)');
 
   const nft = new NftablesDriver({ ...o.nft, ...(o.netns ? { netns: o.netns } : {}) });
   const nftProbe = await nft.probe();
   if (nftProbe.supported) {
     const why = kind === 'nftables' ? '--dataplane nftables' : ipvsProbe.supported ? 'auto: IPVS driver not available yet' : `auto: ${ipvsProbe.reason}`;
-    return done(nft, `dataplane: nftables (${why})`);
+    return done(nft, `nftables (${why})`);
   }
   if (kind === 'nftables') throw new VipdnsError('DATAPLANE_UNSUPPORTED', `--dataplane nftables: ${nftProbe.reason}`);
-  return done(new NoneDriver(), `dataplane: none (auto: no IPVS — ${ipvsProbe.reason}; no nftables — ${nftProbe.reason}): DNS only`, 'warn');
+  return done(new NoneDriver(), `none (auto: no IPVS — ${ipvsProbe.reason}; no nftables — ${nftProbe.reason}): DNS only`, 'warn');
 }
