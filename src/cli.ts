@@ -396,14 +396,8 @@ dataplane
     const { cleanupDataplane } = await import('./balancer/index.js');
     const { IpvsDriver } = await import('./balancer/drivers/ipvs.js');
     const { probeIpvs } = await import('./balancer/drivers/supported.js');
-    const { LoopbackVips } = await import('./balancer/loopback-vips.js');
     const extra = (await probeIpvs()).supported ? [new IpvsDriver()] : [];
-    const r = await cleanupDataplane({ extra });
-    try {
-      if (await new LoopbackVips().cleanup()) r.removed.push('VIP addresses on lo');
-    } catch (e) {
-      r.errors.push({ driver: 'lo addresses', message: errorMessage(e) });
-    }
+    const r = await cleanupDataplane({ extra }); // the nftables driver's cleanup takes its VIPs off lo too
     out(r, () => `${r.removed.length ? `removed: ${r.removed.join(', ')}` : 'nothing of vipdns was programmed'}\n${r.errors.map((e) => `error (${e.driver}): ${e.message}\n`).join('')}`);
     if (r.errors.length) process.exitCode = 1;
   });

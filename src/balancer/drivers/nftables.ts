@@ -106,16 +106,20 @@ export class NftablesDriver implements DataplaneDriver {
   /** Deletes our table, which holds everything we made, and our labelled addresses on lo; nothing else. */
   async cleanup(): Promise<CleanupResult> {
     const t = this.options.table;
-    const tables = await this.nft(['list', 'tables']);
-    if (tables.code !== 0) throw toolError('nft list tables', tables);
     let removed = false;
-    if (tables.stdout.split('\n').some((l) => l.trim() === `table inet ${t}`)) {
-      const r = await this.nft(['delete', 'table', 'inet', t]);
-      if (r.code !== 0) throw toolError(`nft delete table inet ${t}`, r);
-      removed = true;
+    try {
+      const tables = await this.nft(['list', 'tables']);
+      if (tables.code !== 0) throw toolError('nft list tables', tables);
+      if (tables.stdout.split('\n').some((l) => l.trim() === `table inet ${t}`)) {
+        const r = await this.nft(['delete', 'table', 'inet', t]);
+        if (r.code !== 0) throw toolError(`nft delete table inet ${t}`, r);
+        removed = true;
+      }
+    } finally {
+      // The addresses go even when nft failed (or is missing): they are ours either way.
+      if (this.lo && (await this.lo.cleanup())) removed = true;
+      this.vips.observed(new Map(), { ours: new Set(), others: new Set() });
     }
-    if (this.lo && (await this.lo.cleanup())) removed = true;
-    this.vips.observed(new Map(), { ours: new Set(), others: new Set() });
     return { removed };
   }
 }
