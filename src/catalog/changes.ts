@@ -65,7 +65,7 @@ export function diffStates(before: Readonly<CatalogState>, after: Readonly<Catal
       const old = a[id];
       if (old !== undefined && JSON.stringify(old) === JSON.stringify(value)) continue;
       change.puts.push({ kind, id, value } as ObjectPut);
-      if (kind !== 'task' || old === undefined || !sameBut(old as Task, value as Task, 'health')) healthOnly = false;
+      if (kind !== 'task' || old === undefined || !sameButHealth(old as Task, value as Task)) healthOnly = false;
     }
     for (const id of Object.keys(a)) {
       if (!(id in b)) {
@@ -82,8 +82,9 @@ export function diffStates(before: Readonly<CatalogState>, after: Readonly<Catal
   return change;
 }
 
-function sameBut(a: Task, b: Task, field: keyof Task): boolean {
-  return JSON.stringify({ ...a, [field]: null }) === JSON.stringify({ ...b, [field]: null });
+/** The two versions of a task differ in nothing but health (a checker's write, not a serial change). */
+export function sameButHealth(a: Task, b: Task): boolean {
+  return JSON.stringify({ ...a, health: null }) === JSON.stringify({ ...b, health: null });
 }
 
 /** A put as applied: `prev` is the object it replaced (undefined for a new object). */
@@ -114,7 +115,7 @@ export function applyChange(s: CatalogState, change: Change, revision = s.revisi
   for (const p of change.puts) {
     const recs = records(s, p.kind);
     const old = Object.hasOwn(recs, p.id) ? recs[p.id] : undefined;
-    kinds.add(p.kind === 'task' && old !== undefined && sameBut(old as Task, p.value as Task, 'health') ? 'health' : p.kind);
+    kinds.add(p.kind === 'task' && old !== undefined && sameButHealth(old as Task, p.value as Task) ? 'health' : p.kind);
     recs[p.id] = p.value;
     applied.puts.push({ ...p, prev: old } as AppliedPut);
   }

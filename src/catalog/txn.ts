@@ -6,7 +6,7 @@
 // written once.
 import { VipdnsError } from '../errors.js';
 import type { Change, ObjectKind, ObjectPut, ObjectTypes } from './changes.js';
-import { COLLECTION, emptyChange } from './changes.js';
+import { COLLECTION, emptyChange, sameButHealth } from './changes.js';
 import { type AnyObject, type CatalogIndex, type OwnerKey, addressesOf, aliasesOf, lc } from './lookups.js';
 import type { CatalogState, Container, Network, Service, Task } from './model.js';
 import { own } from './validate.js';
@@ -259,9 +259,5 @@ export class Txn {
 function splitOwner(key: OwnerKey): [ObjectKind, string] {
   const i = key.indexOf(':');
   return [key.slice(0, i) as ObjectKind, key.slice(i + 1)];
-}
-
-function sameButHealth(a: Task, b: Task): boolean {
-  return JSON.stringify({ ...a, health: null }) === JSON.stringify({ ...b, health: null });
 }
 
