@@ -55,178 +55,181 @@ const newId = (): string => randomBytes(6).toString('hex');
 const now = (): string => new Date().toISOString();
 
 export function createNetwork(tx: Txn, req: NetworkRequest): Network {
-    const name = checkName('network', req.name);
-    if (tx.find('network', name)) throw new VipdnsError('DUPLICATE_NAME', `network "${name}" already exists`);
-    if (typeof req.subnet !== 'string' || req.subnet === '') throw new VipdnsError('BAD_CIDR', `network "${name}" needs a subnet (e.g. --subnet 10.0.9.0/24)`);
-    const prefix = parseCidr(req.subnet);
-    for (const other of tx.all('network')) {
-      if (overlaps(prefix, parseCidr(other.subnet))) {
-        throw new VipdnsError('SUBNET_OVERLAP', `subnet ${formatCidr(prefix)} overlaps network "${other.name}" (${other.subnet})`);
-      }
+  const name = checkName('network', req.name);
+  if (tx.find('network', name)) throw new VipdnsError('DUPLICATE_NAME', `network "${name}" already exists`);
+  if (typeof req.subnet !== 'string' || req.subnet === '') throw new VipdnsError('BAD_CIDR', `network "${name}" needs a subnet (e.g. --subnet 10.0.9.0/24)`);
+  const prefix = parseCidr(req.subnet);
+  for (const other of tx.all('network')) {
+    if (overlaps(prefix, parseCidr(other.subnet))) {
+      throw new VipdnsError('SUBNET_OVERLAP', `subnet ${formatCidr(prefix)} overlaps network "${other.name}" (${other.subnet})`);
     }
-    let gateway = defaultGateway(prefix);
-    if (req.gateway !== undefined && req.gateway !== '') {
-      const g = parseIp(req.gateway);
-      if (!contains(prefix, g)) throw new VipdnsError('IP_OUTSIDE_SUBNET', `gateway ${req.gateway} is outside subnet ${formatCidr(prefix)}`);
-      gateway = g.value;
-    }
-    const net: Network = {
-      id: newId(),
-      name,
-      subnet: formatCidr(prefix),
-      gateway: formatIp({ family: prefix.family, value: gateway }),
-      attachable: req.attachable === true,
-      createdAt: now(),
-      ipamCursor: (gateway - prefix.base).toString(),
-    };
-    tx.put('network', name, net);
-    return net;
+  }
+  let gateway = defaultGateway(prefix);
+  if (req.gateway !== undefined && req.gateway !== '') {
+    const g = parseIp(req.gateway);
+    if (!contains(prefix, g)) throw new VipdnsError('IP_OUTSIDE_SUBNET', `gateway ${req.gateway} is outside subnet ${formatCidr(prefix)}`);
+    gateway = g.value;
+  }
+  const net: Network = {
+    id: newId(),
+    name,
+    subnet: formatCidr(prefix),
+    gateway: formatIp({ family: prefix.family, value: gateway }),
+    attachable: req.attachable === true,
+    createdAt: now(),
+    ipamCursor: (gateway - prefix.base).toString(),
+  };
+  tx.put('network', name, net);
+  return net;
 }
 
 export function removeNetwork(tx: Txn, name: string): Network {
-    const net = tx.network(name);
-    const users = [...tx.servicesOn(net.name).map((x) => `service ${x.name}`), ...tx.containersOn(net.name).map((c) => `container ${c.name}`)];
-    if (users.length > 0) {
-      const shown = users.slice(0, 5).join(', ') + (users.length > 5 ? `, and ${users.length - 5} more` : '');
-      throw new VipdnsError('NETWORK_IN_USE', `network "${net.name}" is in use by ${shown}; remove or detach them first`);
-    }
-    tx.delete('network', net.name);
-    return net;
+  const net = tx.network(name);
+  const users = [...tx.servicesOn(net.name).map((x) => `service ${x.name}`), ...tx.containersOn(net.name).map((c) => `container ${c.name}`)];
+  if (users.length > 0) {
+    const shown = users.slice(0, 5).join(', ') + (users.length > 5 ? `, and ${users.length - 5} more` : '');
+    throw new VipdnsError('NETWORK_IN_USE', `network "${net.name}" is in use by ${shown}; remove or detach them first`);
+  }
+  tx.delete('network', net.name);
+  return net;
 }
 
 /** `alloc`: how VIPs are picked (the Docker source takes them from the top, around Docker's addresses). */
 export function createService(tx: Txn, req: ServiceRequest, alloc?: AllocOptions): Service {
-    const name = checkName('service', req.name);
-    checkPrimaryNameFree(tx, name);
-    const mode = checkMode(req.endpointMode ?? 'vip');
-    const aliases = checkAliases(tx, checkStrings('aliases', req.aliases), name);
-    const ports = checkPorts(req.ports);
-    checkPublished(tx, ports, mode, undefined);
-    const healthCheck = checkHealthCheck(req.healthCheck);
-    if (!Array.isArray(req.networks) || req.networks.length === 0) {
-      throw new VipdnsError('BAD_REQUEST', `service "${name}" needs at least one network (--network NET)`);
-    }
-    const svc: Service = {
-      id: newId(),
-      name,
-      aliases,
-      endpointMode: mode,
-      attachments: planAttachments(tx, req.networks, mode, name, [], alloc),
-      ports,
-      fwmark: tx.nextFwmark,
-      createdAt: now(),
-    };
-    if (healthCheck) svc.healthCheck = healthCheck;
-    tx.nextFwmark += 1;
-    tx.put('service', name, svc);
-    return svc;
+  const name = checkName('service', req.name);
+  checkPrimaryNameFree(tx, name);
+  const mode = checkMode(req.endpointMode ?? 'vip');
+  const aliases = checkAliases(tx, checkStrings('aliases', req.aliases), name);
+  const ports = checkPorts(req.ports);
+  checkPublished(tx, ports, mode, undefined);
+  const healthCheck = checkHealthCheck(req.healthCheck);
+  if (!Array.isArray(req.networks) || req.networks.length === 0) {
+    throw new VipdnsError('BAD_REQUEST', `service "${name}" needs at least one network (--network NET)`);
+  }
+  const svc: Service = {
+    id: newId(),
+    name,
+    aliases,
+    endpointMode: mode,
+    attachments: planAttachments(tx, req.networks, mode, name, [], alloc),
+    ports,
+    fwmark: tx.nextFwmark,
+    createdAt: now(),
+  };
+  if (healthCheck) svc.healthCheck = healthCheck;
+  tx.nextFwmark += 1;
+  tx.put('service', name, svc);
+  return svc;
 }
 
 export function addTask(tx: Txn, req: TaskRequest): Task {
-    if (typeof req.service !== 'string') throw new VipdnsError('BAD_REQUEST', `a task needs its service's name, got ${JSON.stringify(req.service)}`);
-    const svc = tx.service(req.service);
-    const id = newId();
-    const slot = nextSlot(tx, svc.name);
-    const name = req.name !== undefined && req.name !== null && req.name !== '' ? checkName('task', req.name, { dotted: true }) : `${svc.name}.${slot}.${id}`;
-    if (tx.find('task', name)) throw new VipdnsError('DUPLICATE_NAME', `task "${name}" already exists`);
-    const wanted = new Map<string, string>();
-    for (const ip of checkStrings('ips', req.ips)) {
-      const a = parseIp(ip);
-      const att = svc.attachments.find((x) => contains(parseCidr(tx.network(x.network).subnet), a));
-      if (!att) {
-        const nets = svc.attachments.map((x) => `${x.network} (${tx.get('network', x.network)?.subnet})`).join(', ');
-        throw new VipdnsError('IP_OUTSIDE_SUBNET', `task IP ${ip} is outside every network of service "${svc.name}": ${nets}`);
-      }
-      if (wanted.has(att.network)) throw new VipdnsError('BAD_REQUEST', `two task IPs given for network "${att.network}"`);
-      wanted.set(att.network, requestOn(tx, att.network, ip, 'task IP'));
+  if (typeof req.service !== 'string') throw new VipdnsError('BAD_REQUEST', `a task needs its service's name, got ${JSON.stringify(req.service)}`);
+  const svc = tx.service(req.service);
+  const id = newId();
+  const slot = nextSlot(tx, svc.name);
+  const name = req.name !== undefined && req.name !== null && req.name !== '' ? checkName('task', req.name, { dotted: true }) : `${svc.name}.${slot}.${id}`;
+  if (tx.find('task', name)) throw new VipdnsError('DUPLICATE_NAME', `task "${name}" already exists`);
+  const wanted = new Map<string, string>();
+  for (const ip of checkStrings('ips', req.ips)) {
+    const a = parseIp(ip);
+    const att = svc.attachments.find((x) => contains(parseCidr(tx.network(x.network).subnet), a));
+    if (!att) {
+      const nets = svc.attachments.map((x) => `${x.network} (${tx.get('network', x.network)?.subnet})`).join(', ');
+      throw new VipdnsError('IP_OUTSIDE_SUBNET', `task IP ${ip} is outside every network of service "${svc.name}": ${nets}`);
     }
-    const addresses: Record<string, string> = {};
-    for (const a of svc.attachments) addresses[a.network] = wanted.get(a.network) ?? allocateOn(tx, a.network);
-    const task: Task = { id, name, service: svc.name, slot, addresses, health: 'unknown', createdAt: now() };
-    tx.put('task', id, task);
-    return task;
+    if (wanted.has(att.network)) throw new VipdnsError('BAD_REQUEST', `two task IPs given for network "${att.network}"`);
+    wanted.set(att.network, requestOn(tx, att.network, ip, 'task IP'));
+  }
+  const addresses: Record<string, string> = {};
+  for (const a of svc.attachments) addresses[a.network] = wanted.get(a.network) ?? allocateOn(tx, a.network);
+  const task: Task = { id, name, service: svc.name, slot, addresses, health: 'unknown', createdAt: now() };
+  tx.put('task', id, task);
+  return task;
 }
 
 export function removeTask(tx: Txn, ref: string): Task {
-    const t = tx.task(ref);
-    tx.delete('task', t.id);
-    return t;
+  const t = tx.task(ref);
+  tx.delete('task', t.id);
+  return t;
 }
 
 export function addContainer(tx: Txn, req: ContainerRequest): Container {
-    const name = checkName('container', req.name);
-    checkPrimaryNameFree(tx, name);
-    const aliases = checkAliases(tx, checkStrings('aliases', req.aliases), name);
-    if (!Array.isArray(req.networks) || req.networks.length === 0) {
-      throw new VipdnsError('BAD_REQUEST', `container "${name}" needs a network (--network NET)`);
+  const name = checkName('container', req.name);
+  checkPrimaryNameFree(tx, name);
+  const aliases = checkAliases(tx, checkStrings('aliases', req.aliases), name);
+  if (!Array.isArray(req.networks) || req.networks.length === 0) {
+    throw new VipdnsError('BAD_REQUEST', `container "${name}" needs a network (--network NET)`);
+  }
+  const addresses: Record<string, string> = {};
+  for (const r of req.networks) {
+    const { network, addr: ip } = checkAttachment(r, 'ip');
+    const net = tx.network(network);
+    if (!net.attachable) {
+      throw new VipdnsError('NETWORK_NOT_ATTACHABLE', `network "${net.name}" is not attachable: create it with --attachable to add standalone containers`);
     }
-    const addresses: Record<string, string> = {};
-    for (const r of req.networks) {
-      const { network, addr: ip } = checkAttachment(r, 'ip');
-      const net = tx.network(network);
-      if (!net.attachable) {
-        throw new VipdnsError('NETWORK_NOT_ATTACHABLE', `network "${net.name}" is not attachable: create it with --attachable to add standalone containers`);
-      }
-      if (net.name in addresses) throw new VipdnsError('BAD_REQUEST', `network "${net.name}" is listed twice`);
-      addresses[net.name] = addressOn(tx, net.name, ip, 'container IP');
-    }
-    const c: Container = { id: newId(), name, aliases, addresses, createdAt: now() };
-    tx.put('container', name, c);
-    return c;
+    if (net.name in addresses) throw new VipdnsError('BAD_REQUEST', `network "${net.name}" is listed twice`);
+    addresses[net.name] = addressOn(tx, net.name, ip, 'container IP');
+  }
+  const c: Container = { id: newId(), name, aliases, addresses, createdAt: now() };
+  tx.put('container', name, c);
+  return c;
 }
 
 export function removeContainer(tx: Txn, name: string): Container {
-    const c = tx.container(name);
-    tx.delete('container', c.name);
-    return c;
+  const c = tx.container(name);
+  tx.delete('container', c.name);
+  return c;
 }
 
 export function updateService(tx: Txn, name: string, upd: ServiceUpdate, limit?: number): Service {
-    const svc = tx.service(name);
-    const mode = checkMode(upd.endpointMode ?? svc.endpointMode);
-    const rm = new Set(checkStrings('networkRm', upd.networkRm).map((n) => tx.network(n).name));
-    for (const n of rm) {
-      if (!svc.attachments.some((a) => a.network === n)) throw new VipdnsError('NOT_ATTACHED', `service "${svc.name}" is not attached to network "${n}"`);
-    }
-    const kept = svc.attachments.filter((a) => !rm.has(a.network));
-    const adds = checkList('networkAdd', upd.networkAdd) as AttachmentRequest[];
-    if (kept.length + adds.length === 0) throw new VipdnsError('BAD_REQUEST', `service "${svc.name}" must stay attached to at least one network`);
-    const ports = upd.ports !== undefined ? checkPorts(upd.ports) : svc.ports;
-    checkPublished(tx, ports, mode, svc.name);
-    const aliases = upd.aliasAdd || upd.aliasRm ? updatedAliases(tx, svc.aliases, checkStrings('aliasAdd', upd.aliasAdd), checkStrings('aliasRm', upd.aliasRm), svc.name) : svc.aliases;
-    const healthCheck = upd.healthCheck === null ? undefined : upd.healthCheck !== undefined ? checkHealthCheck(upd.healthCheck) : svc.healthCheck;
-    const tasks = tx.tasksOf(svc.name);
-        if (limit !== undefined && (adds.length + rm.size) * tasks.length + 1 > limit) {
-      throw new VipdnsError(
-        'BAD_REQUEST',
-        `service "${svc.name}" has ${tasks.length} tasks: attaching or detaching a network rewrites every one, over the store's ${limit} objects per change; scale the service down, change its networks, then scale it up`,
-      );
-    }
-
-    // VIPs: kept attachments keep theirs (vip→vip), get one (dnsrr→vip) or drop it (vip→dnsrr).
-    const attachments: ServiceAttachment[] = kept.map((a) =>
-      mode === 'dnsrr' ? { network: a.network } : a.vip ? { ...a } : { network: a.network, vip: allocateOn(tx, a.network) },
+  const svc = tx.service(name);
+  const mode = checkMode(upd.endpointMode ?? svc.endpointMode);
+  const rm = new Set(checkStrings('networkRm', upd.networkRm).map((n) => tx.network(n).name));
+  for (const n of rm) {
+    if (!svc.attachments.some((a) => a.network === n)) throw new VipdnsError('NOT_ATTACHED', `service "${svc.name}" is not attached to network "${n}"`);
+  }
+  const kept = svc.attachments.filter((a) => !rm.has(a.network));
+  const adds = checkList('networkAdd', upd.networkAdd) as AttachmentRequest[];
+  if (kept.length + adds.length === 0) throw new VipdnsError('BAD_REQUEST', `service "${svc.name}" must stay attached to at least one network`);
+  const ports = upd.ports !== undefined ? checkPorts(upd.ports) : svc.ports;
+  checkPublished(tx, ports, mode, svc.name);
+  const aliases = upd.aliasAdd || upd.aliasRm ? updatedAliases(tx, svc.aliases, checkStrings('aliasAdd', upd.aliasAdd), checkStrings('aliasRm', upd.aliasRm), svc.name) : svc.aliases;
+  const healthCheck = upd.healthCheck === null ? undefined : upd.healthCheck !== undefined ? checkHealthCheck(upd.healthCheck) : svc.healthCheck;
+  const tasks = tx.tasksOf(svc.name);
+      if (limit !== undefined && (adds.length + rm.size) * tasks.length + 1 > limit) {
+    throw new VipdnsError(
+      'BAD_REQUEST',
+      `service "${svc.name}" has ${tasks.length} tasks: attaching or detaching a network rewrites every one, over the store's ${limit} objects per change; scale the service down, change its networks, then scale it up`,
     );
-    const added = planAttachments(tx, adds, mode, svc.name, kept.map((a) => a.network));
-    attachments.push(...added);
-    const next: Service = { ...svc, attachments, endpointMode: mode, ports, aliases };
-    if (healthCheck) next.healthCheck = healthCheck;
-    else delete next.healthCheck;
-    // The service first, so its new VIPs are in use before its tasks get addresses.
-    tx.put('service', svc.name, next);
-    // Existing tasks get an address on each newly added network and lose removed ones.
-    if (added.length + rm.size > 0) {
-      for (const t of tasks) {
-        const addresses = { ...t.addresses };
-        for (const n of rm) delete addresses[n];
-        tx.put('task', t.id, { ...t, addresses });
-        for (const a of added) {
-          addresses[a.network] = allocateOn(tx, a.network);
-          tx.put('task', t.id, { ...t, addresses: { ...addresses } });
-        }
-      }
+  }
+
+  // VIPs: kept attachments keep theirs (vip→vip), get one (dnsrr→vip) or drop it (vip→dnsrr).
+  const attachments: ServiceAttachment[] = kept.map((a) =>
+    mode === 'dnsrr' ? { network: a.network } : a.vip ? { ...a } : { network: a.network, vip: allocateOn(tx, a.network) },
+  );
+  const added = planAttachments(tx, adds, mode, svc.name, kept.map((a) => a.network));
+  attachments.push(...added);
+  const next: Service = { ...svc, attachments, endpointMode: mode, ports, aliases };
+  if (healthCheck) next.healthCheck = healthCheck;
+  else delete next.healthCheck;
+  // The service first, so its new VIPs are in use before its tasks get addresses.
+  tx.put('service', svc.name, next);
+  // Existing tasks get an address on each newly added network and lose removed ones.
+  // Its removed addresses are freed first (a network detached and re-attached at once may hand
+  // the same one back); its new ones, on distinct networks, go in one put that makes them taken
+  // for the next task's allocation.
+  if (added.length + rm.size > 0) {
+    for (const t of tasks) {
+      const remaining = { ...t.addresses };
+      for (const n of rm) delete remaining[n];
+      if (rm.size > 0) tx.put('task', t.id, { ...t, addresses: remaining });
+      if (added.length === 0) continue;
+      const addresses = { ...remaining };
+      for (const a of added) addresses[a.network] = allocateOn(tx, a.network);
+      tx.put('task', t.id, { ...t, addresses });
     }
-    return next;
+  }
+  return next;
 }
 
 export function removeService(tx: Txn, name: string): Service {
