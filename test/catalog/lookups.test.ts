@@ -4,15 +4,7 @@ import test from 'ava';
 import { applyChange, diffStates } from '../../src/catalog/changes.js';
 import { CatalogIndex } from '../../src/catalog/lookups.js';
 import { type CatalogState, emptyState } from '../../src/catalog/model.js';
-
-function mulberry(seed: number): (n: number) => number {
-  return (n) => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let x = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) % n;
-  };
-}
+import { Rng } from '../helpers/fuzz.js';
 
 function randomState(rnd: (n: number) => number, n: number): CatalogState {
   const s = emptyState();
@@ -32,7 +24,8 @@ function randomState(rnd: (n: number) => number, n: number): CatalogState {
 
 test('an index built in steps while changes arrive equals one built at once', (t) => {
   for (let round = 0; round < 20; round++) {
-    const rnd = mulberry(round + 1);
+    const rng = new Rng(round + 1);
+    const rnd = (n: number): number => rng.int(n);
     const live = randomState(rnd, 60);
     const idx = CatalogIndex.building(live);
     let fresh = 0; // new addresses are unique, as the catalog keeps them
