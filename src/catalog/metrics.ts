@@ -4,16 +4,14 @@ import type { Catalog } from './catalog.js';
 import { CatalogCounts } from './counts.js';
 
 export function registerCatalogMetrics(registry: Registry, catalog: Catalog): void {
-  // Counted from the state at the first scrape (off the start-up path), then kept per change.
-  let kept: CatalogCounts | undefined;
-  catalog.on('change', (_s, _k, change) => kept?.apply(change));
-  const counts = (): CatalogCounts => (kept ??= CatalogCounts.of(catalog.state));
+  const counts = CatalogCounts.of(catalog.state);
+  catalog.on('change', (_s, _k, change) => counts.apply(change));
   new Gauge({
     name: 'vipdns_catalog_networks',
     help: 'Networks in the catalog.',
     registers: [registry],
     collect() {
-      this.set(counts().networks);
+      this.set(counts.networks);
     },
   });
   new Gauge({
@@ -22,8 +20,8 @@ export function registerCatalogMetrics(registry: Registry, catalog: Catalog): vo
     labelNames: ['endpoint_mode'],
     registers: [registry],
     collect() {
-      this.set({ endpoint_mode: 'vip' }, counts().services.vip);
-      this.set({ endpoint_mode: 'dnsrr' }, counts().services.dnsrr);
+      this.set({ endpoint_mode: 'vip' }, counts.services.vip);
+      this.set({ endpoint_mode: 'dnsrr' }, counts.services.dnsrr);
     },
   });
   new Gauge({
@@ -32,7 +30,7 @@ export function registerCatalogMetrics(registry: Registry, catalog: Catalog): vo
     labelNames: ['health'],
     registers: [registry],
     collect() {
-      for (const [health, v] of Object.entries(counts().tasks)) this.set({ health }, v);
+      for (const [health, v] of Object.entries(counts.tasks)) this.set({ health }, v);
     },
   });
   new Gauge({
@@ -40,7 +38,7 @@ export function registerCatalogMetrics(registry: Registry, catalog: Catalog): vo
     help: 'Standalone containers in the catalog.',
     registers: [registry],
     collect() {
-      this.set(counts().containers);
+      this.set(counts.containers);
     },
   });
   new Gauge({
@@ -56,7 +54,7 @@ export function registerCatalogMetrics(registry: Registry, catalog: Catalog): vo
     help: 'Services that have tasks but none serving (answers fail open to all tasks).',
     registers: [registry],
     collect() {
-      this.set(counts().withoutServing);
+      this.set(counts.withoutServing);
     },
   });
 }
