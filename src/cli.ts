@@ -82,6 +82,7 @@ program
         docker: o.docker,
       },
     });
+    (await import('./heap.js')).boundHeapGrowth();
     const { createLogger } = await import('./log.js');
     const { Daemon } = await import('./daemon.js');
     const log = createLogger(config.logLevel);

@@ -47,7 +47,9 @@ export class CatalogIndex {
   private names = new Map<ObjectKind, Map<string, string>>(OBJECT_KINDS.map((k) => [k, new Map()]));
   private aliases = new Map<string, Set<OwnerKey>>();
   private tasks = new Map<string, Set<string>>(); // service -> task ids
-  private addrs = new Map<string, Map<string, OwnerKey>>(); // network -> address -> holder
+  // network -> address -> the object holding it: a reference, not a "kind:id" key, which at
+  // 100,000 tasks would be 100,000 strings of their own (~6 MB).
+  private addrs = new Map<string, Map<string, AnyObject>>();
   private attached = new Map<string, Set<string>>(); // network -> services attached (vip or dnsrr)
   private containers = new Map<string, Set<string>>(); // network -> containers with an address on it
   private published = new Map<string, Set<string>>(); // "port/proto" -> services publishing it
@@ -119,7 +121,7 @@ export class CatalogIndex {
   }
 
   /** Addresses in use on a network (VIPs, task and container IPs) and who holds each. */
-  addresses(network: string): ReadonlyMap<string, OwnerKey> {
+  addresses(network: string): ReadonlyMap<string, AnyObject> {
     return this.addrs.get(network) ?? EMPTY_MAP;
   }
 
@@ -137,13 +139,12 @@ export class CatalogIndex {
 
   /** Every index as sorted data, to compare two indexes (tests). */
   dump(): unknown {
-    const sets = <K>(m: Map<K, ReadonlySet<string> | ReadonlyMap<string, string>>) =>
-      [...m].map(([k, v]) => [k, v instanceof Map ? [...v].sort() : [...(v as ReadonlySet<string>)].sort()]).sort((a, b) => String(a[0]).localeCompare(String(b[0])));
+    const sets = <K>(m: Map<K, ReadonlySet<string>>) => [...m].map(([k, v]) => [k, [...v].sort()]).sort((a, b) => String(a[0]).localeCompare(String(b[0])));
     return {
       names: [...this.names].map(([k, m]) => [k, [...m].sort()]),
       aliases: sets(this.aliases),
       tasks: sets(this.tasks),
-      addrs: sets(this.addrs),
+      addrs: [...this.addrs].map(([net, m]) => [net, [...m].map(([ip, o]) => `${ip} ${o.name}`).sort()]).sort((a, b) => String(a[0]).localeCompare(String(b[0]))),
       attached: sets(this.attached),
       containers: sets(this.containers),
       published: sets(this.published),
@@ -157,7 +158,7 @@ export class CatalogIndex {
     for (const [net, ip] of addressesOf(kind, o)) {
       let m = this.addrs.get(net);
       if (!m) this.addrs.set(net, (m = new Map()));
-      m.set(ip, owner);
+      m.set(ip, o);
     }
     if (kind === 'task') addTo(this.tasks, (o as ObjectTypes['task']).service, id);
     else if (kind === 'container') for (const net of Object.keys((o as ObjectTypes['container']).addresses)) addTo(this.containers, net, id);
@@ -175,7 +176,8 @@ export class CatalogIndex {
     for (const a of aliasesOf(kind, o)) removeFrom(this.aliases, lc(a), owner);
     for (const [net, ip] of addressesOf(kind, o)) {
       const m = this.addrs.get(net);
-      if (m?.get(ip) === owner) {
+      // The holder only if it is still this object: a change may hand the address on.
+      if (m?.get(ip) === o) {
         m.delete(ip);
         if (m.size === 0) this.addrs.delete(net);
       }
@@ -191,4 +193,4 @@ export class CatalogIndex {
 }
 
 const EMPTY: ReadonlySet<never> = new Set();
-const EMPTY_MAP: ReadonlyMap<string, string> = new Map<string, string>();
+const EMPTY_MAP: ReadonlyMap<string, AnyObject> = new Map<string, AnyObject>();

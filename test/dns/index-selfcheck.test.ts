@@ -114,8 +114,9 @@ function corrupt(s: CatalogState, indexes: AnswerIndex[]): void {
   };
   for (const index of indexes) {
     index.apply(phantom);
-    const names = (index as unknown as { names: Map<string, Array<{ unit: string; items: unknown[] }>> }).names;
-    names.set('unlisted', [{ unit: '1s20', items: names.get('s20')![0]!.items }]);
+    // A key holds one item or a list of items, each naming its owner (unit).
+    const names = (index as unknown as { names: Map<string, { unit: string } | Array<{ unit: string }>> }).names;
+    names.set('unlisted', names.get('s20')!);
   }
 }
 

