@@ -11,6 +11,8 @@ import { parseDockerUrl } from './catalog/sources/docker-api.js';
 export type DataplaneKind = 'auto' | 'ipvs' | 'nftables' | 'none';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+export const LOG_FORMATS = ['pretty', 'json'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
 
 export interface HostPort {
   host: string;
@@ -31,6 +33,8 @@ export interface DaemonConfig {
   resolvConf: string; // where the default upstreams come from
   forward: ForwardConfig;
   logLevel: string;
+  /** pretty: one readable line per event; json: one object per line. Unset: pretty on a terminal. */
+  logFormat?: LogFormat;
   /** Where the catalog lives: the data dir's file (single host) or a shared etcd. */
   store: { kind: 'file' } | ({ kind: 'etcd' } & EtcdConfig);
   /** This host's identity in a shared store (its lease and node record). */
@@ -68,6 +72,8 @@ export const DEFAULTS: DaemonConfig = {
   store: { kind: 'file' },
   nodeName: hostname(),
 };
+
+export { DEFAULT_LEASE_TTL }; // for the CLI's help text
 
 /** Where `--docker` without a value points: $DOCKER_HOST, else Docker's default socket. */
 export const DEFAULT_DOCKER = 'unix:///var/run/docker.sock';
@@ -118,6 +124,7 @@ export interface FlagValues {
   dataplane: string;
   upstream: string[];
   logLevel: string;
+  logFormat: string;
   loopbackSeesAll: string | boolean;
   othersSeeAll: string | boolean;
   ttlVip: string | number;
@@ -152,6 +159,7 @@ const ENV: Record<keyof FlagValues, string> = {
   dataplane: 'VIPDNS_DATAPLANE',
   upstream: 'VIPDNS_UPSTREAM', // comma-separated
   logLevel: 'VIPDNS_LOG_LEVEL',
+  logFormat: 'VIPDNS_LOG_FORMAT',
   loopbackSeesAll: 'VIPDNS_LOOPBACK_SEES_ALL',
   othersSeeAll: 'VIPDNS_OTHERS_SEE_ALL',
   ttlVip: 'VIPDNS_TTL_VIP',
@@ -231,6 +239,11 @@ export function loadConfig(src: ConfigSources): DaemonConfig {
   if (up !== undefined) c.upstreams = (Array.isArray(up) ? up : [up]).map(String);
   c.logLevel = str('logLevel') ?? c.logLevel;
   if (!LOG_LEVELS.includes(c.logLevel)) throw new VipdnsError('CONFIG', `log level must be one of ${LOG_LEVELS.join(', ')}, got "${c.logLevel}"`);
+  const logFormat = str('logFormat');
+  if (logFormat !== undefined) {
+    if (!(LOG_FORMATS as readonly string[]).includes(logFormat)) throw new VipdnsError('CONFIG', `log format must be pretty or json, got "${logFormat}"`);
+    c.logFormat = logFormat as LogFormat;
+  }
   c.loopbackSeesAll = bool('loopbackSeesAll') ?? c.loopbackSeesAll;
   c.othersSeeAll = bool('othersSeeAll') ?? c.othersSeeAll;
   c.ttl.vip = ttl('ttlVip') ?? c.ttl.vip;
