@@ -7,6 +7,8 @@ import { VipdnsError, errorMessage } from './errors.js';
 import { DEFAULT_TTL, type TtlOptions } from './dns/answers.js';
 import { parseIp } from './net/ip.js';
 import { parseDockerUrl } from './catalog/sources/docker-api.js';
+import { endpointText, parseUpstream } from './dns/forward/address.js';
+import { isSelf, localAddresses } from './dns/forward/self.js';
 
 export type DataplaneKind = 'auto' | 'ipvs' | 'nftables' | 'none';
 
@@ -111,6 +113,8 @@ export interface ConfigSources {
   file?: string;
   env?: NodeJS.ProcessEnv;
   flags?: Partial<Record<keyof FlagValues, unknown>>;
+  /** This host's addresses (tests); default: read from the interfaces. */
+  localAddresses?: string[];
 }
 
 /** Flat, string-valued view shared by the config file keys, env names and flags. */
@@ -184,6 +188,19 @@ const ENV: Record<keyof FlagValues, string> = {
   serveStale: 'VIPDNS_SERVE_STALE',
 };
 
+/** An upstream that is our own DNS address would loop every forwarded query back to us: refuse it. */
+function refuseSelfUpstreams(upstreams: string[], dnsListen: HostPort, local: string[]): void {
+  for (const text of upstreams) {
+    const u = parseUpstream(text); // a malformed one is refused here too, before anything opens
+    if (isSelf(u, dnsListen, local)) {
+      throw new VipdnsError(
+        'CONFIG',
+        `upstream ${endpointText(u)} is this daemon's own DNS address (dns-listen ${endpointText(dnsListen)}): forwarding to it would loop; give another resolver's address, or none to use ${DEFAULTS.resolvConf}`,
+      );
+    }
+  }
+}
+
 export function loadConfig(src: ConfigSources): DaemonConfig {
   const merged: Partial<Record<keyof FlagValues, unknown>> = {};
   if (src.file) {
@@ -237,6 +254,7 @@ export function loadConfig(src: ConfigSources): DaemonConfig {
   c.dataplane = dp as DataplaneKind;
   const up = merged.upstream;
   if (up !== undefined) c.upstreams = (Array.isArray(up) ? up : [up]).map(String);
+  refuseSelfUpstreams(c.upstreams, c.dnsListen, src.localAddresses ?? localAddresses());
   c.logLevel = str('logLevel') ?? c.logLevel;
   if (!LOG_LEVELS.includes(c.logLevel)) throw new VipdnsError('CONFIG', `log level must be one of ${LOG_LEVELS.join(', ')}, got "${c.logLevel}"`);
   const logFormat = str('logFormat');
