@@ -105,22 +105,30 @@ program
     const { createLogger, defaultLogFormat } = await import('./log.js');
     const { Daemon } = await import('./daemon.js');
     const log = createLogger(config.logLevel, config.logFormat ?? defaultLogFormat());
-    const daemon = await Daemon.start(config, log);
+    // Handlers before starting: a signal during start-up (or just after "vipdns serving") still
+    // stops the daemon once it is up, rather than killing it mid-way without its last log lines.
     let stopping = false;
+    let started: ReturnType<typeof Daemon.start> | undefined;
     const stop = (sig: string): void => {
-      if (stopping) return;
+      if (stopping || !started) return;
       stopping = true;
       log.info({ signal: sig }, 'shutting down');
-      daemon.stop().then(
-        () => process.exit(0),
-        (e: unknown) => {
-          log.error({ err: e }, 'shutdown failed');
-          process.exit(1);
-        },
+      started.then(
+        (daemon) =>
+          daemon.stop().then(
+            () => process.exit(0),
+            (e: unknown) => {
+              log.error({ err: e }, 'shutdown failed');
+              process.exit(1);
+            },
+          ),
+        () => undefined, // a failed start is reported (and exits 1) where it is awaited
       );
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
+    started = Daemon.start(config, log);
+    await started;
   });
 
 // ---------- networks ----------
