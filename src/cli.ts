@@ -18,8 +18,7 @@ program
   .version(VERSION, '-V, --version', 'print the version of vipdns')
   .option('--api <url>', 'control API of the daemon', process.env.VIPDNS_API ?? DEFAULT_API)
   .option('--json', 'machine-readable output')
-  // Usage errors look like every other error: one line (commander's "Did you mean" folded into it),
-  // and a JSON object under --json. Set before any subcommand exists: they copy it when created.
+  // Both settings are made before any subcommand exists: subcommands copy them when created.
   // A repeatable option starts as an empty list: no default worth printing as "(default: [])".
   .configureHelp({
     optionDescription(o) {
@@ -27,6 +26,8 @@ program
       return Help.prototype.optionDescription.call(this, empty ? Object.assign(Object.create(o) as Option, { defaultValue: undefined }) : o);
     },
   })
+  // Usage errors look like every other error: one line (commander's "Did you mean" folded into it),
+  // and a JSON object under --json.
   .configureOutput({
     outputError: (text, write) => {
       const message = text.trim().replace(/^error: /, '').replace(/\n(?=\(Did you mean)/, ' ');
@@ -107,10 +108,15 @@ program
     const log = createLogger(config.logLevel, config.logFormat ?? defaultLogFormat());
     // Handlers before starting: a signal during start-up (or just after "vipdns serving") still
     // stops the daemon once it is up, rather than killing it mid-way without its last log lines.
+    // A second signal exits at once (a start stuck on an unreachable store stays interruptible).
     let stopping = false;
     let started: ReturnType<typeof Daemon.start> | undefined;
     const stop = (sig: string): void => {
-      if (stopping || !started) return;
+      if (!started) return;
+      if (stopping) {
+        log.warn({ signal: sig }, 'second signal: exiting without finishing the shutdown');
+        process.exit(1);
+      }
       stopping = true;
       log.info({ signal: sig }, 'shutting down');
       started.then(
