@@ -1,14 +1,15 @@
 #!/usr/bin/env node
 // The vipdns command: `vipdns serve` runs the daemon; every other command is a client of
 // its control API. Errors print one line and exit non-zero.
-import { Command, Option } from 'commander';
+import { Command, Help, Option } from 'commander';
 import { ApiClient, DEFAULT_API } from './api/client.js';
 import type { PortSpec, Protocol } from './catalog/model.js';
-import { loadConfig } from './config.js';
+import { DEFAULT_DOCKER, DEFAULT_LEASE_TTL, DEFAULTS, type HostPort, loadConfig } from './config.js';
 import { VipdnsError, errorMessage } from './errors.js';
 import { VERSION } from './version.js';
 
 const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
+const hostPort = (a: HostPort): string => (a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`);
 
 const program = new Command();
 program
@@ -17,7 +18,23 @@ program
   .version(VERSION, '-V, --version', 'print the version of vipdns')
   .option('--api <url>', 'control API of the daemon', process.env.VIPDNS_API ?? DEFAULT_API)
   .option('--json', 'machine-readable output')
-  .showHelpAfterError('(run with --help for usage)');
+  // Both settings are made before any subcommand exists: subcommands copy them when created.
+  // A repeatable option starts as an empty list: no default worth printing as "(default: [])".
+  .configureHelp({
+    optionDescription(o) {
+      const empty = Array.isArray(o.defaultValue) && o.defaultValue.length === 0;
+      return Help.prototype.optionDescription.call(this, empty ? Object.assign(Object.create(o) as Option, { defaultValue: undefined }) : o);
+    },
+  })
+  // Usage errors look like every other error: one line (commander's "Did you mean" folded into it),
+  // and a JSON object under --json.
+  .configureOutput({
+    outputError: (text, write) => {
+      const message = text.trim().replace(/^error: /, '').replace(/\n(?=\(Did you mean)/, ' ');
+      if (program.opts<{ json?: boolean }>().json) write(`${JSON.stringify({ error: { code: 'BAD_REQUEST', message } })}\n`);
+      else write(`vipdns: error: ${message}\n(run with --help for usage)\n`);
+    },
+  });
 
 const g = (): { api: string; json?: boolean } => program.opts();
 const client = (): ApiClient => new ApiClient(g().api);
@@ -38,24 +55,27 @@ program
   .command('serve')
   .description('run the daemon (DNS, control API, metrics, dataplane)')
   .option('--config <file>', 'JSON config file (keys as the long flags in camelCase)')
-  .option('--data-dir <dir>', 'where the embedded store keeps the catalog (default ./vipdns-data)')
-  .option('--dns-listen <addr:port>', 'DNS address, UDP and TCP (default 127.0.0.1:1053)')
-  .option('--dns-workers <n|auto>', 'threads answering UDP on the DNS port (SO_REUSEPORT); auto: one per CPU (default 1)')
-  .option('--api-listen <addr:port>', 'control API address (default 127.0.0.1:9053)')
-  .option('--metrics-listen <addr:port>', 'metrics, /healthz and /readyz (default 127.0.0.1:9153)')
-  .option('--domain <suffix>', 'internal domain suffix (default vipdns.internal)')
-  .option('--upstream <addr[:port]>', 'upstream resolver, repeatable (default: /etc/resolv.conf)', collect, [])
-  .addOption(new Option('--dataplane <kind>', 'load-balancer dataplane').choices(['auto', 'ipvs', 'nftables', 'none']))
-  .option('--log-level <level>', 'trace, debug, info, warn or error (default info)')
-  .option('--store <store>', 'file (default) or etcd://HOST:PORT[,HOST:PORT...][/PREFIX] to share the catalog between hosts')
+  // The defaults live in config.ts (file and environment apply under the flags), so they are
+  // written into the help text rather than given to commander, which would print a second one.
+  .option('--data-dir <dir>', `where the embedded store keeps the catalog (default: ${DEFAULTS.dataDir})`)
+  .option('--dns-listen <addr:port>', `DNS address, UDP and TCP (default: ${hostPort(DEFAULTS.dnsListen)})`)
+  .option('--dns-workers <n|auto>', `threads answering UDP on the DNS port (SO_REUSEPORT); auto: one per CPU (default: ${DEFAULTS.dnsWorkers})`)
+  .option('--api-listen <addr:port>', `control API address (default: ${hostPort(DEFAULTS.apiListen)})`)
+  .option('--metrics-listen <addr:port>', `metrics, /healthz and /readyz (default: ${hostPort(DEFAULTS.metricsListen)})`)
+  .option('--domain <suffix>', `internal domain suffix (default: ${DEFAULTS.domain})`)
+  .option('--upstream <addr[:port]>', `upstream resolver, repeatable (default: the nameservers in ${DEFAULTS.resolvConf})`, collect)
+  .addOption(new Option('--dataplane <kind>', `load-balancer dataplane (default: ${DEFAULTS.dataplane})`).choices(['auto', 'ipvs', 'nftables', 'none']))
+  .option('--log-level <level>', `fatal, error, warn, info, debug, trace or silent (default: ${DEFAULTS.logLevel})`)
+  .option('--log-format <format>', 'pretty (one readable line per event) or json (one object per line) (default: pretty on a terminal, json otherwise)')
+  .option('--store <store>', 'file or etcd://HOST:PORT[,HOST:PORT...][/PREFIX] to share the catalog between hosts (default: file)')
   .option('--etcd-ca <file>', 'CA certificate of the etcd servers (enables TLS)')
   .option('--etcd-cert <file>', 'client certificate for etcd')
   .option('--etcd-key <file>', 'client key for etcd')
   .option('--etcd-user <name>', 'etcd user (password: --etcd-password or VIPDNS_ETCD_PASSWORD)')
   .option('--etcd-password <password>', 'etcd password (prefer VIPDNS_ETCD_PASSWORD: flags show in ps)')
-  .option('--etcd-lease-ttl <seconds>', "how long a dead host's tasks outlive it (default 10)")
-  .option('--node-name <name>', 'this host in a shared store (default the hostname)')
-  .option('--docker [socket|url]', 'follow a Docker engine: its containers and networks become catalog entries (default $DOCKER_HOST or unix:///var/run/docker.sock)')
+  .option('--etcd-lease-ttl <seconds>', `how long a dead host's tasks outlive it (default: ${DEFAULT_LEASE_TTL})`)
+  .option('--node-name <name>', 'this host in a shared store (default: the hostname)')
+  .option('--docker [socket|url]', `follow a Docker engine: its containers and networks become catalog entries (default: $DOCKER_HOST or ${DEFAULT_DOCKER})`)
   .addHelpText('after', '\nExamples:\n  vipdns serve\n  vipdns serve --config /etc/vipdns/vipdns.json\n  vipdns serve --docker --dns-listen 0.0.0.0:53\n  vipdns serve --docker unix:///run/podman/podman.sock --dataplane none\n')
   .action(async (o: Record<string, unknown>) => {
     const config = loadConfig({
@@ -71,6 +91,7 @@ program
         upstream: o.upstream,
         dataplane: o.dataplane,
         logLevel: o.logLevel,
+        logFormat: o.logFormat,
         store: o.store,
         etcdCa: o.etcdCa,
         etcdCert: o.etcdCert,
@@ -83,25 +104,38 @@ program
       },
     });
     (await import('./heap.js')).boundHeapGrowth();
-    const { createLogger } = await import('./log.js');
+    const { createLogger, defaultLogFormat } = await import('./log.js');
     const { Daemon } = await import('./daemon.js');
-    const log = createLogger(config.logLevel);
-    const daemon = await Daemon.start(config, log);
+    const log = createLogger(config.logLevel, config.logFormat ?? defaultLogFormat());
+    // Handlers before starting: a signal during start-up (or just after "vipdns serving") still
+    // stops the daemon once it is up, rather than killing it mid-way without its last log lines.
+    // A second signal exits at once (a start stuck on an unreachable store stays interruptible).
     let stopping = false;
+    let started: ReturnType<typeof Daemon.start> | undefined;
     const stop = (sig: string): void => {
-      if (stopping) return;
+      if (!started) return;
+      if (stopping) {
+        log.warn({ signal: sig }, 'second signal: exiting without finishing the shutdown');
+        process.exit(1);
+      }
       stopping = true;
       log.info({ signal: sig }, 'shutting down');
-      daemon.stop().then(
-        () => process.exit(0),
-        (e: unknown) => {
-          log.error({ err: e }, 'shutdown failed');
-          process.exit(1);
-        },
+      started.then(
+        (daemon) =>
+          daemon.stop().then(
+            () => process.exit(0),
+            (e: unknown) => {
+              log.error({ err: e }, 'shutdown failed');
+              process.exit(1);
+            },
+          ),
+        () => undefined, // a failed start is reported (and exits 1) where it is awaited
       );
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
+    started = Daemon.start(config, log);
+    await started;
   });
 
 // ---------- networks ----------
@@ -199,8 +233,8 @@ service
   .option('--port <[name=]t[/udp]>', 'a target port (named ports get SRV records), repeatable', collect, [])
   .option('--alias <name>', 'another DNS name, repeatable', collect, [])
   .option('--health-check <type:port[/path]>', 'active check: tcp:PORT or http:PORT/PATH')
-  .option('--health-interval <ms>', 'health check interval', '2000')
-  .option('--health-timeout <ms>', 'health check timeout', '1000')
+  .addOption(new Option('--health-interval <ms>', 'health check interval').default('2000', '2000 ms'))
+  .addOption(new Option('--health-timeout <ms>', 'health check timeout').default('1000', '1000 ms'))
   .action(async (name: string, o: { network: string[]; endpointMode: string; vip: string[]; publish: string[]; port: string[]; alias: string[]; healthCheck?: string; healthInterval: string; healthTimeout: string }) => {
     const vips = parseVips(o.vip);
     for (const n of vips.keys()) if (!o.network.includes(n)) throw new VipdnsError('BAD_REQUEST', `--vip names network "${n}", which is not one of the --network values`);
@@ -402,6 +436,22 @@ dataplane
     out(r, () => `${r.removed.length ? `removed: ${r.removed.join(', ')}` : 'nothing of vipdns was programmed'}\n${r.errors.map((e) => `error (${e.driver}): ${e.message}\n`).join('')}`);
     if (r.errors.length) process.exitCode = 1;
   });
+
+// Commander checks required options before unknown ones, so `--subnett x` was reported as a missing
+// --subnet. Required options are checked here instead, in a hook that runs after the unknown-option
+// check (with its "Did you mean"), for every subcommand.
+const required = new Map<Command, Option[]>();
+(function unmandate(cmd: Command): void {
+  const own = cmd.options.filter((o) => o.mandatory);
+  for (const o of own) o.mandatory = false;
+  if (own.length) required.set(cmd, own);
+  cmd.commands.forEach(unmandate);
+})(program);
+program.hook('preAction', (_program, cmd) => {
+  for (const o of required.get(cmd) ?? []) {
+    if (cmd.getOptionValue(o.attributeName()) === undefined) cmd.error(`error: required option '${o.flags}' not specified`, { code: 'commander.missingMandatoryOptionValue' });
+  }
+});
 
 program.parseAsync(process.argv).catch((e: unknown) => {
   if (program.opts<{ json?: boolean }>().json) {

@@ -7,10 +7,14 @@ import { VipdnsError, errorMessage } from './errors.js';
 import { DEFAULT_TTL, type TtlOptions } from './dns/answers.js';
 import { parseIp } from './net/ip.js';
 import { parseDockerUrl } from './catalog/sources/docker-api.js';
+import { endpointText, parseUpstream } from './dns/forward/address.js';
+import { isSelf, localAddresses } from './dns/forward/self.js';
 
 export type DataplaneKind = 'auto' | 'ipvs' | 'nftables' | 'none';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+export const LOG_FORMATS = ['pretty', 'json'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
 
 export interface HostPort {
   host: string;
@@ -31,6 +35,8 @@ export interface DaemonConfig {
   resolvConf: string; // where the default upstreams come from
   forward: ForwardConfig;
   logLevel: string;
+  /** pretty: one readable line per event; json: one object per line. Unset: pretty on a terminal. */
+  logFormat?: LogFormat;
   /** Where the catalog lives: the data dir's file (single host) or a shared etcd. */
   store: { kind: 'file' } | ({ kind: 'etcd' } & EtcdConfig);
   /** This host's identity in a shared store (its lease and node record). */
@@ -69,6 +75,8 @@ export const DEFAULTS: DaemonConfig = {
   nodeName: hostname(),
 };
 
+export { DEFAULT_LEASE_TTL }; // for the CLI's help text
+
 /** Where `--docker` without a value points: $DOCKER_HOST, else Docker's default socket. */
 export const DEFAULT_DOCKER = 'unix:///var/run/docker.sock';
 
@@ -105,6 +113,8 @@ export interface ConfigSources {
   file?: string;
   env?: NodeJS.ProcessEnv;
   flags?: Partial<Record<keyof FlagValues, unknown>>;
+  /** This host's addresses (tests); default: read from the interfaces. */
+  localAddresses?: string[];
 }
 
 /** Flat, string-valued view shared by the config file keys, env names and flags. */
@@ -118,6 +128,7 @@ export interface FlagValues {
   dataplane: string;
   upstream: string[];
   logLevel: string;
+  logFormat: string;
   loopbackSeesAll: string | boolean;
   othersSeeAll: string | boolean;
   ttlVip: string | number;
@@ -152,6 +163,7 @@ const ENV: Record<keyof FlagValues, string> = {
   dataplane: 'VIPDNS_DATAPLANE',
   upstream: 'VIPDNS_UPSTREAM', // comma-separated
   logLevel: 'VIPDNS_LOG_LEVEL',
+  logFormat: 'VIPDNS_LOG_FORMAT',
   loopbackSeesAll: 'VIPDNS_LOOPBACK_SEES_ALL',
   othersSeeAll: 'VIPDNS_OTHERS_SEE_ALL',
   ttlVip: 'VIPDNS_TTL_VIP',
@@ -175,6 +187,19 @@ const ENV: Record<keyof FlagValues, string> = {
   cacheBytes: 'VIPDNS_CACHE_BYTES',
   serveStale: 'VIPDNS_SERVE_STALE',
 };
+
+/** An upstream that is our own DNS address would loop every forwarded query back to us: refuse it. */
+function refuseSelfUpstreams(upstreams: string[], dnsListen: HostPort, local: string[]): void {
+  for (const text of upstreams) {
+    const u = parseUpstream(text); // a malformed one is refused here too, before anything opens
+    if (isSelf(u, dnsListen, local)) {
+      throw new VipdnsError(
+        'CONFIG',
+        `upstream ${endpointText(u)} is this daemon's own DNS address (dns-listen ${endpointText(dnsListen)}): forwarding to it would loop; give another resolver's address, or none to use ${DEFAULTS.resolvConf}`,
+      );
+    }
+  }
+}
 
 export function loadConfig(src: ConfigSources): DaemonConfig {
   const merged: Partial<Record<keyof FlagValues, unknown>> = {};
@@ -229,8 +254,14 @@ export function loadConfig(src: ConfigSources): DaemonConfig {
   c.dataplane = dp as DataplaneKind;
   const up = merged.upstream;
   if (up !== undefined) c.upstreams = (Array.isArray(up) ? up : [up]).map(String);
+  refuseSelfUpstreams(c.upstreams, c.dnsListen, src.localAddresses ?? localAddresses());
   c.logLevel = str('logLevel') ?? c.logLevel;
   if (!LOG_LEVELS.includes(c.logLevel)) throw new VipdnsError('CONFIG', `log level must be one of ${LOG_LEVELS.join(', ')}, got "${c.logLevel}"`);
+  const logFormat = str('logFormat');
+  if (logFormat !== undefined) {
+    if (!(LOG_FORMATS as readonly string[]).includes(logFormat)) throw new VipdnsError('CONFIG', `log format must be pretty or json, got "${logFormat}"`);
+    c.logFormat = logFormat as LogFormat;
+  }
   c.loopbackSeesAll = bool('loopbackSeesAll') ?? c.loopbackSeesAll;
   c.othersSeeAll = bool('othersSeeAll') ?? c.othersSeeAll;
   c.ttl.vip = ttl('ttlVip') ?? c.ttl.vip;

@@ -3,7 +3,8 @@ import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import { ApiServer } from './api/server.js';
-import { Balancer, createDriver } from './balancer/index.js';
+import { Balancer, createDriver, type DataplaneDriver } from './balancer/index.js';
+import { leftInKernel, leftoverMessage } from './balancer/cleanup.js';
 import { hintFor } from './balancer/hint.js';
 import { registerDataplaneMetrics } from './balancer/metrics.js';
 import { Catalog } from './catalog/catalog.js';
@@ -41,6 +42,7 @@ interface Parts {
   forwarding: Forwarding;
   docker: DockerSource | undefined;
   balancer: Balancer | undefined;
+  dataplane: DataplaneDriver;
   log: Logger;
 }
 
@@ -177,7 +179,7 @@ export class Daemon {
       },
     });
     api.route('GET', '/v1/dataplane', () => ({ driver: driver.name, reason: dataplaneReason, ...(balancer ? { status: balancer.status() } : {}) }));
-    const d = new Daemon({ config, catalog, dns, dnsWorkers, indexCheck, api, metrics, health, forwarding, docker, balancer, log });
+    const d = new Daemon({ config, catalog, dns, dnsWorkers, indexCheck, api, metrics, health, forwarding, docker, balancer, dataplane: driver, log });
     try {
       await balancer?.start();
       await dns.start();
@@ -207,11 +209,22 @@ export class Daemon {
     await p.docker?.stop();
     p.health.stop();
     await p.balancer?.stop(); // leaves the kernel programmed: the next run adopts it
+    if (p.balancer) await this.sayWhatIsLeft();
     p.indexCheck.stop();
     await p.dnsWorkers?.stop();
     await Promise.allSettled([p.dns.stop(), p.api.stop(), p.metrics.stop()]);
     p.forwarding.close();
     await p.catalog.close();
     p.log.info('vipdns stopped');
+  }
+
+  /** One line on the way out naming the kernel state kept for the next start, and how to remove it. */
+  private async sayWhatIsLeft(): Promise<void> {
+    try {
+      const left = await leftInKernel(this.parts.dataplane);
+      if (left) this.parts.log.info({ ...left }, leftoverMessage(left));
+    } catch (e) {
+      this.parts.log.warn({ err: e instanceof Error ? e.message : String(e) }, 'could not read back the dataplane left in the kernel; `vipdns dataplane cleanup` (as root, daemon stopped) removes it');
+    }
   }
 }

@@ -57,3 +57,64 @@ test('a second daemon on a taken DNS port names the address, and leaves no data 
   const { existsSync } = await import('node:fs');
   t.false(existsSync(fresh), 'the data dir this failed start created is gone');
 });
+
+test('a mistyped option is "unknown option" with a suggestion, not a missing required one, on every command', async (t) => {
+  const cases: Array<[string[], string]> = [
+    [['network', 'create', 'n1', '--subnett', '10.1.0.0/24'], "unknown option '--subnett' (Did you mean --subnet?)"],
+    [['service', 'create', 's1', '--netwrk', 'n1'], "unknown option '--netwrk' (Did you mean --network?)"],
+    [['container', 'add', 'c1', '--netwrk', 'n1'], "unknown option '--netwrk' (Did you mean --network?)"],
+    [['serve', '--dns-listn', '127.0.0.1:0'], "unknown option '--dns-listn' (Did you mean --dns-listen?)"],
+  ];
+  for (const [args, message] of cases) {
+    const r = await cli(...args);
+    t.is(r.code, 1, args.join(' '));
+    t.is(r.stderr, `vipdns: error: ${message}\n(run with --help for usage)\n`, args.join(' '));
+  }
+  const missing = await cli('network', 'create', 'n1');
+  t.is(missing.code, 1);
+  t.is(missing.stderr.split('\n')[0], "vipdns: error: required option '--subnet <cidr>' not specified", 'a required option really missing is still named');
+});
+
+test('--json: a usage error is a JSON object too', async (t) => {
+  const r = await cli('--json', 'network', 'create', 'n1', '--subnett', '10.1.0.0/24');
+  t.is(r.code, 1);
+  t.is(r.stdout, '');
+  t.deepEqual(JSON.parse(r.stderr), { error: { code: 'BAD_REQUEST', message: "unknown option '--subnett' (Did you mean --subnet?)" } });
+});
+
+test('--upstream at the daemon\'s own DNS address is refused at start, naming the address', async (t) => {
+  const dir = tempDir();
+  t.teardown(() => removeDir(dir));
+  const r = await cli('serve', '--data-dir', `${dir}/data`, '--dataplane', 'none', '--dns-listen', '0.0.0.0:5391', '--upstream', '127.0.0.1:5391');
+  t.is(r.code, 1);
+  t.is(r.stderr.trim(), `vipdns: error: upstream 127.0.0.1:5391 is this daemon's own DNS address (dns-listen 0.0.0.0:5391): forwarding to it would loop; give another resolver's address, or none to use /etc/resolv.conf [CONFIG]`);
+  const { existsSync } = await import('node:fs');
+  t.false(existsSync(`${dir}/data`), 'refused before anything was created');
+});
+
+test('--log-format with an unknown format names it and the valid ones', async (t) => {
+  const dir = tempDir();
+  t.teardown(() => removeDir(dir));
+  const r = await cli('serve', '--log-format', 'fancy', '--data-dir', dir, '--dataplane', 'none');
+  t.is(r.code, 1);
+  t.is(r.stderr.trim(), 'vipdns: error: log format must be pretty or json, got "fancy" [CONFIG]');
+});
+
+test('help shows each default once: no "(default: [])", no option with two defaults, on every command', async (t) => {
+  const commands = [['serve'], ['network', 'create'], ['service', 'create'], ['service', 'update'], ['task', 'add'], ['container', 'add'], []];
+  for (const c of commands) {
+    const r = await cli(...c, '--help');
+    t.is(r.code, 0);
+    // One entry per option: its first line starts with "  -", wrapped lines are indented further.
+    const options = r.stdout.replace(/\n {4,}/g, ' ').split('\n').filter((l) => /^ {2}-/.test(l));
+    t.true(options.length > 1, c.join(' '));
+    for (const o of options) {
+      t.notRegex(o, /default: \[\]/, o);
+      t.true((o.match(/\bdefault\b/g) ?? []).length <= 1, o);
+    }
+  }
+  const serve = (await cli('serve', '--help')).stdout.replace(/\n {4,}/g, ' ');
+  t.regex(serve, /--upstream <addr\[:port\]> +upstream resolver, repeatable \(default: the nameservers in \/etc\/resolv\.conf\)\n/);
+  t.regex(serve, /--dns-listen <addr:port> +DNS address, UDP and TCP \(default: 127\.0\.0\.1:1053\)\n/);
+  t.regex(serve, /--log-format <format> .*\(default: pretty on a terminal, json otherwise\)\n/);
+});

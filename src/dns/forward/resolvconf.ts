@@ -2,6 +2,7 @@
 // (a container's resolv.conf pointing at 127.0.0.11 while we listen there would loop).
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { isSelf, localAddresses } from './self.js';
 
 export function parseResolvConf(text: string): string[] {
   const out: string[] = [];
@@ -20,16 +21,14 @@ export interface Listen {
   port: number;
 }
 
-/** resolv.conf nameservers always use port 53; one is us when we listen on it at port 53. */
-export function dropSelf(nameservers: string[], listen: Listen): { kept: string[]; dropped: string[] } {
+/**
+ * resolv.conf nameservers always use port 53; one is us when we listen on port 53 at its address, or
+ * on a wildcard and it is any address of this host (loopback or an interface's).
+ */
+export function dropSelf(nameservers: string[], listen: Listen, local: readonly string[] = localAddresses()): { kept: string[]; dropped: string[] } {
   const kept: string[] = [];
   const dropped: string[] = [];
-  const wildcard = listen.host === '0.0.0.0' || listen.host === '::';
-  for (const ns of nameservers) {
-    const loopback = ns.startsWith('127.') || ns === '::1';
-    const self = listen.port === 53 && (ns === listen.host || (wildcard && loopback));
-    (self ? dropped : kept).push(ns);
-  }
+  for (const ns of nameservers) (isSelf({ host: ns, port: 53 }, listen, local) ? dropped : kept).push(ns);
   return { kept, dropped };
 }
 

@@ -26,7 +26,7 @@ export function setupForwarding(cfg: ForwardingConfig, metrics: DnsMetrics | und
   if (addrs.length === 0) {
     const d = defaultUpstreams(cfg.resolvConf, cfg.dnsListen);
     if (d.error) log.warn({ resolvConf: cfg.resolvConf, err: d.error }, 'cannot read resolv.conf for default upstreams');
-    if (d.dropped.length) log.info({ dropped: d.dropped }, 'resolv.conf nameservers that are this daemon itself are ignored');
+    if (d.dropped.length) log.warn({ dropped: d.dropped, dnsListen: `${cfg.dnsListen.host}:${cfg.dnsListen.port}` }, `${cfg.resolvConf} nameservers that are this daemon itself are not forwarded to (that would loop)`);
     addrs = d.upstreams;
   }
   const upstreams = addrs.map((a) => Upstream.parse(a));

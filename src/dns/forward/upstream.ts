@@ -5,7 +5,7 @@
 import * as dgram from 'node:dgram';
 import { randomInt } from 'node:crypto';
 import * as net from 'node:net';
-import { VipdnsError } from '../../errors.js';
+import { endpointText, parseUpstream } from './address.js';
 import { sameQuestion, walkMessage } from '../wire.js';
 
 export class UpstreamError extends Error {
@@ -45,26 +45,11 @@ export class Upstream {
     readonly port: number,
     private readonly opts: UpstreamOptions = { maxFails: 2 },
   ) {
-    this.label = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+    this.label = endpointText({ host, port });
   }
 
   static parse(text: string, opts?: UpstreamOptions): Upstream {
-    const s = text.trim();
-    const v6 = /^\[([^\]]+)\](?::(\d+))?$/.exec(s);
-    let host: string;
-    let port = 53;
-    if (v6) {
-      host = v6[1]!;
-      if (v6[2]) port = Number(v6[2]);
-    } else if (net.isIPv6(s)) host = s;
-    else {
-      const [h, p] = s.split(':');
-      host = h ?? '';
-      if (p !== undefined) port = Number(p);
-    }
-    if (!net.isIP(host) || !Number.isInteger(port) || port < 1 || port > 65535) {
-      throw new VipdnsError('CONFIG', `upstream "${text}" is not ADDR[:PORT] with an IP address (e.g. 192.0.2.53 or [2001:db8::53]:5353)`);
-    }
+    const { host, port } = parseUpstream(text);
     return new Upstream(host, port, opts);
   }
 
