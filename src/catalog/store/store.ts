@@ -31,6 +31,8 @@ export interface ReplicatedStore {
    * writer): a read-your-writes barrier for a request that found something missing locally.
    */
   sync?(): Promise<void>;
+  /** Whether the store is connected (a shared store's watch); absent: always (a local file). */
+  readonly live?: boolean;
   /** The most objects one commit may write or delete (etcd caps operations per transaction). */
   readonly maxObjectsPerCommit?: number;
   close(): Promise<void>;
