@@ -45,6 +45,12 @@ export class MessageWriter {
     this.buf = Buffer.allocUnsafe(size);
   }
 
+  /** Starts a new message in the same buffer (a writer kept for many messages allocates nothing). */
+  reset(): void {
+    this.off = 0;
+    this.names.clear();
+  }
+
   private ensure(n: number): void {
     if (this.off + n <= this.buf.length) return;
     const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.off + n));

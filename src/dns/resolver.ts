@@ -10,6 +10,9 @@ import type { ForwardResult } from './forward/forwarder.js';
 import type { AnswerSource, DnsMetrics } from './metrics.js';
 import { CD, FLAG_AA, FLAG_RA, ParseError, QR, type Query, RCODE, RD, buildResponse, headerError, parseQuery, precheck, truncatedResponse, udpLimit } from './wire.js';
 
+/** The tail of the many answers with no authority or additional records: one buffer for all. */
+const NO_TAIL = Buffer.alloc(0);
+
 export type Transport = 'udp' | 'tcp';
 
 export interface Forwarder {
@@ -42,6 +45,7 @@ export class Resolver {
   forwarder: Forwarder | undefined;
   metrics: DnsMetrics | undefined;
   private readonly table = new AnswerTable(MAX_COMPILED);
+  private readonly scratch = new MessageWriter(512);
   private clients = new Map<string, ClientInfo>();
   private scopeIds = new Map<string, number>();
   private generation = -1;
@@ -228,7 +232,11 @@ export class Resolver {
     const soa = res.kind === 'answer' ? undefined : this.index.soa(res.ttl);
     const auth: Rr[] = soa ? [soa] : [];
     const add: Rr[] = res.kind === 'answer' ? res.additionals : [];
-    const w = new MessageWriter(512);
+    // One scratch writer for every compile: a new one per answer came from Buffer's shared
+    // pool, and each cached answer's blocks (copied from the same pool) kept its 8 KB slab of
+    // dead scratch alive (~500 B per cached answer).
+    const w = this.scratch;
+    w.reset();
     w.header(0, 0, 1, 0, 0, 0);
     w.rawQuestion(q.raw, 12, q.qEnd, q.labels);
     const blocks: Buffer[] = [];
@@ -248,7 +256,7 @@ export class Resolver {
       rcode: res.kind === 'nxdomain' ? RCODE.NXDOMAIN : RCODE.NOERROR,
       blocks,
       blocksLen: tailAt - q.qEnd,
-      tail: Buffer.from(w.buf.subarray(tailAt, w.off)),
+      tail: w.off > tailAt ? Buffer.from(w.buf.subarray(tailAt, w.off)) : NO_TAIL,
       an: answers.length,
       ns: auth.length,
       ar: add.length,
