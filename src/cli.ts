@@ -103,7 +103,8 @@ program
         docker: o.docker,
       },
     });
-    (await import('./heap.js')).boundHeapGrowth();
+    const heap = await import('./heap.js');
+    heap.boundHeapGrowth(heap.HEAP_GROWING_PERCENT);
     const { createLogger, defaultLogFormat } = await import('./log.js');
     const { Daemon } = await import('./daemon.js');
     const log = createLogger(config.logLevel, config.logFormat ?? defaultLogFormat());
