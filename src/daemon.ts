@@ -7,6 +7,7 @@ import { Balancer, createDriver, type DataplaneDriver } from './balancer/index.j
 import { leftInKernel, leftoverMessage } from './balancer/cleanup.js';
 import { hintFor } from './balancer/hint.js';
 import { registerDataplaneMetrics } from './balancer/metrics.js';
+import { netlinkUnavailable } from './balancer/netlink/netlink-socket.js';
 import { Catalog } from './catalog/catalog.js';
 import { registerCatalogMetrics } from './catalog/metrics.js';
 import { DockerSource } from './catalog/sources/docker.js';
@@ -84,6 +85,7 @@ export class Daemon {
       'catalog loaded',
     );
 
+    sayMissingAddons(log);
     const registry = new Registry();
     registerProcessMetrics(registry);
     registerBuildInfo(registry);
@@ -233,4 +235,12 @@ export class Daemon {
 async function openEtcdStore(config: EtcdConfig, nodeName: string, log: Logger): Promise<ReplicatedStore> {
   const [{ EtcdStore }, { etcdStoreOptions }] = await Promise.all([import('./catalog/store/etcd.js'), import('./catalog/store/etcd-url.js')]);
   return new EtcdStore(etcdStoreOptions(config, nodeName, log));
+}
+
+/** One line when the native addons are not built (no C toolchain at install): what runs slower or not at all. */
+function sayMissingAddons(log: Logger): void {
+  const missing: string[] = [];
+  if (udpBatchUnavailable()) missing.push('vipdns_udp: UDP DNS runs on node:dgram, without batched I/O, on one thread');
+  if (netlinkUnavailable()) missing.push('vipdns_netlink: no IPVS dataplane (nftables works)');
+  if (missing.length > 0) log.warn({ missing }, `native addons not built, running without them: ${missing.join('; ')}; \`npm run build:native\` builds them (needs python3, make and a C compiler)`);
 }

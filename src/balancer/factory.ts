@@ -5,6 +5,7 @@ import { NftablesDriver } from './drivers/nftables.js';
 import type { NftOptions } from './drivers/nftables-render.js';
 import { NoneDriver } from './drivers/none.js';
 import { probeIpvs } from './drivers/supported.js';
+import { netlinkUnavailable } from './netlink/netlink-socket.js';
 import type { DataplaneDriver, Logger, ProbeResult } from './types.js';
 
 export type DataplaneKind = 'auto' | 'ipvs' | 'nftables' | 'none';
@@ -40,7 +41,12 @@ export async function createDriver(kind: DataplaneKind, o: CreateDriverOptions):
 
   // The IPVS driver programs the namespace the process runs in (its netlink socket cannot be moved).
   const ipvs = o.ipvs ?? (o.netns ? undefined : { create: () => new IpvsDriver({ ...(o.logger ? { logger: o.logger } : {}) }) });
-  const ipvsProbe = o.ipvs || !o.netns ? await (o.ipvs?.probe ?? (() => probeIpvs()))() : { supported: false, reason: 'the IPVS driver cannot program another namespace (run vipdns inside it)' };
+  const noAddon = o.ipvs ? undefined : netlinkUnavailable();
+  const ipvsProbe = noAddon
+    ? { supported: false, reason: 'the IPVS driver needs the native netlink addon, which is not built (`npm run build:native` with a C toolchain)' }
+    : o.ipvs || !o.netns
+      ? await (o.ipvs?.probe ?? (() => probeIpvs()))()
+      : { supported: false, reason: 'the IPVS driver cannot program another namespace (run vipdns inside it)' };
   if (kind === 'ipvs') {
     if (!ipvsProbe.supported) throw new VipdnsError('DATAPLANE_UNSUPPORTED', `--dataplane ipvs: ${ipvsProbe.reason ?? 'IPVS unavailable'}`);
     if (!ipvs) throw new VipdnsError('DATAPLANE_UNSUPPORTED', '--dataplane ipvs: the IPVS driver is not available here; use --dataplane nftables');

@@ -34,6 +34,16 @@ export function loadAddon(): Addon {
   return addon;
 }
 
+/** Why the addon cannot load (not built: no C toolchain at install), or undefined when it can. */
+export function netlinkUnavailable(): Error | undefined {
+  try {
+    loadAddon();
+    return undefined;
+  } catch (e) {
+    return e as Error;
+  }
+}
+
 /** Turns the addon's system errors ({code, errno, syscall}) into NetlinkError. */
 function wrap<T>(op: string, fn: () => T): T {
   try {
