@@ -188,6 +188,9 @@ const ENV: Record<keyof FlagValues, string> = {
   serveStale: 'VIPDNS_SERVE_STALE',
 };
 
+/** Every setting's config-file key and its environment variable (docs and examples are tested against it). */
+export const SETTINGS: Readonly<Record<keyof FlagValues, string>> = ENV;
+
 /** An upstream that is our own DNS address would loop every forwarded query back to us: refuse it. */
 function refuseSelfUpstreams(upstreams: string[], dnsListen: HostPort, local: string[]): void {
   for (const text of upstreams) {
