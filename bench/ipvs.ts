@@ -1,4 +1,4 @@
-// Dataplane programming cost on a real IPVS kernel (run inside ipvs-vm: bench/ipvs-vm.sh).
+// Dataplane programming cost on a real IPVS kernel (run inside the IPVS VM: bench/ipvs-vm.sh).
 //   1. 10,000 fwmark services × 10 destinations from empty: our netlink batch vs `ipvsadm --restore`
 //   2. one destination change with 10 and with 10,000 services present: netlink vs `ipvsadm --restore`
 //   3. the whole IPVS driver (diff + netlink + iptables-restore + VIPs): full sync, then one change

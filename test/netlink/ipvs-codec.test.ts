@@ -1,5 +1,5 @@
 // Encoder output vs. bytes ipvsadm sent to a real 6.1 kernel, and decoder vs.
-// what that kernel answered (fixtures/*.strace, captured in ipvs-vm).
+// what that kernel answered (fixtures/*.strace, captured in the IPVS VM, test/vm/vm.sh).
 import test from 'ava';
 import { encodeNlMsg, parseNlMsgs, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST } from '../../src/balancer/netlink/nlmsg.js';
 import { decodeFamily, encodeGetFamily, GENL_ID_CTRL } from '../../src/balancer/netlink/genl.js';

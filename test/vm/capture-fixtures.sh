@@ -1,7 +1,7 @@
 #!/bin/bash
 # Captures real ipvsadm <-> kernel netlink exchanges as strace hex dumps, to be
 # replayed by the host unit tests (test/netlink/*.test.ts). Run from the repo root:
-#   ../shared/tools/ipvs-vm -- test/vm/capture-fixtures.sh
+#   test/vm/vm.sh -- test/vm/capture-fixtures.sh
 # Each step writes test/netlink/fixtures/NN-name.strace; the header line of each
 # file records the exact command. Order matters: later steps see earlier state.
 set -euo pipefail

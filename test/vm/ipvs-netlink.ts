@@ -1,4 +1,4 @@
-// Runs INSIDE ipvs-vm (real IPVS, root): drives our netlink client and checks
+// Runs INSIDE the IPVS VM (test/vm/vm.sh) (real IPVS, root): drives our netlink client and checks
 // the kernel state against ipvsadm's own view. One boot, many checks; prints
 // PASS/FAIL per check and exits non-zero on any failure.
 //   test/vm/ipvs-netlink.sh      (host: builds, boots the VM, runs this)

@@ -1,4 +1,4 @@
-// Runs INSIDE ipvs-vm (its own kernel with IPVS, root): the IPVS driver against real traffic. The suite
+// Runs INSIDE the IPVS VM (test/vm/vm.sh) (its own kernel with IPVS, root): the IPVS driver against real traffic. The suite
 // re-executes itself inside a fresh namespace `lb` (the balancing namespace), creates client and
 // backend namespaces from there, and never programs the VM's root namespace. One boot, many checks;
 // prints PASS/FAIL per check and exits non-zero on any failure.

@@ -1,6 +1,7 @@
-// The IPVS driver suite on a real IPVS kernel: boots ../shared/tools/ipvs-vm once and runs
-// dist/test/vm/ipvs-suite.js inside it. Fails (never skips) when the VM tool is missing or cannot boot,
-// so CI notices a broken test bed. Needs root for the VM tool's first-run apt install (CI is root).
+// The IPVS driver suite on a real IPVS kernel: boots test/vm/vm.sh (Debian's kernel in QEMU) once
+// and runs dist/test/vm/ipvs-suite.js inside it. Fails (never skips) when the VM cannot boot, so CI
+// notices a broken test bed; vm.sh names the packages it lacks (.ci/run installs them). IPVS_VM
+// points at another runner with the same arguments.
 import test from 'ava';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -8,11 +9,11 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..'); // dist/test/vm → repo
-const vm = process.env['IPVS_VM'] ?? join(root, '..', 'shared', 'tools', 'ipvs-vm');
+const vm = process.env['IPVS_VM'] ?? join(root, 'test', 'vm', 'vm.sh');
 
-test('IPVS driver suite inside ipvs-vm (real kernel, namespaces, traffic)', async (t) => {
+test('IPVS driver suite inside a VM with an IPVS kernel (real kernel, namespaces, traffic)', async (t) => {
   t.timeout(9 * 60_000);
-  if (!existsSync(vm)) return t.fail(`ipvs-vm not found at ${vm} (expected ../shared/tools/ipvs-vm beside the repo; IPVS_VM overrides)`);
+  if (!existsSync(vm)) return t.fail(`the VM runner ${vm} does not exist (IPVS_VM names another)`);
   const t0 = Date.now();
   const { code, out } = await new Promise<{ code: number; out: string }>((done) => {
     const c = spawn(vm, ['--timeout', '480', '--', 'node', 'dist/test/vm/ipvs-suite.js'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
