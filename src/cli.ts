@@ -427,8 +427,14 @@ dataplane
 dataplane
   .command('cleanup')
   .description('remove every kernel object vipdns created (nftables table, IPVS services, iptables chains, vipdns0) and nothing else; run with the daemon stopped')
-  .action(async () => {
+  .option('--force', 'clean up even while a vipdns daemon runs in this network namespace (it re-adds its rules at its next sync)')
+  .action(async (o: { force?: boolean }) => {
     if (process.getuid?.() !== 0) throw new VipdnsError('DATAPLANE_UNSUPPORTED', 'dataplane cleanup needs root (CAP_NET_ADMIN)');
+    const { daemonsInThisNetns } = await import('./catalog/store/lock.js');
+    const running = o.force ? [] : await daemonsInThisNetns();
+    if (running.length > 0) {
+      throw new VipdnsError('DATAPLANE_BUSY', `a vipdns daemon is running here (pid ${running.join(', ')}): it would re-add what cleanup removes at its next sync; stop it first (or --force)`);
+    }
     const { cleanupDataplane } = await import('./balancer/index.js');
     const { IpvsDriver } = await import('./balancer/drivers/ipvs.js');
     const { probeIpvs } = await import('./balancer/drivers/supported.js');

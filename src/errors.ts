@@ -23,6 +23,7 @@ export type ErrorCode =
   | 'UNAVAILABLE'
   | 'DATAPLANE_FAILED'
   | 'DATAPLANE_UNSUPPORTED'
+  | 'DATAPLANE_BUSY'
   | 'INTERNAL';
 
 const HTTP_STATUS: Record<ErrorCode, number> = {
@@ -48,6 +49,7 @@ const HTTP_STATUS: Record<ErrorCode, number> = {
   UNAVAILABLE: 503,
   DATAPLANE_FAILED: 500,
   DATAPLANE_UNSUPPORTED: 501,
+  DATAPLANE_BUSY: 409,
   INTERNAL: 500,
 };
 

@@ -118,3 +118,19 @@ test('help shows each default once: no "(default: [])", no option with two defau
   t.regex(serve, /--dns-listen <addr:port> +DNS address, UDP and TCP \(default: 127\.0\.0\.1:1053\)\n/);
   t.regex(serve, /--log-format <format> .*\(default: pretty on a terminal, json otherwise\)\n/);
 });
+
+test('dataplane cleanup refuses while a daemon runs in this namespace, naming its pid; nothing is removed', async (t) => {
+  if (process.getuid?.() !== 0) {
+    t.log('skipped: dataplane cleanup needs root');
+    return t.pass();
+  }
+  const d = await startDaemon();
+  t.teardown(async () => {
+    await d.stop();
+    removeDir(d.dataDir);
+  });
+  const r = await cli('dataplane', 'cleanup');
+  t.is(r.code, 1);
+  t.regex(r.stderr, new RegExp(`a vipdns daemon is running here \\(pid [0-9, ]*\\b${d.proc.pid}\\b[0-9, ]*\\).*stop it first \\(or --force\\) \\[DATAPLANE_BUSY\\]`));
+  t.notRegex(r.stdout, /removed/);
+});

@@ -62,7 +62,29 @@ async function isVipdnsProcess(pid: number): Promise<boolean> {
   }
   const cmdline = await fs.readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => undefined);
   if (cmdline === undefined) return true; // no procfs: trust the pid
-  // argv is NUL-separated: a vipdns daemon is `vipdns serve` or `node .../cli.js serve`.
+  return looksLikeDaemon(cmdline);
+}
+
+/** A /proc/PID/cmdline (NUL-separated) of a vipdns daemon: `vipdns serve` or `node .../cli.js serve`. */
+export function looksLikeDaemon(cmdline: string): boolean {
   const argv = cmdline.split('\0');
   return argv.includes('serve') && argv.some((a) => /vipdns|cli\.js$/.test(a));
+}
+
+/**
+ * Daemons running in this network namespace, other than this process: what would re-program the
+ * kernel right after a cleanup. Empty where /proc cannot tell.
+ */
+export async function daemonsInThisNetns(): Promise<number[]> {
+  const ours = await fs.readlink('/proc/self/ns/net').catch(() => undefined);
+  if (ours === undefined) return [];
+  const out: number[] = [];
+  for (const name of await fs.readdir('/proc').catch(() => [] as string[])) {
+    const pid = Number(name);
+    if (!Number.isInteger(pid) || pid === process.pid) continue;
+    const cmdline = await fs.readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    if (!looksLikeDaemon(cmdline)) continue;
+    if ((await fs.readlink(`/proc/${pid}/ns/net`).catch(() => undefined)) === ours) out.push(pid);
+  }
+  return out;
 }
