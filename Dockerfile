@@ -4,14 +4,16 @@
 # The same build commands run on the host in CI (test/docker/dockerfile.test.ts).
 
 FROM node:20-bookworm-slim AS build
-# node-gyp compiles the netlink addon (IPVS dataplane) against the image's own Node headers.
+# node-gyp compiles the native addons (batched UDP, IPVS netlink) against the image's own Node
+# headers; the image has the toolchain, so a failed build fails it (VIPDNS_REQUIRE_ADDONS).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 make g++ \
  && rm -rf /var/lib/apt/lists/*
-ENV npm_config_nodedir=/usr/local
+ENV npm_config_nodedir=/usr/local VIPDNS_REQUIRE_ADDONS=1
 WORKDIR /src
 COPY package.json package-lock.json tsconfig.json binding.gyp ./
 COPY native ./native
+COPY scripts ./scripts
 COPY src ./src
 RUN npm ci --no-audit --no-fund \
  && npm run build \
@@ -26,7 +28,7 @@ WORKDIR /app
 COPY --from=build /src/package.json ./
 COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/dist/src ./dist/src
-COPY --from=build /src/build/Release/vipdns_netlink.node ./build/Release/
+COPY --from=build /src/build/Release/vipdns_netlink.node /src/build/Release/vipdns_udp.node ./build/Release/
 RUN mkdir -p /var/lib/vipdns && chown node:node /var/lib/vipdns
 ENV NODE_ENV=production \
     VIPDNS_DATA_DIR=/var/lib/vipdns \
