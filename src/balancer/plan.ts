@@ -1,7 +1,7 @@
 // The planner: catalog → desired dataplane state. Pure, deterministic (sorted output), no I/O, so every
 // driver programs the same thing and the whole policy is unit-tested without root.
 import type { CatalogState, Service, Task } from '../catalog/model.js';
-import { isTaskServing } from '../catalog/model.js';
+import { servingTasks } from '../catalog/model.js';
 import { formatIp, tryParseIp } from '../net/ip.js';
 import type { Backend, DesiredState, Family, PublishedPort, VirtualService } from './types.js';
 
@@ -73,17 +73,21 @@ interface ServicePlan {
   published: PublishedPort[]; // candidates: the caller resolves ports claimed twice
 }
 
+/**
+ * Each service's tasks that take traffic: unhealthy ones leave the dataplane (the reconciler drains
+ * them) unless every task is unhealthy, when all stay (fail open, as DNS answers do: servingTasks).
+ */
 function groupTasks(state: CatalogState, only?: Set<string>): Map<string, Task[]> {
   const bySvc = new Map<string, Task[]>();
   // for…in, not Object.values: no 100k-element array per re-plan.
   for (const id in state.tasks) {
     const t = state.tasks[id]!;
     if (only && !only.has(t.service)) continue;
-    if (!isTaskServing(t)) continue; // unhealthy tasks leave the dataplane (the reconciler drains them)
     let list = bySvc.get(t.service);
     if (!list) bySvc.set(t.service, (list = []));
     list.push(t);
   }
+  for (const [svc, list] of bySvc) bySvc.set(svc, servingTasks(list));
   return bySvc;
 }
 
@@ -124,9 +128,9 @@ export class TaskIndex {
       const list: Task[] = [];
       for (const id of this.bySvc.get(svc) ?? []) {
         const t = state.tasks[id];
-        if (t && t.service === svc && isTaskServing(t)) list.push(t);
+        if (t && t.service === svc) list.push(t);
       }
-      out.set(svc, list);
+      out.set(svc, servingTasks(list));
     }
     return out;
   }

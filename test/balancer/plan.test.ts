@@ -52,6 +52,21 @@ test('unhealthy tasks, dnsrr services, VIP-less or dangling attachments are left
   t.deepEqual(p.services[0]!.backends.map((b) => b.ip), ['10.0.9.12']);
 });
 
+test('every task unhealthy: all stay backends (fail open, as DNS answers); one healthy: only it', (t) => {
+  const c = base()
+    .service({ name: 'web', vips: { front: '10.0.9.2' }, ports: [{ protocol: 'tcp', target: 80, published: 8080 }] })
+    .task('web', { front: '10.0.9.11' }, 'unhealthy')
+    .task('web', { front: '10.0.9.12' }, 'unhealthy');
+  let p = plan(c.state);
+  t.deepEqual(p.services[0]!.backends.map((b) => b.ip), ['10.0.9.11', '10.0.9.12']);
+  t.deepEqual(p.published[0]!.backends.map((b) => b.ip), ['10.0.9.11', '10.0.9.12']);
+  const id = Object.values(c.state.tasks).find((x) => x.addresses.front === '10.0.9.12')!.id;
+  c.state.tasks[id]!.health = 'healthy';
+  p = plan(c.state);
+  t.deepEqual(p.services[0]!.backends.map((b) => b.ip), ['10.0.9.12']);
+  t.deepEqual(p.published[0]!.backends.map((b) => b.ip), ['10.0.9.12']);
+});
+
 test('a task address of the other family is not a backend of the VIP', (t) => {
   const c = base().service({ name: 'web', vips: { front: '10.0.9.2' } }).task('web', { front: 'fd00:9::5' });
   t.deepEqual(plan(c.state).services[0]!.backends, []);
