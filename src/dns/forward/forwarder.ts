@@ -186,7 +186,6 @@ export class Forwarder {
 
   private async attempt(u: Upstream, query: Buffer, qEnd: number): Promise<StoredReply> {
     const t0 = process.hrtime.bigint();
-    const wasHealthy = u.healthy;
     try {
       let reply = await u.udp(query, qEnd, this.o.attemptTimeoutMs);
       if (reply.readUInt16BE(2) & FLAG_TC) reply = await u.tcp(query, qEnd, this.o.attemptTimeoutMs);
@@ -195,6 +194,9 @@ export class Forwarder {
       this.metrics?.forward(u.label, s.rcode, Number(process.hrtime.bigint() - t0) / 1e9);
       return s;
     } catch (e) {
+      // The transition is judged at this failure, not at the attempt's start: attempts in flight
+      // together would each see "healthy before, unhealthy now" and log one change many times.
+      const wasHealthy = u.healthy;
       u.failure();
       this.metrics?.forward(u.label, e instanceof UpstreamError && e.code === 'UPSTREAM_TIMEOUT' ? 'timeout' : 'error');
       if (wasHealthy && !u.healthy) this.log?.warn({ upstream: u.label, err: (e as Error).message }, 'upstream marked unhealthy');

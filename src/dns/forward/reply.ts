@@ -30,7 +30,26 @@ export function storeUpstreamReply(wire: Buffer): StoredReply {
   } else {
     body = Buffer.from(wire);
   }
+  records = negativeSoaTtl(body, walked.rcode, records);
   return { body, qEnd: walked.qEnd, ttlOffsets: records.map((r) => r.ttlOffset), rcode: walked.rcode, walked: { ...walked, records } };
+}
+
+const RCODE_NXDOMAIN = 3;
+
+/**
+ * RFC 2308 §3: in a negative answer (NXDOMAIN, or NOERROR without answers) the SOA's TTL is
+ * min(its TTL, its MINIMUM field), so a client sees — and a cache hit ages — the negative TTL,
+ * not the zone's SOA TTL.
+ */
+function negativeSoaTtl(body: Buffer, rcode: number, records: Walked['records']): Walked['records'] {
+  if (rcode !== RCODE_NXDOMAIN && (rcode !== 0 || records.some((r) => r.section === 0))) return records;
+  return records.map((r) => {
+    if (r.section !== 1 || r.type !== TYPE.SOA || r.end - 4 < r.rdStart) return r;
+    const ttl = Math.min(r.ttl, body.readUInt32BE(r.end - 4));
+    if (ttl === r.ttl) return r;
+    body.writeUInt32BE(ttl, r.ttlOffset);
+    return { ...r, ttl };
+  });
 }
 
 export interface ClientReplyOptions {

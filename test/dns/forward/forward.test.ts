@@ -60,6 +60,18 @@ test('cache TTL: positive by min TTL (capped), negative by SOA per RFC 2308, non
   t.is(cacheTtl(storeUpstreamReply(response('x.example', 'NXDOMAIN', [])), o), 0, 'no SOA, no negative caching');
 });
 
+test('a negative answer\'s SOA carries min(SOA TTL, MINIMUM), as RFC 2308 §3 says, before and after caching', (t) => {
+  const s = storeUpstreamReply(response('x.example', 'NXDOMAIN', [], [soa(300, 15)]));
+  const soaTtl = (b: Buffer): number => (packet.decode(b).authorities![0] as { ttl: number }).ttl;
+  t.is(soaTtl(s.body), 15);
+  const q = parseQuery(query('x.example'));
+  t.is(soaTtl(toClient(s, q, { ageSeconds: 4, maxSize: 512, ednsSize: 1232 })), 11, 'a cache hit ages the negative TTL');
+  const low = storeUpstreamReply(response('x.example', 'NOERROR', [], [soa(10, 15)]));
+  t.is(soaTtl(low.body), 10, 'NODATA: the SOA TTL when lower');
+  const pos = storeUpstreamReply(response('x.example', 'NOERROR', [{ name: 'x.example', type: 'A', ttl: 60, data: '192.0.2.1' }], [soa(300, 15)]));
+  t.is(soaTtl(pos.body), 300, 'a positive answer keeps its authority TTLs');
+});
+
 test('cache: TTLs age, ID and case are the client, OPT only when asked, bounds hold, stale window', (t) => {
   let now = 1_000_000;
   const m = new DnsMetrics();
@@ -142,4 +154,18 @@ test('no upstreams: SERVFAIL, not a crash', async (t) => {
   const fwd = new Forwarder({ upstreams: [] });
   const res = await fwd.forward(parseQuery(query('x.example')), 512);
   t.is((packet.decode(res.reply) as { rcode?: string }).rcode, 'SERVFAIL');
+});
+
+test('an upstream going unhealthy is logged once, however many forwards failed on it together', async (t) => {
+  const { createSocket } = await import('node:dgram');
+  const mute = createSocket('udp4'); // takes queries, never answers
+  await new Promise<void>((r) => mute.bind(0, '127.0.0.1', () => r()));
+  t.teardown(() => mute.close());
+  const warnings: string[] = [];
+  const log = { info: () => undefined, error: () => undefined, warn: (_o: object, msg?: string) => void warnings.push(msg ?? '') };
+  const fwd = new Forwarder({ upstreams: [new Upstream('127.0.0.1', mute.address().port)], attemptTimeoutMs: 200, deadlineMs: 400, log });
+  t.teardown(() => fwd.close());
+  const results = await Promise.all(['a', 'b', 'c', 'd'].map((n) => fwd.forward(parseQuery(query(`${n}.example`)), 512)));
+  t.true(results.every((r) => r.rcode === 2), 'each got SERVFAIL');
+  t.deepEqual(warnings.filter((w) => w === 'upstream marked unhealthy'), ['upstream marked unhealthy']);
 });
