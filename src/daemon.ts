@@ -30,6 +30,7 @@ import { MetricsServer } from './metrics/http.js';
 import { registerBuildInfo } from './metrics/build-info.js';
 import { registerProcessMetrics } from './metrics/process.js';
 import { VERSION } from './version.js';
+import { hostAddresses } from './net/host-addresses.js';
 
 interface Parts {
   config: DaemonConfig;
@@ -70,7 +71,7 @@ export class Daemon {
     const store: ReplicatedStore = config.store.kind === 'etcd' ? await openEtcdStore(config.store, config.nodeName, log) : await LocalStore.open(config.dataDir);
     let catalog: Catalog;
     try {
-      catalog = await Catalog.open(store);
+      catalog = await Catalog.open(store, { hostAddresses: hostAddresses() });
     } catch (e) {
       await store.close();
       throw e;

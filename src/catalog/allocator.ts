@@ -3,8 +3,9 @@
 // freed addresses are handed out last; what is in use comes from the transaction's view.
 // A writer beside another IPAM (the Docker source) asks for addresses from the top of the
 // subnet and names the addresses that IPAM holds, which the catalog may not know of yet.
+// Automatic picks also skip every address on the host's interfaces (Txn.hostAddresses).
 import { parseCidr, parseIp } from '../net/ip.js';
-import { type Pool, allocate, allocateTop, checkRequested } from './ipam.js';
+import { type Pool, allocate, allocateTop, checkRequested, excludedBoth } from './ipam.js';
 import type { Network } from './model.js';
 import type { Txn } from './txn.js';
 
@@ -22,7 +23,8 @@ export function poolOf(net: Network): Pool {
 /** The next free address of `network`; a next-fit allocation moves its cursor. */
 export function allocateOn(tx: Txn, network: string, opts: AllocOptions = {}): string {
   const net = tx.network(network);
-  const exclude = opts.exclude?.(net.name);
+  // The host's own addresses too: a VIP equal to eth0's address would take the host's traffic.
+  const exclude = excludedBoth(opts.exclude?.(net.name), tx.hostAddresses);
   if (opts.from === 'top') return allocateTop(poolOf(net), tx.addresses(net.name), exclude);
   const got = allocate(poolOf(net), tx.addresses(net.name), BigInt(net.ipamCursor), exclude);
   tx.put('network', net.name, { ...net, ipamCursor: got.cursor.toString() });

@@ -16,6 +16,12 @@ import type { ContainerRequest, NetworkRequest, ServiceRequest, ServiceUpdate, T
 import type { CatalogState, Container, Health, Network, Service, Task } from './model.js';
 import type { ReplicatedStore } from './store/store.js';
 import { Txn } from './txn.js';
+import type { HostAddresses } from '../net/host-addresses.js';
+
+export interface CatalogOptions {
+  /** The host's own addresses, which automatic allocation skips (the daemon passes its interfaces'). */
+  hostAddresses?: HostAddresses;
+}
 
 export type { ChangeKind } from './changes.js';
 export type { AttachmentRequest, ContainerRequest, NetworkRequest, ServiceRequest, ServiceUpdate, TaskRequest } from './mutations.js';
@@ -33,12 +39,12 @@ export class Catalog extends EventEmitter<CatalogEvents> {
   private readonly queue: CommitQueue;
   private readonly store: ReplicatedStore;
 
-  private constructor(store: ReplicatedStore, state: CatalogState) {
+  private constructor(store: ReplicatedStore, state: CatalogState, opts: CatalogOptions) {
     super();
     this.store = store;
     this.s = state;
     this.idx = CatalogIndex.building(state);
-    this.queue = new CommitQueue(store, () => new Txn(this.s, this.idx.ready()));
+    this.queue = new CommitQueue(store, () => new Txn(this.s, this.idx.ready(), opts.hostAddresses?.()));
     // Build the lookups in steps between other work (DNS starts meanwhile); the first lookup
     // or write before they are done finishes them at once.
     const build = (): void => {
@@ -48,14 +54,14 @@ export class Catalog extends EventEmitter<CatalogEvents> {
   }
 
   /** Opens the catalog on a store (the embedded local store, or etcd). */
-  static async open(store: ReplicatedStore): Promise<Catalog> {
+  static async open(store: ReplicatedStore, opts: CatalogOptions = {}): Promise<Catalog> {
     let catalog: Catalog | undefined;
     const early: Array<[Change, number]> = [];
     const state = await store.open((change, revision) => {
       if (catalog) catalog.apply(change, revision);
       else early.push([change, revision]); // delivered before open() returned
     });
-    catalog = new Catalog(store, state);
+    catalog = new Catalog(store, state, opts);
     for (const [change, revision] of early) catalog.apply(change, revision);
     return catalog;
   }

@@ -54,12 +54,32 @@ export function checkRequested(pool: Pool, ipText: string, inUse: InUse, what: s
   return canonical;
 }
 
+/** Addresses automatic picks skip besides those in use: canonical text, iterable for the exhausted message. */
+export interface Excluded extends Iterable<string> {
+  has(ip: string): boolean;
+  readonly size: number;
+}
+
+/** Both sets at once, without copying either (one may hold every address of the host). */
+export function excludedBoth(a: Excluded | undefined, b: Excluded | undefined): Excluded | undefined {
+  if (!a || a.size === 0) return b;
+  if (!b || b.size === 0) return a;
+  return {
+    has: (ip) => a.has(ip) || b.has(ip),
+    size: a.size + b.size,
+    *[Symbol.iterator]() {
+      yield* a;
+      for (const ip of b) if (!a.has(ip)) yield ip;
+    },
+  };
+}
+
 export interface Allocation {
   ip: string;
   cursor: bigint;
 }
 
-const NONE: ReadonlySet<string> = new Set();
+const NONE: Excluded = new Set<string>();
 
 /**
  * Next-fit allocation after `cursor`, wrapping once: recently freed addresses are handed out
@@ -67,7 +87,7 @@ const NONE: ReadonlySet<string> = new Set();
  * `inUse` holds canonical addresses of this pool only; `exclude` holds more to skip (canonical),
  * e.g. addresses another IPAM has handed out that the catalog does not hold (yet).
  */
-export function allocate(pool: Pool, inUse: InUse, cursor: bigint, exclude: ReadonlySet<string> = NONE): Allocation {
+export function allocate(pool: Pool, inUse: InUse, cursor: bigint, exclude: Excluded = NONE): Allocation {
   const size = prefixSize(pool.prefix);
   const reserved = reservedOffsets(pool);
   const usable = size - BigInt(reserved.size);
@@ -89,7 +109,7 @@ export function allocate(pool: Pool, inUse: InUse, cursor: bigint, exclude: Read
  * hands out addresses from the bottom (Docker's): the two meet last. No cursor: the top is
  * always tried first, so a freed VIP is the next one given out.
  */
-export function allocateTop(pool: Pool, inUse: InUse, exclude: ReadonlySet<string> = NONE): string {
+export function allocateTop(pool: Pool, inUse: InUse, exclude: Excluded = NONE): string {
   const size = prefixSize(pool.prefix);
   const reserved = reservedOffsets(pool);
   if (BigInt(inUse.size) >= size - BigInt(reserved.size)) throw exhausted(pool, inUse, exclude);
@@ -104,7 +124,7 @@ export function allocateTop(pool: Pool, inUse: InUse, exclude: ReadonlySet<strin
   throw exhausted(pool, inUse, exclude);
 }
 
-function exhausted(pool: Pool, inUse: InUse, exclude: ReadonlySet<string>): VipdnsError {
+function exhausted(pool: Pool, inUse: InUse, exclude: Excluded): VipdnsError {
   const size = prefixSize(pool.prefix);
   const reserved = reservedOffsets(pool);
   const bigger = pool.prefix.bits > 1 ? `/${pool.prefix.bits - 1} or shorter` : 'a shorter prefix';
@@ -114,7 +134,7 @@ function exhausted(pool: Pool, inUse: InUse, exclude: ReadonlySet<string>): Vipd
     const a = tryParseIp(ip);
     if (a && contains(pool.prefix, a) && !reserved.has(a.value - pool.prefix.base) && !inUse.has(ip)) outside++;
   }
-  const held = outside > 0 ? ` and ${outside} more are held outside the catalog` : '';
+  const held = outside > 0 ? ` and ${outside} more are held outside the catalog (another IPAM, or this host's own addresses)` : '';
   return new VipdnsError(
     'SUBNET_EXHAUSTED',
     `network "${pool.name}" (${formatCidr(pool.prefix)}) is exhausted: ${inUse.size} of its ${size - BigInt(reserved.size)} usable addresses are in use${held} ` +

@@ -43,6 +43,8 @@ export class Txn {
   constructor(
     private readonly base: Readonly<CatalogState>,
     private readonly idx: CatalogIndex,
+    /** Addresses on the host's interfaces: automatic allocation skips them. */
+    readonly hostAddresses?: ReadonlySet<string>,
   ) {}
 
   get size(): number {

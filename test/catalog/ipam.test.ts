@@ -1,5 +1,5 @@
 import test from 'ava';
-import { allocate, allocateTop, checkRequested, defaultGateway, usableCount, type Pool } from '../../src/catalog/ipam.js';
+import { allocate, allocateTop, checkRequested, defaultGateway, excludedBoth, usableCount, type Pool } from '../../src/catalog/ipam.js';
 import { parseCidr } from '../../src/net/ip.js';
 
 const pool = (cidr: string): Pool => {
@@ -83,4 +83,19 @@ test('exclusions: both allocators skip addresses held outside the catalog, and s
   t.is((err as { code?: string }).code, 'SUBNET_EXHAUSTED');
   t.regex(err!.message, /2 of its 5 usable addresses are in use and 3 more are held outside the catalog/);
   t.throws(() => allocate(p, new Set(['10.1.0.2']), 1n, new Set(['10.1.0.3', '10.1.0.4', '10.1.0.5', '10.1.0.6'])), { message: /1 of its 5 usable addresses are in use and 4 more/ });
+});
+
+test('host addresses and another IPAM\'s are skipped together; exhaustion counts them once', (t) => {
+  const p = pool('10.0.9.0/29'); // .2–.6 usable
+  const host = new Set(['10.0.9.2', '10.0.9.4', '192.168.1.5']);
+  const other = new Set(['10.0.9.3', '10.0.9.4']);
+  const ex = excludedBoth(other, host)!;
+  t.true(ex.has('10.0.9.2') && ex.has('10.0.9.3'));
+  t.deepEqual([...ex].sort(), ['10.0.9.2', '10.0.9.3', '10.0.9.4', '192.168.1.5']);
+  const a = allocate(p, new Set(), 1n, ex);
+  t.is(a.ip, '10.0.9.5');
+  t.is(allocateTop(p, new Set(), ex), '10.0.9.6');
+  const e = t.throws(() => allocate(p, new Set(['10.0.9.5', '10.0.9.6']), 1n, ex));
+  t.regex(e!.message, /2 of its 5 usable addresses are in use and 3 more are held outside the catalog \(another IPAM, or this host's own addresses\)/);
+  t.is(excludedBoth(undefined, host), host);
 });
