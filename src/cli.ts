@@ -221,6 +221,17 @@ interface ServiceRow {
   ports: PortSpec[];
   replicas: number;
   aliases: string[];
+  lb?: string;
+  sticky?: number;
+}
+
+const LB_HELP = 'scheduler for new connections: rr (round robin), wrr (by task weight), lc (least connections; IPVS only), sh (hash of the client address) (default: rr)';
+const STICKY_HELP = 'a client keeps its backend for this many seconds after its last connection (IPVS persistence)';
+const WEIGHT_HELP = 'share of new connections under wrr and sh; 0 drains the task (its established connections stay)';
+
+/** A whole number as a number; anything else as given, so the daemon's error shows what was typed. */
+function intArg(v: string): number | string {
+  return /^-?\d+$/.test(v.trim()) ? Number(v) : v;
 }
 
 const service = program.command('service').description('manage services');
@@ -236,7 +247,9 @@ service
   .option('--health-check <type:port[/path]>', 'active check: tcp:PORT or http:PORT/PATH')
   .addOption(new Option('--health-interval <ms>', 'health check interval').default('2000', '2000 ms'))
   .addOption(new Option('--health-timeout <ms>', 'health check timeout').default('1000', '1000 ms'))
-  .action(async (name: string, o: { network: string[]; endpointMode: string; vip: string[]; publish: string[]; port: string[]; alias: string[]; healthCheck?: string; healthInterval: string; healthTimeout: string }) => {
+  .option('--lb <scheduler>', LB_HELP)
+  .option('--sticky <seconds>', STICKY_HELP)
+  .action(async (name: string, o: { network: string[]; endpointMode: string; vip: string[]; publish: string[]; port: string[]; alias: string[]; healthCheck?: string; healthInterval: string; healthTimeout: string; lb?: string; sticky?: string }) => {
     const vips = parseVips(o.vip);
     for (const n of vips.keys()) if (!o.network.includes(n)) throw new VipdnsError('BAD_REQUEST', `--vip names network "${n}", which is not one of the --network values`);
     const ports = [...o.publish.map((p) => parsePort(p, true)), ...o.port.map((p) => parsePort(p, false))];
@@ -248,6 +261,8 @@ service
       aliases: o.alias,
     };
     if (o.healthCheck) body.healthCheck = parseHealth(o.healthCheck, o.healthInterval, o.healthTimeout);
+    if (o.lb !== undefined) body.lb = o.lb;
+    if (o.sticky !== undefined) body.sticky = intArg(o.sticky);
     const s = await client().call<ServiceRow>('POST', '/v1/services', body);
     out(s, () => `${s.name}\n${s.attachments.filter((a) => a.vip).map((a) => `  vip ${a.vip} on ${a.network}\n`).join('')}`);
   });
@@ -259,14 +274,18 @@ service
   .addOption(new Option('--endpoint-mode <mode>', 'vip or dnsrr').choices(['vip', 'dnsrr']))
   .option('--alias-add <name>', 'add a DNS alias, repeatable', collect, [])
   .option('--alias-rm <name>', 'remove a DNS alias, repeatable', collect, [])
-  .action(async (name: string, o: { networkAdd: string[]; networkRm: string[]; endpointMode?: string; aliasAdd: string[]; aliasRm: string[] }) => {
+  .option('--lb <scheduler>', LB_HELP)
+  .option('--sticky <seconds>', `${STICKY_HELP}; 0 turns it off`)
+  .action(async (name: string, o: { networkAdd: string[]; networkRm: string[]; endpointMode?: string; aliasAdd: string[]; aliasRm: string[]; lb?: string; sticky?: string }) => {
     const body: Record<string, unknown> = {};
     if (o.networkAdd.length) body.networkAdd = o.networkAdd;
     if (o.networkRm.length) body.networkRm = o.networkRm;
     if (o.endpointMode) body.endpointMode = o.endpointMode;
     if (o.aliasAdd.length) body.aliasAdd = o.aliasAdd;
     if (o.aliasRm.length) body.aliasRm = o.aliasRm;
-    if (Object.keys(body).length === 0) throw new VipdnsError('BAD_REQUEST', 'nothing to update: give --network-add, --network-rm, --endpoint-mode, --alias-add or --alias-rm');
+    if (o.lb !== undefined) body.lb = o.lb;
+    if (o.sticky !== undefined) body.sticky = intArg(o.sticky);
+    if (Object.keys(body).length === 0) throw new VipdnsError('BAD_REQUEST', 'nothing to update: give --network-add, --network-rm, --endpoint-mode, --alias-add, --alias-rm, --lb or --sticky');
     const s = await client().call<ServiceRow>('PATCH', `/v1/services/${encodeURIComponent(name)}`, body);
     out(s, () => `${s.name}\n`);
   });
@@ -277,11 +296,12 @@ service
     const list = await client().call<ServiceRow[]>('GET', '/v1/services');
     out(list, () =>
       columns(
-        ['ID', 'NAME', 'MODE', 'REPLICAS', 'NETWORKS', 'VIPS', 'PORTS'],
+        ['ID', 'NAME', 'MODE', 'LB', 'REPLICAS', 'NETWORKS', 'VIPS', 'PORTS'],
         list.map((s) => [
           s.id,
           s.name,
           s.endpointMode,
+          s.endpointMode === 'dnsrr' ? '-' : `${s.lb ?? 'rr'}${s.sticky ? ` sticky ${s.sticky}s` : ''}`,
           String(s.replicas),
           s.attachments.map((a) => a.network).join(','),
           s.attachments.map((a) => a.vip ?? '-').join(','),
@@ -320,6 +340,7 @@ interface TaskRow {
   slot: number;
   addresses: Record<string, string>;
   health: string;
+  weight?: number;
 }
 const task = program.command('task').description('manage tasks (replicas of a service)');
 task
@@ -327,9 +348,18 @@ task
   .description('add a task; its IPs are allocated unless given')
   .option('--ip <ip>', 'task IP on the network whose subnet holds it, repeatable', collect, [])
   .option('--name <name>', 'task name (default <service>.<slot>.<id>)')
-  .action(async (svc: string, o: { ip: string[]; name?: string }) => {
-    const t = await client().call<TaskRow>('POST', '/v1/tasks', { service: svc, ips: o.ip, name: o.name });
+  .option('--weight <n>', `${WEIGHT_HELP} (default: 1)`)
+  .action(async (svc: string, o: { ip: string[]; name?: string; weight?: string }) => {
+    const t = await client().call<TaskRow>('POST', '/v1/tasks', { service: svc, ips: o.ip, name: o.name, ...(o.weight !== undefined ? { weight: intArg(o.weight) } : {}) });
     out(t, () => `${t.name}\t${Object.values(t.addresses).join(',')}\n`);
+  });
+task
+  .command('update <task>')
+  .description('change a task (id, id prefix or name)')
+  .requiredOption('--weight <n>', WEIGHT_HELP)
+  .action(async (ref: string, o: { weight: string }) => {
+    const t = await client().call<TaskRow>('PATCH', `/v1/tasks/${encodeURIComponent(ref)}`, { weight: intArg(o.weight) });
+    out(t, () => `${t.name}\tweight ${t.weight ?? 1}\n`);
   });
 task
   .command('ls [service]')
@@ -338,8 +368,8 @@ task
     const list = await client().call<TaskRow[]>('GET', svc ? `/v1/tasks?service=${encodeURIComponent(svc)}` : '/v1/tasks');
     out(list, () =>
       columns(
-        ['ID', 'NAME', 'SERVICE', 'HEALTH', 'ADDRESSES'],
-        list.map((t) => [t.id, t.name, t.service, t.health, Object.entries(t.addresses).map(([n, ip]) => `${n}=${ip}`).join(',')]),
+        ['ID', 'NAME', 'SERVICE', 'HEALTH', 'WEIGHT', 'ADDRESSES'],
+        list.map((t) => [t.id, t.name, t.service, t.health, String(t.weight ?? 1), Object.entries(t.addresses).map(([n, ip]) => `${n}=${ip}`).join(',')]),
       ),
     );
   });

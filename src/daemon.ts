@@ -156,6 +156,7 @@ export class Daemon {
       catalog,
       info: () => ({ version: VERSION, dns: `${config.dnsListen.host}:${dns.port}`, domain: config.domain, dataplane: driver.name, ...(docker ? { docker: docker.status() } : {}) }),
       onError: (e) => log.error({ err: e }, 'api handler error'),
+      ...(driver.limits ? { limits: driver.limits } : {}),
       ...(dnsWorkers ? { afterWrite: () => dnsWorkers.settled(2000) } : {}),
     });
     const metrics = new MetricsServer({

@@ -5,6 +5,7 @@ import type { Socket } from 'node:net';
 import { closeHttp, listenHttp } from '../net/http.js';
 import type { Catalog } from '../catalog/catalog.js';
 import { VipdnsError, isVipdnsError } from '../errors.js';
+import type { DriverLimits } from '../balancer/types.js';
 
 type Handler = (req: { params: Record<string, string>; query: URLSearchParams; body: unknown }) => Promise<unknown> | unknown;
 
@@ -28,6 +29,8 @@ export interface ApiServerOptions {
   afterWrite?: () => Promise<unknown>;
   /** How long an idle keep-alive connection stays open (Node's default, 5 s, unless given). */
   keepAliveTimeoutMs?: number;
+  /** What the running dataplane cannot program: a service asking for it is refused with the reason. */
+  limits?: DriverLimits;
 }
 
 export class ApiServer {
@@ -81,12 +84,12 @@ export class ApiServer {
     this.route('DELETE', '/v1/networks/:name', async ({ params }) => publicNetwork(await c.removeNetwork(params.name!)));
 
     this.route('GET', '/v1/services', () => Object.values(c.state.services).map((x) => ({ ...x, replicas: c.tasksOf(x.name).length })));
-    this.route('POST', '/v1/services', async ({ body }) => c.createService(obj(body) as never));
+    this.route('POST', '/v1/services', async ({ body }) => c.createService(this.supported(obj(body)) as never));
     this.route('GET', '/v1/services/:name', ({ params }) => {
       const svc = c.service(params.name!);
       return { ...svc, tasks: c.tasksOf(svc.name) };
     });
-    this.route('PATCH', '/v1/services/:name', async ({ params, body }) => c.updateService(params.name!, obj(body) as never));
+    this.route('PATCH', '/v1/services/:name', async ({ params, body }) => c.updateService(params.name!, this.supported(obj(body)) as never));
     this.route('DELETE', '/v1/services/:name', async ({ params }) => c.removeService(params.name!));
 
     this.route('GET', '/v1/tasks', ({ query }) => {
@@ -96,6 +99,7 @@ export class ApiServer {
     });
     this.route('POST', '/v1/tasks', async ({ body }) => c.addTask(obj(body) as never));
     this.route('GET', '/v1/tasks/:ref', ({ params }) => c.task(params.ref!));
+    this.route('PATCH', '/v1/tasks/:ref', async ({ params, body }) => c.updateTask(params.ref!, obj(body) as never));
     this.route('DELETE', '/v1/tasks/:ref', async ({ params }) => c.removeTask(params.ref!));
 
     this.route('GET', '/v1/containers', () => Object.values(c.state.containers));
@@ -106,6 +110,15 @@ export class ApiServer {
       return x;
     });
     this.route('DELETE', '/v1/containers/:name', async ({ params }) => c.removeContainer(params.name!));
+  }
+
+  /** Refuses a scheduler or stickiness the dataplane cannot program, naming why (nothing is written). */
+  private supported(body: Record<string, unknown>): Record<string, unknown> {
+    const l = this.opts.limits;
+    const why = typeof body.lb === 'string' ? l?.schedulers?.[body.lb as keyof NonNullable<DriverLimits['schedulers']>] : undefined;
+    if (why) throw new VipdnsError('DATAPLANE_UNSUPPORTED', `lb ${String(body.lb)}: ${why}`);
+    if (l?.sticky && typeof body.sticky === 'number' && body.sticky > 0) throw new VipdnsError('DATAPLANE_UNSUPPORTED', `sticky ${body.sticky}: ${l.sticky}`);
+    return body;
   }
 
   private async serve(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {

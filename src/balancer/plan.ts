@@ -3,7 +3,7 @@
 import type { CatalogState, Service, Task } from '../catalog/model.js';
 import { servingTasks } from '../catalog/model.js';
 import { formatIp, tryParseIp } from '../net/ip.js';
-import type { Backend, DesiredState, Family, PublishedPort, VirtualService } from './types.js';
+import type { Backend, DesiredState, Family, PublishedPort, Scheduler, VirtualService } from './types.js';
 
 export interface PlanOptions {
   /** Program published ports (routing mesh). Default true. */
@@ -40,11 +40,11 @@ function sameBackends(a: Backend[], b: Backend[]): boolean {
 }
 
 function sameVip(a: VirtualService, b: VirtualService): boolean {
-  return a.vip === b.vip && a.fwmark === b.fwmark && a.scheduler === b.scheduler && sameBackends(a.backends, b.backends);
+  return a.vip === b.vip && a.fwmark === b.fwmark && a.scheduler === b.scheduler && a.persistence === b.persistence && sameBackends(a.backends, b.backends);
 }
 
 function samePublished(a: PublishedPort, b: PublishedPort): boolean {
-  return a.service === b.service && a.fwmark === b.fwmark && a.targetPort === b.targetPort && sameBackends(a.backends, b.backends);
+  return a.service === b.service && a.fwmark === b.fwmark && a.targetPort === b.targetPort && a.scheduler === b.scheduler && a.persistence === b.persistence && sameBackends(a.backends, b.backends);
 }
 
 function byIpPort(a: Backend, b: Backend): number {
@@ -150,6 +150,11 @@ export function spliceByKey<T extends { key: string; service: string }>(sorted: 
   return out;
 }
 
+/** The service's scheduler and affinity, the same on each of its units. */
+function balancing(svc: Service): { scheduler: Scheduler; persistence?: number } {
+  return svc.sticky ? { scheduler: svc.lb ?? 'rr', persistence: svc.sticky } : { scheduler: svc.lb ?? 'rr' };
+}
+
 function planService(state: CatalogState, svc: Service, tasks: Task[], opts: PlanOptions): ServicePlan {
   const out: ServicePlan = { vips: [], published: [] };
   if (svc.endpointMode !== 'vip') return out; // dnsrr has no VIP and no routing mesh
@@ -158,14 +163,14 @@ function planService(state: CatalogState, svc: Service, tasks: Task[], opts: Pla
     if (!att.vip || !state.networks[att.network]) continue;
     const vip = canonical(att.vip);
     if (!vip) continue;
-    const members: { task: string; ip: string }[] = [];
+    const members: { task: string; ip: string; weight: number }[] = [];
     for (const t of tasks) {
       const a = t.addresses[att.network];
       const c = a === undefined ? undefined : canonical(a);
-      if (c && c.family === vip.family) members.push({ task: t.id, ip: c.ip });
+      if (c && c.family === vip.family) members.push({ task: t.id, ip: c.ip, weight: t.weight ?? 1 });
     }
     for (const p of ports) {
-      const backends = members.map((m) => ({ task: m.task, ip: m.ip, port: p.port, weight: 1, draining: false }));
+      const backends = members.map((m) => ({ task: m.task, ip: m.ip, port: p.port, weight: m.weight, draining: false }));
       backends.sort(byIpPort);
       out.vips.push({
         key: `${att.network}/${svc.name}/${p.protocol}/${p.port}`,
@@ -176,7 +181,7 @@ function planService(state: CatalogState, svc: Service, tasks: Task[], opts: Pla
         vip: vip.ip,
         protocol: p.protocol,
         port: p.port,
-        scheduler: 'rr',
+        ...balancing(svc),
         backends,
       });
     }
@@ -188,7 +193,7 @@ function planService(state: CatalogState, svc: Service, tasks: Task[], opts: Pla
     const key = `${p.protocol}/${p.published}`;
     if (seen.has(key)) continue;
     seen.add(key);
-    out.published.push({ key, service: svc.name, fwmark: svc.fwmark, protocol: p.protocol, port: p.published, targetPort: p.target, backends: publishedBackends(svc, tasks, p.target) });
+    out.published.push({ key, service: svc.name, fwmark: svc.fwmark, protocol: p.protocol, port: p.published, targetPort: p.target, ...balancing(svc), backends: publishedBackends(svc, tasks, p.target) });
   }
   return out;
 }
@@ -294,7 +299,7 @@ function publishedBackends(svc: Service, tasks: Task[], port: number): Backend[]
       if (!c || families.has(c.family) || seen.has(c.ip)) continue;
       families.add(c.family);
       seen.add(c.ip);
-      out.push({ task: t.id, ip: c.ip, port, weight: 1, draining: false });
+      out.push({ task: t.id, ip: c.ip, port, weight: t.weight ?? 1, draining: false });
     }
   }
   return out.sort(byIpPort);

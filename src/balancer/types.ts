@@ -1,9 +1,9 @@
 // The balancer's vocabulary, shared by the planner, the reconciler and every dataplane driver.
 // Nothing here does I/O; drivers translate these records into kernel objects.
-import type { Protocol } from '../catalog/model.js';
+import type { Protocol, Scheduler } from '../catalog/model.js';
 import type { Family } from '../net/ip.js';
 
-export type { Protocol, Family };
+export type { Protocol, Family, Scheduler };
 
 export interface Backend {
   task: string; // task id, for logs and drain bookkeeping
@@ -32,8 +32,8 @@ export interface VirtualService {
   vip: string;
   protocol: Protocol;
   port: number;
-  scheduler: 'rr' | 'wrr';
-  /** Client affinity in seconds (IPVS persistence); absent or 0 = none. The planner does not set it yet. */
+  scheduler: Scheduler;
+  /** Client affinity in seconds (IPVS persistence); absent or 0 = none. */
   persistence?: number;
   backends: Backend[]; // sorted by ip then port
 }
@@ -46,6 +46,9 @@ export interface PublishedPort {
   protocol: Protocol;
   port: number; // published port on the host
   targetPort: number;
+  scheduler: Scheduler;
+  /** Client affinity in seconds; absent or 0 = none. */
+  persistence?: number;
   backends: Backend[]; // both families; drivers pick the family matching the packet
 }
 
@@ -99,6 +102,11 @@ export type DriverName = 'nftables' | 'ipvs' | 'none';
  */
 export interface DataplaneDriver {
   readonly name: DriverName;
+  /**
+   * What this dataplane cannot program, by service setting: a reason per unsupported scheduler, and
+   * for sticky sessions. The API refuses such a service with the reason instead of planning it wrong.
+   */
+  readonly limits?: DriverLimits;
   probe(): Promise<ProbeResult>;
   /**
    * Pure: what observe() would report for this unit once it is programmed — its kernel-side id (nft chain
@@ -112,6 +120,11 @@ export interface DataplaneDriver {
   apply(diff: Diff): Promise<ApplyResult>;
   /** Removes everything this driver made, and nothing else. */
   cleanup(): Promise<CleanupResult>;
+}
+
+export interface DriverLimits {
+  schedulers?: Partial<Record<Scheduler, string>>;
+  sticky?: string;
 }
 
 export interface Logger {

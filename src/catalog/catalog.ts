@@ -12,7 +12,7 @@ import { type AppliedChange, type Change, type ChangeKind, applyChange } from '.
 import { CommitQueue } from './commit-queue.js';
 import { CatalogIndex } from './lookups.js';
 import * as m from './mutations.js';
-import type { ContainerRequest, NetworkRequest, ServiceRequest, ServiceUpdate, TaskRequest } from './mutations.js';
+import type { ContainerRequest, NetworkRequest, ServiceRequest, ServiceUpdate, TaskRequest, TaskUpdate } from './mutations.js';
 import type { CatalogState, Container, Health, Network, Service, Task } from './model.js';
 import type { ReplicatedStore } from './store/store.js';
 import { Txn } from './txn.js';
@@ -115,6 +115,10 @@ export class Catalog extends EventEmitter<CatalogEvents> {
 
   removeTask(ref: string): Promise<Task> {
     return this.queue.run((tx) => m.removeTask(tx, ref));
+  }
+
+  updateTask(ref: string, upd: TaskUpdate): Promise<Task> {
+    return this.queue.run((tx) => m.updateTask(tx, ref, upd));
   }
 
   /** Health changes come from the checker; a no-op when unchanged so it never churns the store. */

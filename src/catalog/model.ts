@@ -2,6 +2,12 @@
 // Objects reference each other by name (names are unique per kind and never renamed).
 
 export type EndpointMode = 'vip' | 'dnsrr';
+/** How a VIP picks a backend for a new connection: IPVS's schedulers of the same names. */
+export type Scheduler = 'rr' | 'wrr' | 'lc' | 'sh';
+export const SCHEDULERS: readonly Scheduler[] = ['rr', 'wrr', 'lc', 'sh'];
+/** A task's share of new connections under wrr/sh (and lc's weighting); 0 drains it. */
+export const MAX_WEIGHT = 10_000;
+export const MAX_STICKY_SECONDS = 86_400;
 export type Protocol = 'tcp' | 'udp';
 export type Health = 'unknown' | 'healthy' | 'unhealthy';
 
@@ -48,6 +54,10 @@ export interface Service {
   /** Stable firewall mark for the IPVS dataplane; never reused while the service exists. */
   fwmark: number;
   healthCheck?: HealthCheckSpec;
+  /** Scheduler of its VIPs and published ports; absent = rr. */
+  lb?: Scheduler;
+  /** Seconds a client keeps its backend after its last connection (IPVS persistence); absent = none. */
+  sticky?: number;
   createdAt: string;
 }
 
@@ -58,6 +68,8 @@ export interface Task {
   slot: number;
   addresses: Record<string, string>; // network name -> IP
   health: Health;
+  /** Relative share of new connections; absent = 1, 0 = drained (established flows stay). */
+  weight?: number;
   createdAt: string;
 }
 

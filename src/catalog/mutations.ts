@@ -7,9 +7,9 @@ import { contains, formatCidr, formatIp, overlaps, parseCidr, parseIp } from '..
 import { type AllocOptions, addressOn, allocateOn, requestOn } from './allocator.js';
 import { defaultGateway } from './ipam.js';
 import { lc } from './lookups.js';
-import type { Container, EndpointMode, Health, HealthCheckSpec, Network, PortSpec, Service, ServiceAttachment, Task } from './model.js';
+import type { Container, EndpointMode, Health, HealthCheckSpec, Network, PortSpec, Scheduler, Service, ServiceAttachment, Task } from './model.js';
 import type { Txn } from './txn.js';
-import { checkAttachment, checkHealthCheck, checkList, checkName, checkPorts, checkStrings } from './validate.js';
+import { checkAttachment, checkHealthCheck, checkList, checkName, checkPorts, checkScheduler, checkSticky, checkStrings, checkWeight } from './validate.js';
 
 export interface NetworkRequest {
   name: string;
@@ -27,6 +27,8 @@ export interface ServiceRequest {
   aliases?: string[];
   ports?: PortSpec[];
   healthCheck?: HealthCheckSpec;
+  lb?: Scheduler;
+  sticky?: number;
 }
 
 export interface ServiceUpdate {
@@ -37,12 +39,19 @@ export interface ServiceUpdate {
   aliasRm?: string[];
   ports?: PortSpec[];
   healthCheck?: HealthCheckSpec | null;
+  lb?: Scheduler;
+  sticky?: number; // 0: off
 }
 
 export interface TaskRequest {
   service: string;
   ips?: string[]; // each matched to the service network whose subnet contains it
   name?: string;
+  weight?: number;
+}
+
+export interface TaskUpdate {
+  weight?: number;
 }
 
 export interface ContainerRequest {
@@ -103,6 +112,8 @@ export function createService(tx: Txn, req: ServiceRequest, alloc?: AllocOptions
   const ports = checkPorts(req.ports);
   checkPublished(tx, ports, mode, undefined);
   const healthCheck = checkHealthCheck(req.healthCheck);
+  const lb = req.lb === undefined ? undefined : checkScheduler(req.lb);
+  const sticky = req.sticky === undefined ? undefined : checkSticky(req.sticky, mode);
   if (!Array.isArray(req.networks) || req.networks.length === 0) {
     throw new VipdnsError('BAD_REQUEST', `service "${name}" needs at least one network (--network NET)`);
   }
@@ -117,6 +128,8 @@ export function createService(tx: Txn, req: ServiceRequest, alloc?: AllocOptions
     createdAt: now(),
   };
   if (healthCheck) svc.healthCheck = healthCheck;
+  if (lb && lb !== 'rr') svc.lb = lb;
+  if (sticky) svc.sticky = sticky;
   tx.nextFwmark += 1;
   tx.put('service', name, svc);
   return svc;
@@ -143,8 +156,23 @@ export function addTask(tx: Txn, req: TaskRequest): Task {
   const addresses: Record<string, string> = {};
   for (const a of svc.attachments) addresses[a.network] = wanted.get(a.network) ?? allocateOn(tx, a.network);
   const task: Task = { id, name, service: svc.name, slot, addresses, health: 'unknown', createdAt: now() };
+  if (req.weight !== undefined && req.weight !== null) {
+    const w = checkWeight(req.weight);
+    if (w !== 1) task.weight = w;
+  }
   tx.put('task', id, task);
   return task;
+}
+
+export function updateTask(tx: Txn, ref: string, upd: TaskUpdate): Task {
+  const t = tx.task(ref);
+  if (upd.weight === undefined) return t;
+  const w = checkWeight(upd.weight);
+  const next: Task = { ...t };
+  if (w === 1) delete next.weight;
+  else next.weight = w;
+  if ((t.weight ?? 1) !== w) tx.put('task', t.id, next);
+  return next;
 }
 
 export function removeTask(tx: Txn, ref: string): Task {
@@ -195,6 +223,8 @@ export function updateService(tx: Txn, name: string, upd: ServiceUpdate, limit?:
   checkPublished(tx, ports, mode, svc.name);
   const aliases = upd.aliasAdd || upd.aliasRm ? updatedAliases(tx, svc.aliases, checkStrings('aliasAdd', upd.aliasAdd), checkStrings('aliasRm', upd.aliasRm), svc.name) : svc.aliases;
   const healthCheck = upd.healthCheck === null ? undefined : upd.healthCheck !== undefined ? checkHealthCheck(upd.healthCheck) : svc.healthCheck;
+  const lb = upd.lb !== undefined ? checkScheduler(upd.lb) : (svc.lb ?? 'rr');
+  const sticky = upd.sticky !== undefined ? checkSticky(upd.sticky, mode) : svc.sticky !== undefined ? checkSticky(svc.sticky, mode) : undefined;
   const tasks = tx.tasksOf(svc.name);
       if (limit !== undefined && (adds.length + rm.size) * tasks.length + 1 > limit) {
     throw new VipdnsError(
@@ -212,6 +242,10 @@ export function updateService(tx: Txn, name: string, upd: ServiceUpdate, limit?:
   const next: Service = { ...svc, attachments, endpointMode: mode, ports, aliases };
   if (healthCheck) next.healthCheck = healthCheck;
   else delete next.healthCheck;
+  if (lb !== 'rr') next.lb = lb;
+  else delete next.lb;
+  if (sticky) next.sticky = sticky;
+  else delete next.sticky;
   // The service first, so its new VIPs are in use before its tasks get addresses.
   tx.put('service', svc.name, next);
   // Existing tasks get an address on each newly added network and lose removed ones.
@@ -326,6 +360,7 @@ export function bound(tx: Txn, limit: number | undefined) {
     removeService: (name: string) => removeService(tx, name),
     addTask: (req: TaskRequest) => addTask(tx, req),
     removeTask: (ref: string) => removeTask(tx, ref),
+    updateTask: (ref: string, upd: TaskUpdate) => updateTask(tx, ref, upd),
     setTaskHealth: (id: string, health: Health) => setTaskHealth(tx, id, health),
     addContainer: (req: ContainerRequest) => addContainer(tx, req),
     removeContainer: (name: string) => removeContainer(tx, name),

@@ -1,6 +1,6 @@
 // Pure validation of user-supplied names, ports and health checks.
 import { VipdnsError } from '../errors.js';
-import type { HealthCheckSpec, PortSpec, Protocol } from './model.js';
+import { type EndpointMode, type HealthCheckSpec, MAX_STICKY_SECONDS, MAX_WEIGHT, type PortSpec, type Protocol, SCHEDULERS, type Scheduler } from './model.js';
 
 // One DNS label: "<name>.<network>" and "tasks.<name>" must stay unambiguous, so no dots.
 const LABEL = /^[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}$/;
@@ -118,4 +118,27 @@ export function checkAttachment(x: unknown, addrKey: 'vip' | 'ip'): { network: s
 /** Own-property lookup: a record indexed by a user-chosen name must not find "constructor". */
 export function own<T>(rec: Record<string, T>, key: string): T | undefined {
   return Object.hasOwn(rec, key) ? rec[key] : undefined;
+}
+
+export function checkScheduler(v: unknown): Scheduler {
+  if (typeof v !== 'string' || !(SCHEDULERS as readonly string[]).includes(v)) {
+    throw new VipdnsError('BAD_REQUEST', `unknown scheduler ${JSON.stringify(v)}: use ${SCHEDULERS.join(', ')} (rr: round robin, wrr: weighted round robin, lc: least connections, sh: source hash)`);
+  }
+  return v as Scheduler;
+}
+
+/** Seconds of client affinity; 0 turns it off (returned as undefined). */
+export function checkSticky(v: unknown, mode: EndpointMode): number | undefined {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > MAX_STICKY_SECONDS) {
+    throw new VipdnsError('BAD_REQUEST', `sticky must be whole seconds from 0 (off) to ${MAX_STICKY_SECONDS}, got ${JSON.stringify(v)}`);
+  }
+  if (v > 0 && mode === 'dnsrr') throw new VipdnsError('BAD_REQUEST', 'sticky sessions need endpoint mode vip: with dnsrr clients connect to task addresses directly and nothing balances them');
+  return v > 0 ? v : undefined;
+}
+
+export function checkWeight(v: unknown): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > MAX_WEIGHT) {
+    throw new VipdnsError('BAD_REQUEST', `weight must be a whole number from 0 (drain: no new connections) to ${MAX_WEIGHT}, got ${JSON.stringify(v)}`);
+  }
+  return v;
 }

@@ -38,7 +38,7 @@ const svc = (name: string, fwmark: number, vip: string, backends: Backend[], pro
 });
 const state = (services: VirtualService[], published = true): DesiredState => ({
   services: [...services].sort((a, b) => (a.key < b.key ? -1 : 1)),
-  published: published ? [{ key: 'tcp/8080', service: 'web', fwmark: 0x100, protocol: 'tcp', port: 8080, targetPort: 80, backends: [be(1), be(2)] }] : [],
+  published: published ? [{ key: 'tcp/8080', service: 'web', fwmark: 0x100, protocol: 'tcp', port: 8080, targetPort: 80, scheduler: 'rr', backends: [be(1), be(2)] }] : [],
 });
 
 async function sync(d: IpvsDriver, want: DesiredState) {

@@ -85,7 +85,7 @@ test('unit rendering: rule in iptables-save order, published ports per family wi
   t.deepEqual(p!.dests.map((d) => `${d.address}:${d.port}/${d.weight}`), ['10.99.1.2:80/1', '10.99.2.2:80/0']);
   t.deepEqual([...p!.draining], ['10.99.2.2|80']);
 
-  const pub: Unit = { kind: 'published', published: { key: 'tcp/8080', service: 'web', fwmark: 0x100, protocol: 'tcp', port: 8080, targetPort: 80, backends: [be('10.99.1.2', 80), be('fd00::2', 80)] } };
+  const pub: Unit = { kind: 'published', published: { key: 'tcp/8080', service: 'web', fwmark: 0x100, protocol: 'tcp', port: 8080, targetPort: 80, scheduler: 'rr', backends: [be('10.99.1.2', 80), be('fd00::2', 80)] } };
   t.deepEqual(unitFamilies(pub), [4, 6]);
   const plans = unitPlan(pub);
   t.deepEqual(plans[0]!.match, ['!', '-d', '127.0.0.0/8', '-p', 'tcp', '-m', 'addrtype', '--dst-type', 'LOCAL', '-m', 'tcp', '--dport', '8080']);

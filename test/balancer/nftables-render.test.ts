@@ -46,6 +46,23 @@ test('weights: slots proportional and interleaved; weight 0 (draining) gets none
   t.true(big.length <= 256 && big.some((b) => b.ip === '1'), 'capped, and no backend loses its last slot');
 });
 
+test('schedulers: rr ignores weights but 0, wrr follows them, sh hashes the client address in its own class chain', (t) => {
+  const weighted = [{ weight: 3 }, { weight: 0, draining: false }, { weight: 1 }];
+  t.deepEqual(lines(vs(weighted)), ['vips4 10.0.9.2 . tcp . 80 : goto c-v4-tcp-k2', 't-v4-tcp-k2 10.0.9.2 . tcp . 80 . 0 : 10.0.9.11 . 80', 't-v4-tcp-k2 10.0.9.2 . tcp . 80 . 1 : 10.0.9.13 . 80']);
+  t.deepEqual(
+    lines(vs(weighted, { scheduler: 'wrr' })).slice(1).map((l) => l.split(' : ')[1]),
+    ['10.0.9.11 . 80', '10.0.9.11 . 80', '10.0.9.13 . 80', '10.0.9.11 . 80'],
+    'wrr: 3:1 slots, interleaved',
+  );
+  const sh = vs([{}, {}, {}], { scheduler: 'sh' });
+  t.is(lines(sh)[0], 'vips4 10.0.9.2 . tcp . 80 : goto c-v4-tcp-h3', 'sh: a hash class chain over the same slot map');
+  t.true(lines(sh).slice(1).every((l) => l.startsWith('t-v4-tcp-k3 ')));
+  const r = renderDiff({ base: false, add: [sh], change: [], remove: [], unchanged: 0 }, o, ctx());
+  t.regex(r.text, /add chain inet vipdns c-v4-tcp-h3\nflush chain inet vipdns c-v4-tcp-h3\nadd rule inet vipdns c-v4-tcp-h3 .*dnat ip to ip daddr \. meta l4proto \. th dport \. jhash ip saddr mod 3 seed 0x[0-9a-f]+ map @t-v4-tcp-k3/);
+  t.deepEqual(r.classes, ['c-v4-tcp-h3']);
+  t.notRegex(r.text, /t-v4-tcp-h3/, 'no second map');
+});
+
 test('IPv6 VIP: vips6 and a v6 class; nft input brackets the addresses', (t) => {
   const u = vs([{ ip: 'fd00::11', port: 53 }], { family: 6, vip: 'fd00::2', protocol: 'udp', port: 53 });
   t.deepEqual(lines(u), ['vips6 fd00::2 . udp . 53 : goto c-v6-udp-k1', 't-v6-udp-k1 fd00::2 . udp . 53 . 0 : fd00::11 . 53']);
@@ -81,7 +98,7 @@ test('first transaction: scaffolding, then class chains, then elements', (t) => 
   const iElem = l.findIndex((x) => x.startsWith('add element inet vipdns vips4'));
   t.true(iBase > 0 && iBase < iClass && iClass < iElem);
   t.regex(text, new RegExp(`comment "b:${baseHash(o)}"`));
-  t.true(text.includes(`comment "${classComment({ kind: 'v4', proto: 'tcp', w: 2 }, o)}"`));
+  t.true(text.includes(`comment "${classComment({ kind: 'v4', proto: 'tcp', w: 2, pick: 'inc' }, o)}"`));
 });
 
 test('a one-endpoint change is two element commands: no rule, no chain, no class', (t) => {
@@ -138,7 +155,7 @@ function listing(opts: { classComment?: string; extraElem?: unknown[]; extraRule
       chain('prerouting', 'prerouting'), chain('output', 'output'), chain('postrouting', 'postrouting'), chain('services'), chain('c-none'), chain('c-v4-tcp-k2'),
       rule('prerouting', b), rule('output', b), rule('postrouting', b), rule('c-none', b),
       rule('services', b), rule('services', b), rule('services', b), rule('services', b),
-      rule('c-v4-tcp-k2', opts.classComment ?? classComment({ kind: 'v4', proto: 'tcp', w: 2 }, o)),
+      rule('c-v4-tcp-k2', opts.classComment ?? classComment({ kind: 'v4', proto: 'tcp', w: 2, pick: 'inc' }, o)),
       ...(opts.extraRule ? [opts.extraRule] : []),
     ],
   });

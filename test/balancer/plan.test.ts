@@ -67,6 +67,28 @@ test('every task unhealthy: all stay backends (fail open, as DNS answers); one h
   t.deepEqual(p.published[0]!.backends.map((b) => b.ip), ['10.0.9.12']);
 });
 
+test('the service\'s scheduler and stickiness and each task\'s weight reach every unit, VIP and published', (t) => {
+  const c = base()
+    .service({ name: 'web', vips: { front: '10.0.9.2' }, ports: [{ protocol: 'tcp', target: 80, published: 8080 }] })
+    .task('web', { front: '10.0.9.11' })
+    .task('web', { front: '10.0.9.12' });
+  const svc = c.state.services.web!;
+  svc.lb = 'wrr';
+  svc.sticky = 600;
+  Object.values(c.state.tasks).find((x) => x.addresses.front === '10.0.9.12')!.weight = 3;
+  const p = plan(c.state);
+  for (const u of [p.services[0]!, p.published[0]!]) {
+    t.is(u.scheduler, 'wrr');
+    t.is(u.persistence, 600);
+    t.deepEqual(u.backends.map((b) => `${b.ip}:${b.weight}`), ['10.0.9.11:1', '10.0.9.12:3']);
+  }
+  delete svc.lb;
+  delete svc.sticky;
+  const q = plan(c.state);
+  t.is(q.services[0]!.scheduler, 'rr', 'rr by default');
+  t.is(q.services[0]!.persistence, undefined);
+});
+
 test('a task address of the other family is not a backend of the VIP', (t) => {
   const c = base().service({ name: 'web', vips: { front: '10.0.9.2' } }).task('web', { front: 'fd00:9::5' });
   t.deepEqual(plan(c.state).services[0]!.backends, []);

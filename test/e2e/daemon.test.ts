@@ -97,6 +97,13 @@ test('every bad input: one clear line, non-zero exit, catalog unchanged', async 
     [['container', 'add', 'c', '--network', 'front'], /network "front" is not attachable/],
     [['network', 'rm', 'front'], /network "front" is in use by service web/],
     [['task', 'rm', 'nope'], /no task "nope"/],
+    [['service', 'create', 's', '--network', 'front', '--lb', 'fastest'], /unknown scheduler "fastest": use rr, wrr, lc, sh/],
+    [['service', 'update', 'web', '--lb', 'random'], /unknown scheduler "random"/],
+    [['service', 'create', 's', '--network', 'front', '--endpoint-mode', 'dnsrr', '--sticky', '30'], /sticky sessions need endpoint mode vip/],
+    [['service', 'create', 's', '--network', 'front', '--sticky', 'long'], /sticky must be whole seconds from 0 \(off\) to 86400, got "long"/],
+    [['service', 'update', 'web', '--sticky', '-1'], /sticky must be whole seconds/],
+    [['task', 'add', 'web', '--weight', '-1'], /weight must be a whole number from 0 \(drain: no new connections\) to 10000, got -1/],
+    [['task', 'add', 'web', '--weight', '1.5'], /weight must be a whole number/],
   ];
   for (const [args, msg] of cases) {
     const r = await d.cli(...args);

@@ -32,10 +32,10 @@ export interface Burst {
   errors: number;
 }
 
-/** N fresh connections from namespace `ns` (the client by default). */
-export function burst(ns: string, proto: 'tcp' | 'udp', host: string, port: number, n: number): Promise<Burst> {
+/** N fresh connections from namespace `ns` (from its address `source` when given). */
+export function burst(ns: string, proto: 'tcp' | 'udp', host: string, port: number, n: number, source?: string): Promise<Burst> {
   return new Promise((resolve, reject) => {
-    const c = spawn('ip', ['netns', 'exec', ns, process.execPath, fixture('client'), 'burst', proto, host, String(port), String(n)]);
+    const c = spawn('ip', ['netns', 'exec', ns, process.execPath, fixture('client'), 'burst', proto, host, String(port), String(n), ...(source ? [source] : [])]);
     let out = '';
     let err = '';
     c.stdout.on('data', (b) => (out += b));

@@ -133,7 +133,7 @@ const vs = (name: string, fwmark: number, vip: string, protocol: 'tcp' | 'udp', 
   backends,
   ...extra,
 });
-const pub = (port: number, fwmark: number, targetPort: number, backends: Backend[]): PublishedPort => ({ key: `tcp/${port}`, service: 'web', fwmark, protocol: 'tcp', port, targetPort, backends });
+const pub = (port: number, fwmark: number, targetPort: number, backends: Backend[]): PublishedPort => ({ key: `tcp/${port}`, service: 'web', fwmark, protocol: 'tcp', port, targetPort, scheduler: 'rr', backends });
 
 function desired(o: { web?: Backend[]; dns?: Backend[]; idle?: Backend[] } = {}): DesiredState {
   const services = [
@@ -142,6 +142,7 @@ function desired(o: { web?: Backend[]; dns?: Backend[]; idle?: Backend[] } = {})
     vs('sticky', 0x102, '10.96.0.12', 'tcp', 80, [be(1, 80), be(2, 80), be(3, 80)], { persistence: 60 }),
     vs('dns', 0x103, '10.96.0.13', 'udp', 53, o.dns ?? [be(1, 53), be(2, 53), be(3, 53)]),
     vs('idle', 0x104, '10.96.0.14', 'tcp', 80, o.idle ?? [be(1, 80), be(2, 80)]),
+    vs('hashweb', 0x105, '10.96.0.15', 'tcp', 80, [be(1, 80), be(2, 80), be(3, 80)], { scheduler: 'sh' }),
   ].sort((a, b) => (a.key < b.key ? -1 : 1));
   return { services, published: [pub(8080, 0x100, 80, [be(1, 80), be(2, 80), be(3, 80)])] };
 }
@@ -172,7 +173,7 @@ function assertPlanned(driver: IpvsDriver, want: DesiredState, foreignHeads: Set
   for (const u of units(want)) {
     const mark = marks.get(unitId(u));
     ok(mark !== undefined, `no mark for ${unitId(u)}`);
-    for (const p of unitPlan(u)) {
+    for (const p of unitPlan(u, driver.kernelSchedulers)) {
       const head = `FWM ${mark} ${p.family === 6 ? 'IPv6 ' : ''}${p.scheduler}${p.persistence ? ` persistent ${p.persistence}` : ''}`;
       expected.set(head, p.dests.filter((d) => d.weight > 0).map((d) => `-> ${d.address}:${d.port} Masq ${d.weight}`).sort());
       drainingOk.set(head, new Set([...p.draining].map((k) => `-> ${k.replace('|', ':')} Masq 0`)));
@@ -240,6 +241,11 @@ async function main(): Promise<void> {
   await check('persistence: one client stays on one backend', () => {
     const r = burst('tcp', '10.96.0.12', 80, 30);
     eq([Object.keys(r.counts).length, Object.values(r.counts)[0], r.errors], [1, 30, 0], `counts ${JSON.stringify(r.counts)}`);
+  });
+  await check('sh is the kernel\'s mh (consistent hashing): one client reaches one backend 50/50 times', () => {
+    ok(run('ipvsadm', '-Ln').includes('mh'), 'an mh service is listed');
+    const r = burst('tcp', '10.96.0.15', 80, 50);
+    eq([Object.keys(r.counts).length, Object.values(r.counts)[0], r.errors], [1, 50, 0], `counts ${JSON.stringify(r.counts)}`);
   });
   await check('published port 8080 → target 80 on the balancer address, even spread', () =>
     eq(burst('tcp', LB_CLIENT_SIDE, 8080, 30), { counts: { be1: 10, be2: 10, be3: 10 }, errors: 0 }, 'spread'));

@@ -2,7 +2,7 @@
 // destinations, and the fingerprint that observe() must reproduce from the kernel. No I/O here.
 import { createHash } from 'node:crypto';
 import type { DestSpec, ServiceSpec } from '../netlink/ipvs-codec.js';
-import type { Backend, Family, Protocol, Unit } from '../types.js';
+import type { Backend, Family, Protocol, Scheduler, Unit } from '../types.js';
 import { hexMark } from './ipvs-marks.js';
 
 /** Our chains: mangle VIPDNS-MARK (jumped from PREROUTING and OUTPUT) → PUBLISHED, then VIPS; nat POSTROUTING. */
@@ -100,9 +100,14 @@ export interface FamilyPlan {
 
 export const destKey = (ip: string, port: number): string => `${ip}|${port}`;
 
-export function unitPlan(u: Unit): FamilyPlan[] {
-  const scheduler = u.kind === 'vip' ? u.vip.scheduler : 'rr';
-  const persistence = u.kind === 'vip' ? (u.vip.persistence ?? 0) : 0;
+/** The kernel's scheduler for each of ours: sh is mh (consistent hashing) where the kernel has it. */
+export type KernelSchedulers = Record<Scheduler, string>;
+export const PLAIN_SCHEDULERS: KernelSchedulers = { rr: 'rr', wrr: 'wrr', lc: 'lc', sh: 'sh' };
+
+export function unitPlan(u: Unit, names: KernelSchedulers = PLAIN_SCHEDULERS): FamilyPlan[] {
+  const s = u.kind === 'vip' ? u.vip : u.published;
+  const scheduler = names[s.scheduler];
+  const persistence = s.persistence ?? 0;
   const backends: Backend[] = u.kind === 'vip' ? u.vip.backends : u.published.backends;
   const port = (b: Backend): number => (u.kind === 'vip' ? b.port : u.published.targetPort);
   return unitFamilies(u).map((family) => {

@@ -18,10 +18,10 @@ import { toolRunner, type Runner } from './exec.js';
 import { destChanges, initialDests } from './ipvs-dests.js';
 import { allocateMark, isOurMark } from './ipvs-marks.js';
 import { observeUnits, referencedMarks, scaffold, svcKey, type BaseView, type IpvsUnitNative } from './ipvs-observe.js';
-import { CHAINS, fingerprint, planShape, ruleArgs, serviceSpec, unitChain, unitId, unitPlan, unitProtocol, unitServiceFwmark } from './ipvs-render.js';
+import { CHAINS, type KernelSchedulers, PLAIN_SCHEDULERS, fingerprint, planShape, ruleArgs, serviceSpec, unitChain, unitId, unitPlan, unitProtocol, unitServiceFwmark } from './ipvs-render.js';
 import { ensureSysctls, readSysctls, type SysctlState } from './ipvs-sysctl.js';
 import { vipInterface, type VipInterface } from './ipvs-vips.js';
-import { probeIpvs } from './supported.js';
+import { ipvsSchedulerAvailable, probeIpvs } from './supported.js';
 
 /** The part of IpvsClient the driver uses (a fake in host tests). */
 export type IpvsApi = Pick<IpvsClient, 'listServices' | 'getService' | 'listDests' | 'batch' | 'close'>;
@@ -59,6 +59,9 @@ export class IpvsDriver implements DataplaneDriver {
   private early = new Map<string, Set<string>>();
   private base = new Map<Family, BaseView>();
   private sysctls: SysctlState[] = [];
+  /** sh is mh (Maglev consistent hashing, Linux 4.18+) where the kernel has it; decided before the first observe. */
+  private schedulers: KernelSchedulers = PLAIN_SCHEDULERS;
+  private schedulersKnown = false;
 
   constructor(o: IpvsDriverOptions = {}) {
     this.open = o.openIpvs ?? (() => IpvsClient.open());
@@ -90,6 +93,7 @@ export class IpvsDriver implements DataplaneDriver {
   async probe(): Promise<ProbeResult> {
     const p = await probeIpvs(this.procFile);
     if (!p.supported) return p;
+    await this.decideSchedulers();
     try {
       await this.client();
     } catch (e) {
@@ -101,6 +105,17 @@ export class IpvsDriver implements DataplaneDriver {
       return { supported: false, reason: `iptables unusable: ${(e as Error).message.split('\n')[0]}` };
     }
     return { supported: true };
+  }
+
+  private async decideSchedulers(): Promise<void> {
+    if (this.schedulersKnown) return;
+    if (await ipvsSchedulerAvailable('mh')) this.schedulers = { ...PLAIN_SCHEDULERS, sh: 'mh' };
+    this.schedulersKnown = true;
+  }
+
+  /** The kernel scheduler each of ours becomes here (status, tests). */
+  get kernelSchedulers(): KernelSchedulers {
+    return this.schedulers;
   }
 
   /** Unit id → fwmark, as last observed or applied (status, tests). */
@@ -117,7 +132,7 @@ export class IpvsDriver implements DataplaneDriver {
 
   expect(u: Unit): ObservedUnit {
     const id = unitId(u);
-    const plans = unitPlan(u);
+    const plans = unitPlan(u, this.schedulers);
     const mark = this.natives.get(id)?.mark;
     const native: IpvsUnitNative = {
       id,
@@ -130,6 +145,7 @@ export class IpvsDriver implements DataplaneDriver {
   }
 
   async observe(): Promise<ObservedState> {
+    await this.decideSchedulers(); // expect() must name the schedulers the kernel will report
     const rules = new Map<Family, Awaited<ReturnType<Iptables['save']>>>();
     for (const [f, ipt] of this.ipt) rules.set(f, await ipt.save(['mangle', 'nat']));
     const marks = referencedMarks(rules);
@@ -199,7 +215,7 @@ export class IpvsDriver implements DataplaneDriver {
         mark = allocateMark(unitServiceFwmark(unit), used);
         used.add(mark);
       }
-      const plans = unitPlan(unit);
+      const plans = unitPlan(unit, this.schedulers);
       const chain = unitChain(unit);
       const early = new Set<string>();
       // rules

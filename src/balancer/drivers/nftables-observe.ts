@@ -93,7 +93,7 @@ export function parseObserved(json: string, o: NftOptions): Observed {
   for (const [name, m] of maps) {
     const dispatch = DISPATCH_MAPS.has(name);
     const cls = CLASS_RE.exec(name);
-    if (!dispatch && !(cls && name.startsWith('t-'))) {
+    if (!dispatch && !(cls && name.startsWith('t-') && cls[3] === 'k')) {
       if (!name.startsWith('vipdns-probe')) unit(`map|${name}`).native.stray = { map: name };
       continue;
     }
@@ -123,6 +123,6 @@ export function parseObserved(json: string, o: NftOptions): Observed {
     if (u.native.stray || broken.has(u.id)) continue;
     u.fingerprint = fingerprintOf(u.native.elements);
   }
-  const knownMaps = new Set([...maps.keys()].filter((m) => m.startsWith('t-') && CLASS_RE.test(m)));
+  const knownMaps = new Set([...maps.keys()].filter((m) => m.startsWith('t-') && CLASS_RE.exec(m)?.[3] === 'k'));
   return { base, units, knownClasses, knownMaps };
 }

@@ -4,7 +4,8 @@
 //   services chain (from prerouting and output):
 //     ip daddr . l4proto . dport vmap @vips4        → goto c-v4-k<W>   (one element per VIP port)
 //     local daddr . l4proto . dport vmap @published4 → goto c-p4-k<W>   (and the ip6 twins)
-//   c-<class>-k<W>: one rule, `dnat to <key> . numgen inc mod W map @t-<class>-k<W>`
+//   c-<class>-k<W>: one rule, `dnat to <key> . numgen inc mod W map @t-<class>-k<W>`    (rr, wrr)
+//   c-<class>-h<W>: one rule, `dnat to <key> . jhash saddr mod W map @t-<class>-k<W>`    (sh)
 //   t-<class>-k<W>: one element per (VIP port, slot): slot → backend, W slots per unit
 // A unit's backends are *elements*, never rules: a one-endpoint change deletes and adds a few elements.
 // Measured alternatives: a rule (or anonymous map) per service makes every change O(table) — nft lists
@@ -12,7 +13,7 @@
 // Services with the same total weight W share a class chain and so one numgen counter: spreading is exact
 // round robin per class, even in aggregate.
 import { createHash } from 'node:crypto';
-import type { Backend, Diff, Family, Protocol, Unit } from '../types.js';
+import type { Backend, Diff, DriverLimits, Family, Protocol, Scheduler, Unit } from '../types.js';
 
 export interface NftOptions {
   table: string; // in family inet
@@ -28,6 +29,16 @@ export const BASE_CHAINS = ['prerouting', 'output', 'postrouting', 'services', '
 export const MAX_SLOTS = 256;
 
 export type ClassKind = 'v4' | 'v6' | 'p4' | 'p6';
+/** How a class chain picks a slot: a round-robin counter, or a hash of the client's address. */
+export type Pick = 'inc' | 'hash';
+
+/** What this dataplane cannot do, said to the user instead of programming something else. */
+export const NFT_LIMITS: DriverLimits = {
+  schedulers: { lc: 'the nftables dataplane has no least-connections scheduler (nftables keeps no per-backend connection counts); use rr, wrr or sh, or run with --dataplane ipvs' },
+  sticky: 'the nftables dataplane has no sticky sessions (that is IPVS persistence); use --lb sh for a stable backend per client address, or run with --dataplane ipvs',
+};
+// The hash seed is fixed, so a client keeps its backend across restarts and re-programming.
+const HASH_SEED = '0x76697064';
 
 /** One map element as text: `map`, `key`, `value` (verdict or data), compared as strings. */
 export interface Elem {
@@ -47,15 +58,19 @@ export function shortHash(text: string): string {
   return createHash('sha256').update(text).digest('base64url').slice(0, 16);
 }
 
-/** A class: dispatch kind (VIP or published, per family), protocol, and slot count W. */
+/**
+ * A class: dispatch kind (VIP or published, per family), protocol, slot count W, and how a slot is
+ * picked. Both picks of a kind, protocol and W share one slot map (its key is the same integer).
+ */
 export interface Klass {
   kind: ClassKind;
   proto: Protocol;
   w: number;
+  pick: Pick;
 }
-export const classChain = (c: Klass) => `c-${c.kind}-${c.proto}-k${c.w}`;
+export const classChain = (c: Klass) => `c-${c.kind}-${c.proto}-${c.pick === 'hash' ? 'h' : 'k'}${c.w}`;
 export const classMap = (c: Klass) => `t-${c.kind}-${c.proto}-k${c.w}`;
-export const CLASS_RE = /^[ct]-(v4|v6|p4|p6)-(tcp|udp)-k([1-9]\d{0,3})$/;
+export const CLASS_RE = /^[ct]-(v4|v6|p4|p6)-(tcp|udp)-([kh])([1-9]\d{0,3})$/;
 
 function hex(n: number): string {
   return `0x${n.toString(16)}`;
@@ -69,11 +84,13 @@ function gcd(a: number, b: number): number {
  * W slots over the active backends, proportional to weight and interleaved (smooth weighted round robin),
  * so consecutive connections alternate even with unequal weights. Equal weights: backends in order.
  */
-export function slots(backends: Backend[]): Backend[] {
+export function slots(backends: Backend[], scheduler: Scheduler = 'wrr'): Backend[] {
   const active = backends.filter((b) => b.weight > 0);
   if (active.length === 0) return [];
-  const g = active.reduce((acc, b) => gcd(acc, b.weight), 0);
-  let w = active.map((b) => b.weight / g);
+  // rr ignores weights (as IPVS's rr does), but for 0: a drained backend takes no new connections.
+  const weight = (b: Backend): number => (scheduler === 'rr' ? 1 : b.weight);
+  const g = active.reduce((acc, b) => gcd(acc, weight(b)), 0);
+  let w = active.map((b) => weight(b) / g);
   const total = w.reduce((a, b) => a + b, 0);
   if (total > MAX_SLOTS) {
     // Scale down, keeping every backend at least one slot, then trim the largest to fit.
@@ -109,12 +126,14 @@ export function unitId(u: Unit): string {
 /** Every element a unit owns. A unit without active backends dispatches to c-none (counted, not NATed). */
 export function unitElements(u: Unit): Elem[] {
   const out: Elem[] = [];
+  const sched = u.kind === 'vip' ? u.vip.scheduler : u.published.scheduler;
+  const pick: Pick = sched === 'sh' ? 'hash' : 'inc';
   const add = (dispatch: string, kind: ClassKind, proto: Protocol, key: string, picks: Backend[]) => {
     if (picks.length === 0) {
       out.push({ map: dispatch, key, value: 'goto c-none' });
       return;
     }
-    const k: Klass = { kind, proto, w: picks.length };
+    const k: Klass = { kind, proto, w: picks.length, pick };
     out.push({ map: dispatch, key, value: `goto ${classChain(k)}` });
     const map = classMap(k);
     picks.forEach((b, s) => out.push({ map, key: `${key} . ${s}`, value: `${b.ip} . ${b.port}` }));
@@ -122,12 +141,15 @@ export function unitElements(u: Unit): Elem[] {
   if (u.kind === 'vip') {
     const v = u.vip;
     const f = v.family;
-    add(f === 6 ? DISPATCH.vips6 : DISPATCH.vips4, f === 6 ? 'v6' : 'v4', v.protocol, `${v.vip} . ${v.protocol} . ${v.port}`, slots(v.backends));
+    add(f === 6 ? DISPATCH.vips6 : DISPATCH.vips4, f === 6 ? 'v6' : 'v4', v.protocol, `${v.vip} . ${v.protocol} . ${v.port}`, slots(v.backends, sched));
   } else {
     const p = u.published;
     const key = `${p.protocol} . ${p.port}`;
     for (const f of [4, 6] as const) {
-      const picks = slots(p.backends.filter((b) => familyOf(b.ip) === f));
+      const picks = slots(
+        p.backends.filter((b) => familyOf(b.ip) === f),
+        sched,
+      );
       // A family without backends gets no dispatch at all: that family's packets stay local.
       if (picks.length > 0) add(f === 6 ? DISPATCH.published6 : DISPATCH.published4, f === 6 ? 'p6' : 'p4', p.protocol, key, picks);
     }
@@ -148,7 +170,8 @@ export function fingerprintOf(els: Elem[]): string {
 
 export function classRule(c: Klass, o: NftOptions): string {
   const mark = o.masqueradeMark ? `meta mark set meta mark | ${hex(o.masqueradeMark)} ` : '';
-  const ng = `numgen inc mod ${c.w} map @${classMap(c)}`;
+  const by = c.pick === 'hash' ? `jhash ${c.kind.endsWith('6') ? 'ip6' : 'ip'} saddr mod ${c.w} seed ${HASH_SEED}` : `numgen inc mod ${c.w}`;
+  const ng = `${by} map @${classMap(c)}`;
   switch (c.kind) {
     case 'v4':
       return `${mark}dnat ip to ip daddr . meta l4proto . th dport . ${ng}`;
@@ -193,7 +216,7 @@ export function renderClass(c: Klass, o: NftOptions, out: string[], mapExists: b
 
 export function classOf(chain: string): Klass | undefined {
   const m = CLASS_RE.exec(chain);
-  return m && chain.startsWith('c-') ? { kind: m[1] as ClassKind, proto: m[2] as Protocol, w: Number(m[3]) } : undefined;
+  return m && chain.startsWith('c-') ? { kind: m[1] as ClassKind, proto: m[2] as Protocol, w: Number(m[4]), pick: m[3] === 'h' ? 'hash' : 'inc' } : undefined;
 }
 
 // ---- scaffolding ----

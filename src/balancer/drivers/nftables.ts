@@ -8,7 +8,7 @@ import { LoopbackVips } from '../loopback-vips.js';
 import type { ApplyResult, CleanupResult, DataplaneDriver, Diff, ObservedState, ObservedUnit, ProbeResult, Unit } from '../types.js';
 import { toolError, toolRunner, type Runner } from './exec.js';
 import { parseObserved } from './nftables-observe.js';
-import { DEFAULT_NFT_OPTIONS, fingerprintOf, renderDiff, unitElements, unitId, type NftOptions, type NftUnitNative } from './nftables-render.js';
+import { DEFAULT_NFT_OPTIONS, NFT_LIMITS, fingerprintOf, renderDiff, unitElements, unitId, type NftOptions, type NftUnitNative } from './nftables-render.js';
 import { LoopbackVipBook } from './nftables-vips.js';
 import { probeNftables } from './supported.js';
 
@@ -26,6 +26,7 @@ export interface NftablesDriverOptions extends Partial<NftOptions> {
 
 export class NftablesDriver implements DataplaneDriver {
   readonly name = 'nftables' as const;
+  readonly limits = NFT_LIMITS;
   readonly options: NftOptions;
   private readonly nft: Runner;
   /** Class chains known intact: from the last observe, plus those our own transactions created. */

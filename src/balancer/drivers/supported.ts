@@ -1,6 +1,7 @@
 // Kernel probes: can this machine (or namespace) run a dataplane? Checked without changing anything:
 // nftables by `nft --check` of a throwaway table using every feature we rely on; IPVS by its proc file.
-import { access } from 'node:fs/promises';
+import { access, readFile } from 'node:fs/promises';
+import { release } from 'node:os';
 import type { ProbeResult } from '../types.js';
 import type { Runner } from './exec.js';
 
@@ -13,6 +14,7 @@ add chain inet vipdns-probe svc
 add rule inet vipdns-probe pre ip daddr . meta l4proto . th dport vmap @m
 add rule inet vipdns-probe pre ip daddr != 127.0.0.0/8 fib daddr type local counter
 add rule inet vipdns-probe svc meta mark set meta mark | 0x4000 dnat ip to ip daddr . meta l4proto . th dport . numgen inc mod 2 map @t comment "probe"
+add rule inet vipdns-probe svc dnat ip to ip daddr . meta l4proto . th dport . jhash ip saddr mod 2 seed 0x1 map @t
 add rule inet vipdns-probe post meta mark & 0x4000 == 0x4000 masquerade fully-random
 add element inet vipdns-probe m { 192.0.2.10 . tcp . 80 : goto svc }
 add element inet vipdns-probe t { 192.0.2.10 . tcp . 80 . 0 : 192.0.2.1 . 80 }
@@ -36,4 +38,24 @@ export async function probeIpvs(procFile = '/proc/net/ip_vs'): Promise<ProbeResu
   } catch {
     return { supported: false, reason: `kernel has no IPVS (${procFile} missing; is ip_vs loaded?)` };
   }
+}
+
+/**
+ * Whether the kernel has IPVS scheduler `name` (ip_vs_<name>): loaded, built in, or installed as a
+ * module the kernel loads on first use. Read-only, like probeIpvs.
+ */
+export async function ipvsSchedulerAvailable(name: string, root = '/'): Promise<boolean> {
+  const mod = `ip_vs_${name}`;
+  if (await exists(`${root}sys/module/${mod}`)) return true;
+  const dir = `${root}lib/modules/${release()}`;
+  for (const ext of ['.ko', '.ko.xz', '.ko.zst', '.ko.gz']) if (await exists(`${dir}/kernel/net/netfilter/ipvs/${mod}${ext}`)) return true;
+  const builtin = await readFile(`${dir}/modules.builtin`, 'utf8').catch(() => '');
+  return builtin.includes(`/${mod}.ko`);
+}
+
+async function exists(path: string): Promise<boolean> {
+  return access(path).then(
+    () => true,
+    () => false,
+  );
 }
