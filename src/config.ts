@@ -41,6 +41,8 @@ export interface DaemonConfig {
   store: { kind: 'file' } | ({ kind: 'etcd' } & EtcdConfig);
   /** This host's identity in a shared store (its lease and node record). */
   nodeName: string;
+  /** Set when the hostname was not a usable node name and a cleaned-up form is used (logged at start). */
+  nodeNameFallback?: { hostname: string; used: string };
   /** Threads answering UDP DNS on the one port (SO_REUSEPORT); 1: the main thread only. */
   dnsWorkers: number;
   /** Docker engine to follow (unix:///..., /path or tcp://host:port); undefined: no Docker source. */
@@ -81,6 +83,18 @@ export { DEFAULT_LEASE_TTL }; // for the CLI's help text
 export const DEFAULT_DOCKER = 'unix:///var/run/docker.sock';
 
 /** "ADDR:PORT", "[V6]:PORT" or ":PORT" (all addresses of loopback's family stay explicit). */
+const NODE_NAME = /^[A-Za-z0-9]([A-Za-z0-9._-]{0,62})$/;
+
+/** A usable node name from any hostname: invalid characters become "-", trimmed to 63; "vipdns" if nothing is left. */
+export function sanitizeNodeName(hostname: string): string {
+  const s = hostname
+    .replace(/[^A-Za-z0-9._-]+/g, '-')
+    .replace(/^[^A-Za-z0-9]+/, '')
+    .slice(0, 63)
+    .replace(/[^A-Za-z0-9]+$/, '');
+  return s === '' ? 'vipdns' : s;
+}
+
 export function parseHostPort(text: string, what: string, defaultPort?: number): HostPort {
   const s = text.trim();
   let host: string;
@@ -271,8 +285,15 @@ export function loadConfig(src: ConfigSources): DaemonConfig {
   c.ttl.dnsrr = ttl('ttlDnsrr') ?? c.ttl.dnsrr;
   c.ttl.tasks = ttl('ttlTasks') ?? c.ttl.tasks;
   c.ttl.container = ttl('ttlContainer') ?? c.ttl.container;
-  c.nodeName = str('nodeName') ?? c.nodeName;
-  if (!/^[A-Za-z0-9]([A-Za-z0-9._-]{0,62})$/.test(c.nodeName)) throw new VipdnsError('CONFIG', `node name "${c.nodeName}" must be 1-63 letters, digits, '.', '_' or '-'`);
+  const nodeName = str('nodeName');
+  if (nodeName !== undefined) {
+    if (!NODE_NAME.test(nodeName)) throw new VipdnsError('CONFIG', `node name "${nodeName}" must be 1-63 letters, digits, '.', '_' or '-'`);
+    c.nodeName = nodeName;
+  } else if (!NODE_NAME.test(c.nodeName)) {
+    // The hostname is not ours to refuse (a minimal VM says "(none)"): use a cleaned-up form of it.
+    c.nodeNameFallback = { hostname: c.nodeName, used: sanitizeNodeName(c.nodeName) };
+    c.nodeName = c.nodeNameFallback.used;
+  }
   const store = str('store') ?? 'file';
   if (store !== 'file') {
     const leaseTtl = Number(merged.etcdLeaseTtl ?? DEFAULT_LEASE_TTL);

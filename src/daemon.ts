@@ -68,6 +68,10 @@ export class Daemon {
   }
 
   private static async startParts(config: DaemonConfig, log: Logger, seen: { revision: number }): Promise<Daemon> {
+    if (config.nodeNameFallback) {
+      const f = config.nodeNameFallback;
+      log.warn({ hostname: f.hostname, node: f.used }, `the hostname "${f.hostname}" is not a usable node name; using "${f.used}" (set --node-name or VIPDNS_NODE_NAME to choose)`);
+    }
     const store: ReplicatedStore = config.store.kind === 'etcd' ? await openEtcdStore(config.store, config.nodeName, log) : await LocalStore.open(config.dataDir);
     let catalog: Catalog;
     try {

@@ -46,15 +46,29 @@ export function checkPorts(ports: unknown): PortSpec[] {
       }
       spec.name = raw.name.toLowerCase();
     }
-    const key = `${target}/${protocol}`;
-    if (seen.has(key)) throw new VipdnsError('BAD_PORT', `target port ${key} is listed twice`);
-    seen.add(key);
     if (spec.published !== undefined) {
       const pk = `p${spec.published}/${protocol}`;
       if (seen.has(pk)) throw new VipdnsError('BAD_PORT', `published port ${spec.published}/${protocol} is listed twice`);
       seen.add(pk);
     }
-    out.push(spec);
+    // One target may be named (SRV) and published in separate entries (--publish 8080:80
+    // --port http=80): they are one port. Two plain entries for one target are a mistake.
+    const key = `${target}/${protocol}`;
+    const same = out.find((p) => `${p.target}/${p.protocol}` === key);
+    if (!same) {
+      out.push(spec);
+      continue;
+    }
+    if (same.published === undefined && spec.published === undefined) throw new VipdnsError('BAD_PORT', `target port ${key} is listed twice`);
+    if (same.name !== undefined && spec.name !== undefined && same.name !== spec.name) {
+      throw new VipdnsError('BAD_PORT', `target port ${key} has two names, "${same.name}" and "${spec.name}"`);
+    }
+    if (spec.published === undefined) same.name ??= spec.name;
+    else if (same.published === undefined) {
+      same.published = spec.published;
+      if (same.name === undefined && spec.name !== undefined) same.name = spec.name;
+    }
+    else out.push(spec); // published on two host ports
   }
   return out;
 }

@@ -134,3 +134,25 @@ test('dataplane cleanup refuses while a daemon runs in this namespace, naming it
   t.regex(r.stderr, new RegExp(`a vipdns daemon is running here \\(pid [0-9, ]*\\b${d.proc.pid}\\b[0-9, ]*\\).*stop it first \\(or --force\\) \\[DATAPLANE_BUSY\\]`));
   t.notRegex(r.stdout, /removed/);
 });
+
+test('a hostname that is not a usable node name ("(none)" in a minimal VM): a cleaned-up one, said once', async (t) => {
+  const { sanitizeNodeName } = await import('../../src/config.js');
+  t.is(sanitizeNodeName('(none)'), 'none');
+  t.is(sanitizeNodeName('my host.example'), 'my-host.example');
+  t.is(sanitizeNodeName('---'), 'vipdns');
+  t.is(sanitizeNodeName('a'.repeat(80)).length, 63);
+  if (process.getuid?.() !== 0) {
+    t.log('the daemon part needs root for a UTS namespace (unshare -u); CI runs it');
+    return;
+  }
+  // A UTS namespace of its own, hostname "(none)", then the daemon on the embedded store.
+  const d = await startDaemon({ wrap: ['unshare', '-u', 'sh', '-c', 'printf "(none)" > /proc/sys/kernel/hostname && exec "$0" "$@"'] });
+  t.teardown(async () => {
+    await d.stop();
+    removeDir(d.dataDir);
+  });
+  const said = d.logs.filter((l) => l.includes('is not a usable node name'));
+  t.is(said.length, 1, d.logs.join('\n'));
+  t.regex(said[0]!, /the hostname \\"\(none\)\\" is not a usable node name; using \\"none\\"/);
+  t.regex(await d.ok('network', 'ls'), /NAME/);
+});
