@@ -3,7 +3,7 @@
 // its control API. Errors print one line and exit non-zero.
 import { Command, Help, Option } from 'commander';
 import { ApiClient, DEFAULT_API } from './api/client.js';
-import type { PortSpec, Protocol } from './catalog/model.js';
+import type { PortRequest, PortSpec, Protocol } from './catalog/model.js';
 import { DEFAULT_DOCKER, DEFAULT_LEASE_TTL, DEFAULTS, type HostPort, loadConfig } from './config.js';
 import { VipdnsError, errorMessage } from './errors.js';
 import { VERSION } from './version.js';
@@ -75,6 +75,7 @@ program
   .option('--etcd-password <password>', 'etcd password (prefer VIPDNS_ETCD_PASSWORD: flags show in ps)')
   .option('--etcd-lease-ttl <seconds>', `how long a dead host's tasks outlive it (default: ${DEFAULT_LEASE_TTL})`)
   .option('--node-name <name>', 'this host in a shared store (default: the hostname)')
+  .option('--publish-range <lo-hi>', `host ports for a --publish without a published port (default: ${DEFAULTS.publishRange.lo}-${DEFAULTS.publishRange.hi})`)
   .option('--docker [socket|url]', `follow a Docker engine: its containers and networks become catalog entries (default: $DOCKER_HOST or ${DEFAULT_DOCKER})`)
   .addHelpText('after', '\nExamples:\n  vipdns serve\n  vipdns serve --config /etc/vipdns/vipdns.json\n  vipdns serve --docker --dns-listen 0.0.0.0:53\n  vipdns serve --docker unix:///run/podman/podman.sock --dataplane none\n')
   .action(async (o: Record<string, unknown>) => {
@@ -100,6 +101,7 @@ program
         etcdPassword: o.etcdPassword,
         etcdLeaseTtl: o.etcdLeaseTtl,
         nodeName: o.nodeName,
+        publishRange: o.publishRange,
         docker: o.docker,
       },
     });
@@ -173,7 +175,7 @@ network
   });
 
 // ---------- services ----------
-function parsePort(spec: string, published: boolean): PortSpec {
+function parsePort(spec: string, published: boolean): PortRequest {
   // --publish P:T[/udp]   --port [NAME=]T[/udp]
   let rest = spec;
   let name: string | undefined;
@@ -192,11 +194,13 @@ function parsePort(spec: string, published: boolean): PortSpec {
   }
   const nums = rest.split(':');
   const toPort = (s: string): number => {
-    if (!/^\d+$/.test(s)) throw new VipdnsError('BAD_PORT', `"${spec}" is not a port spec (${published ? 'PUBLISHED:TARGET[/udp]' : '[NAME=]TARGET[/udp]'})`);
+    if (!/^\d+$/.test(s)) throw new VipdnsError('BAD_PORT', `"${spec}" is not a port spec (${published ? '[PUBLISHED:]TARGET[/udp]' : '[NAME=]TARGET[/udp]'})`);
     return Number(s);
   };
   if (published) {
-    if (nums.length !== 2) throw new VipdnsError('BAD_PORT', `"${spec}": --publish takes PUBLISHED:TARGET[/udp], e.g. 8080:80`);
+    // TARGET alone: the daemon picks the published port from its --publish-range, as Docker does.
+    if (nums.length === 1) return { protocol, published: 'auto', target: toPort(nums[0]!) };
+    if (nums.length !== 2) throw new VipdnsError('BAD_PORT', `"${spec}": --publish takes [PUBLISHED:]TARGET[/udp], e.g. 8080:80, or 80 for a port from the publish range`);
     return { protocol, published: toPort(nums[0]!), target: toPort(nums[1]!) };
   }
   if (nums.length !== 1) throw new VipdnsError('BAD_PORT', `"${spec}": --port takes [NAME=]TARGET[/udp], e.g. http=80`);
@@ -241,7 +245,7 @@ service
   .requiredOption('--network <net>', 'network to attach, repeatable', collect)
   .addOption(new Option('--endpoint-mode <mode>', 'vip: one virtual IP; dnsrr: all task IPs').choices(['vip', 'dnsrr']).default('vip'))
   .option('--vip <net=ip>', 'fixed VIP on a network instead of an allocated one, repeatable', collect, [])
-  .option('--publish <p:t[/udp]>', 'publish a port on every host address (routing mesh), repeatable', collect, [])
+  .option('--publish <[p:]t[/udp]>', 'publish a port on every host address (routing mesh); without p, one from the daemon\'s --publish-range; repeatable', collect, [])
   .option('--port <[name=]t[/udp]>', 'a target port (named ports get SRV records), repeatable', collect, [])
   .option('--alias <name>', 'another DNS name, repeatable', collect, [])
   .option('--health-check <type:port[/path]>', 'active check: tcp:PORT or http:PORT/PATH')

@@ -2,6 +2,7 @@
 // variables, then command-line flags; each later source overrides the earlier.
 import { readFileSync } from 'node:fs';
 import { availableParallelism, hostname } from 'node:os';
+import { DEFAULT_PUBLISH_RANGE as MODEL_PUBLISH_RANGE } from './catalog/model.js';
 import { DEFAULT_LEASE_TTL, type EtcdConfig, parseEtcdUrl } from './catalog/store/etcd-url.js';
 import { VipdnsError, errorMessage } from './errors.js';
 import { DEFAULT_TTL, type TtlOptions } from './dns/answers.js';
@@ -41,12 +42,31 @@ export interface DaemonConfig {
   store: { kind: 'file' } | ({ kind: 'etcd' } & EtcdConfig);
   /** This host's identity in a shared store (its lease and node record). */
   nodeName: string;
+  /** Host ports a published port without a number is taken from (Docker's 30000-32767). */
+  publishRange: PortRange;
   /** Set when the hostname was not a usable node name and a cleaned-up form is used (logged at start). */
   nodeNameFallback?: { hostname: string; used: string };
   /** Threads answering UDP DNS on the one port (SO_REUSEPORT); 1: the main thread only. */
   dnsWorkers: number;
   /** Docker engine to follow (unix:///..., /path or tcp://host:port); undefined: no Docker source. */
   docker?: string;
+}
+
+export interface PortRange {
+  lo: number;
+  hi: number;
+}
+
+export const DEFAULT_PUBLISH_RANGE: PortRange = { ...MODEL_PUBLISH_RANGE };
+
+/** "LO-HI", both 1-65535, LO <= HI. */
+export function parsePortRange(text: string, what: string): PortRange {
+  const m = /^\s*(\d{1,5})\s*-\s*(\d{1,5})\s*$/.exec(text);
+  const lo = m ? Number(m[1]) : NaN;
+  const hi = m ? Number(m[2]) : NaN;
+  if (!m || lo < 1 || hi > 65535) throw new VipdnsError('CONFIG', `${what} takes LO-HI with ports from 1 to 65535 (e.g. 30000-32767), got "${text}"`);
+  if (lo > hi) throw new VipdnsError('CONFIG', `${what} "${text}" is inverted: the low port comes first (${hi}-${lo})`);
+  return { lo, hi };
 }
 
 export interface ForwardConfig {
@@ -62,6 +82,7 @@ export const DEFAULTS: DaemonConfig = {
   dataDir: './vipdns-data',
   dnsListen: { host: '127.0.0.1', port: 1053 },
   dnsWorkers: 1,
+  publishRange: DEFAULT_PUBLISH_RANGE,
   apiListen: { host: '127.0.0.1', port: 9053 },
   metricsListen: { host: '127.0.0.1', port: 9153 },
   domain: 'vipdns.internal',
@@ -165,6 +186,7 @@ export interface FlagValues {
   cacheEntries: string | number;
   cacheBytes: string | number;
   serveStale: string | number;
+  publishRange: string;
 }
 
 const ENV: Record<keyof FlagValues, string> = {
@@ -200,6 +222,7 @@ const ENV: Record<keyof FlagValues, string> = {
   cacheEntries: 'VIPDNS_CACHE_ENTRIES',
   cacheBytes: 'VIPDNS_CACHE_BYTES',
   serveStale: 'VIPDNS_SERVE_STALE',
+  publishRange: 'VIPDNS_PUBLISH_RANGE',
 };
 
 /** Every setting's config-file key and its environment variable (docs and examples are tested against it). */
@@ -317,6 +340,8 @@ export function loadConfig(src: ConfigSources): DaemonConfig {
     if (!Number.isInteger(n) || n < min || n > max) throw new VipdnsError('CONFIG', `${k} must be a whole number from ${min} to ${max}, got "${String(v)}"`);
     return n;
   };
+  const publishRange = str('publishRange');
+  if (publishRange !== undefined) c.publishRange = parsePortRange(publishRange, 'publish-range');
   const workers = str('dnsWorkers');
   if (workers !== undefined) c.dnsWorkers = workers === 'auto' ? Math.min(64, availableParallelism()) : int('dnsWorkers', 1, 64)!;
   c.resolvConf = str('resolvConf') ?? c.resolvConf;

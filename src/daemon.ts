@@ -31,6 +31,7 @@ import { registerBuildInfo } from './metrics/build-info.js';
 import { registerProcessMetrics } from './metrics/process.js';
 import { VERSION } from './version.js';
 import { hostAddresses } from './net/host-addresses.js';
+import { listeningPorts } from './net/host-ports.js';
 
 interface Parts {
   config: DaemonConfig;
@@ -75,7 +76,7 @@ export class Daemon {
     const store: ReplicatedStore = config.store.kind === 'etcd' ? await openEtcdStore(config.store, config.nodeName, log) : await LocalStore.open(config.dataDir);
     let catalog: Catalog;
     try {
-      catalog = await Catalog.open(store, { hostAddresses: hostAddresses() });
+      catalog = await Catalog.open(store, { host: { addresses: hostAddresses(), listening: listeningPorts(), publishRange: config.publishRange } });
     } catch (e) {
       await store.close();
       throw e;

@@ -15,12 +15,11 @@ import * as m from './mutations.js';
 import type { ContainerRequest, NetworkRequest, ServiceRequest, ServiceUpdate, TaskRequest, TaskUpdate } from './mutations.js';
 import type { CatalogState, Container, Health, Network, Service, Task } from './model.js';
 import type { ReplicatedStore } from './store/store.js';
-import { Txn } from './txn.js';
-import type { HostAddresses } from '../net/host-addresses.js';
+import { type HostFacts, Txn } from './txn.js';
 
 export interface CatalogOptions {
-  /** The host's own addresses, which automatic allocation skips (the daemon passes its interfaces'). */
-  hostAddresses?: HostAddresses;
+  /** What automatic allocation must skip on this host (the daemon passes its interfaces and sockets). */
+  host?: HostFacts;
 }
 
 export type { ChangeKind } from './changes.js';
@@ -44,7 +43,7 @@ export class Catalog extends EventEmitter<CatalogEvents> {
     this.store = store;
     this.s = state;
     this.idx = CatalogIndex.building(state);
-    this.queue = new CommitQueue(store, () => new Txn(this.s, this.idx.ready(), opts.hostAddresses?.()));
+    this.queue = new CommitQueue(store, () => new Txn(this.s, this.idx.ready(), opts.host));
     // Build the lookups in steps between other work (DNS starts meanwhile); the first lookup
     // or write before they are done finishes them at once.
     const build = (): void => {

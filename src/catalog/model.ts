@@ -8,6 +8,8 @@ export const SCHEDULERS: readonly Scheduler[] = ['rr', 'wrr', 'lc', 'sh'];
 /** A task's share of new connections under wrr/sh (and lc's weighting); 0 drains it. */
 export const MAX_WEIGHT = 10_000;
 export const MAX_STICKY_SECONDS = 86_400;
+/** Host ports a published port without a number is taken from (Docker's default range). */
+export const DEFAULT_PUBLISH_RANGE = { lo: 30000, hi: 32767 } as const;
 export type Protocol = 'tcp' | 'udp';
 export type Health = 'unknown' | 'healthy' | 'unhealthy';
 
@@ -28,6 +30,9 @@ export interface PortSpec {
   target: number; // port on the tasks
   published?: number; // port on every host address (routing mesh); vip mode only
 }
+
+/** A port as a request gives it: "auto" asks for a published port from the publish range. */
+export type PortRequest = Omit<PortSpec, 'published'> & { published?: number | 'auto' };
 
 export interface HealthCheckSpec {
   type: 'tcp' | 'http';

@@ -4,12 +4,12 @@
 import { randomBytes } from 'node:crypto';
 import { VipdnsError } from '../errors.js';
 import { contains, formatCidr, formatIp, overlaps, parseCidr, parseIp } from '../net/ip.js';
-import { type AllocOptions, addressOn, allocateOn, requestOn } from './allocator.js';
+import { type AllocOptions, addressOn, allocateOn, allocatePublished, requestOn } from './allocator.js';
 import { defaultGateway } from './ipam.js';
 import { lc } from './lookups.js';
-import type { Container, EndpointMode, Health, HealthCheckSpec, Network, PortSpec, Scheduler, Service, ServiceAttachment, Task } from './model.js';
+import type { Container, EndpointMode, Health, HealthCheckSpec, Network, PortRequest, PortSpec, Scheduler, Service, ServiceAttachment, Task } from './model.js';
 import type { Txn } from './txn.js';
-import { checkAttachment, checkHealthCheck, checkList, checkName, checkPorts, checkScheduler, checkSticky, checkStrings, checkWeight } from './validate.js';
+import { AUTO_PUBLISHED, checkAttachment, checkHealthCheck, checkList, checkName, checkPorts, checkScheduler, checkSticky, checkStrings, checkWeight } from './validate.js';
 
 export interface NetworkRequest {
   name: string;
@@ -25,7 +25,7 @@ export interface ServiceRequest {
   networks: AttachmentRequest[];
   endpointMode?: EndpointMode;
   aliases?: string[];
-  ports?: PortSpec[];
+  ports?: PortRequest[];
   healthCheck?: HealthCheckSpec;
   lb?: Scheduler;
   sticky?: number;
@@ -37,7 +37,7 @@ export interface ServiceUpdate {
   endpointMode?: EndpointMode;
   aliasAdd?: string[];
   aliasRm?: string[];
-  ports?: PortSpec[];
+  ports?: PortRequest[];
   healthCheck?: HealthCheckSpec | null;
   lb?: Scheduler;
   sticky?: number; // 0: off
@@ -111,6 +111,7 @@ export function createService(tx: Txn, req: ServiceRequest, alloc?: AllocOptions
   const aliases = checkAliases(tx, checkStrings('aliases', req.aliases), name);
   const ports = checkPorts(req.ports);
   checkPublished(tx, ports, mode, undefined);
+  assignPublished(tx, ports, []);
   const healthCheck = checkHealthCheck(req.healthCheck);
   const lb = req.lb === undefined ? undefined : checkScheduler(req.lb);
   const sticky = req.sticky === undefined ? undefined : checkSticky(req.sticky, mode);
@@ -221,6 +222,7 @@ export function updateService(tx: Txn, name: string, upd: ServiceUpdate, limit?:
   if (kept.length + adds.length === 0) throw new VipdnsError('BAD_REQUEST', `service "${svc.name}" must stay attached to at least one network`);
   const ports = upd.ports !== undefined ? checkPorts(upd.ports) : svc.ports;
   checkPublished(tx, ports, mode, svc.name);
+  if (upd.ports !== undefined) assignPublished(tx, ports, svc.ports);
   const aliases = upd.aliasAdd || upd.aliasRm ? updatedAliases(tx, svc.aliases, checkStrings('aliasAdd', upd.aliasAdd), checkStrings('aliasRm', upd.aliasRm), svc.name) : svc.aliases;
   const healthCheck = upd.healthCheck === null ? undefined : upd.healthCheck !== undefined ? checkHealthCheck(upd.healthCheck) : svc.healthCheck;
   const lb = upd.lb !== undefined ? checkScheduler(upd.lb) : (svc.lb ?? 'rr');
@@ -336,10 +338,28 @@ function checkPublished(tx: Txn, ports: PortSpec[], mode: EndpointMode, self: st
   for (const p of ports) {
     if (p.published === undefined) continue;
     if (mode === 'dnsrr') {
-      throw new VipdnsError('BAD_PORT', `published port ${p.published}/${p.protocol} needs endpoint mode vip (the routing mesh balances over a VIP service; dnsrr has none)`);
+      const which = p.published === AUTO_PUBLISHED ? `a published port for target ${p.target}` : `published port ${p.published}`;
+      throw new VipdnsError('BAD_PORT', `${which}/${p.protocol} needs endpoint mode vip (the routing mesh balances over a VIP service; dnsrr has none)`);
     }
+    if (p.published === AUTO_PUBLISHED) continue;
     const other = tx.publishers(p.published, p.protocol).find((x) => x.name !== self);
     if (other) throw new VipdnsError('CONFLICT', `published port ${p.published}/${p.protocol} is already used by service "${other.name}"`);
+  }
+}
+
+/**
+ * Gives each "auto" published port a number: the one the service already has for that target (an
+ * update keeps it, as a restart does), else the first free port of the publish range.
+ */
+function assignPublished(tx: Txn, ports: PortSpec[], current: PortSpec[]): void {
+  if (!ports.some((p) => p.published === AUTO_PUBLISHED)) return;
+  const taken = { tcp: new Set<number>(), udp: new Set<number>() };
+  for (const p of ports) if (p.published !== undefined && p.published !== AUTO_PUBLISHED) taken[p.protocol].add(p.published);
+  for (const p of ports) {
+    if (p.published !== AUTO_PUBLISHED) continue;
+    const had = current.find((c) => c.target === p.target && c.protocol === p.protocol && c.published !== undefined && !taken[p.protocol].has(c.published));
+    p.published = had?.published ?? allocatePublished(tx, p.protocol, taken[p.protocol]);
+    taken[p.protocol].add(p.published);
   }
 }
 

@@ -8,7 +8,7 @@ import { VipdnsError } from '../errors.js';
 import type { Change, ObjectKind, ObjectPut, ObjectTypes } from './changes.js';
 import { COLLECTION, emptyChange, sameButHealth } from './changes.js';
 import { type AnyObject, type CatalogIndex, type OwnerKey, addressesOf, aliasesOf, lc } from './lookups.js';
-import type { CatalogState, Container, Network, Service, Task } from './model.js';
+import type { CatalogState, Container, Network, Protocol, Service, Task } from './model.js';
 import { own } from './validate.js';
 
 interface Write {
@@ -32,6 +32,16 @@ export interface AddressSet {
 
 const wkey = (kind: ObjectKind, id: string): string => `${kind}:${id}`;
 
+/** Facts about the host, read only when an allocation needs them. */
+export interface HostFacts {
+  /** Addresses on the host's interfaces: automatic VIP and task addresses skip them. */
+  addresses?: () => ReadonlySet<string>;
+  /** Ports something on the host listens on: automatic published ports skip them. */
+  listening?: (protocol: Protocol) => ReadonlySet<number>;
+  /** Where automatic published ports come from (default 30000-32767). */
+  publishRange?: { lo: number; hi: number };
+}
+
 export class Txn {
   private readonly writes = new Map<string, Write>();
   private readonly newNames = new Map<string, string>(); // kind:lcname -> id, for objects created here
@@ -43,8 +53,8 @@ export class Txn {
   constructor(
     private readonly base: Readonly<CatalogState>,
     private readonly idx: CatalogIndex,
-    /** Addresses on the host's interfaces: automatic allocation skips them. */
-    readonly hostAddresses?: ReadonlySet<string>,
+    /** What automatic allocation must know of the host (its addresses, its listening ports). */
+    readonly host: HostFacts = {},
   ) {}
 
   get size(): number {

@@ -21,6 +21,10 @@ export function checkName(kind: string, name: unknown, opts: { dotted?: boolean 
   return name;
 }
 
+/** A published port still to be picked from the publish range ("published": "auto" in the API). */
+export const AUTO_PUBLISHED = 0;
+export const AUTO_PUBLISHED_TEXT = 'auto';
+
 export function checkPort(what: string, p: unknown): number {
   if (typeof p !== 'number' || !Number.isInteger(p) || p < 1 || p > 65535) {
     throw new VipdnsError('BAD_PORT', `${what} must be a port number from 1 to 65535, got ${JSON.stringify(p)}`);
@@ -34,19 +38,22 @@ export function checkPorts(ports: unknown): PortSpec[] {
   const out: PortSpec[] = [];
   const seen = new Set<string>();
   for (const raw of ports as Array<Partial<PortSpec>>) {
-    if (typeof raw !== 'object' || raw === null) throw new VipdnsError('BAD_PORT', `a port must be {"target": N, "protocol"?, "published"?, "name"?}, got ${JSON.stringify(raw)}`);
+    if (typeof raw !== 'object' || raw === null) throw new VipdnsError('BAD_PORT', `a port must be {"target": N, "protocol"?, "published"? (N or "auto"), "name"?}, got ${JSON.stringify(raw)}`);
     const protocol: Protocol = raw.protocol ?? 'tcp';
     if (protocol !== 'tcp' && protocol !== 'udp') throw new VipdnsError('BAD_PORT', `protocol must be tcp or udp, got "${String(protocol)}"`);
     const target = checkPort('target port', raw.target);
     const spec: PortSpec = { protocol, target };
-    if (raw.published !== undefined && raw.published !== null) spec.published = checkPort('published port', raw.published);
+    const pub = raw.published as unknown;
+    // "auto" (the CLI's --publish TARGET): a port from the publish range, picked by the mutation.
+    if (pub === AUTO_PUBLISHED_TEXT) spec.published = AUTO_PUBLISHED;
+    else if (pub !== undefined && pub !== null) spec.published = checkPort('published port', pub);
     if (raw.name !== undefined && raw.name !== null && raw.name !== '') {
       if (typeof raw.name !== 'string' || !/^[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$/i.test(raw.name)) {
         throw new VipdnsError('BAD_PORT', `invalid port name "${String(raw.name)}": 1-15 letters, digits and "-" (it becomes the SRV label _${String(raw.name)}._${protocol})`);
       }
       spec.name = raw.name.toLowerCase();
     }
-    if (spec.published !== undefined) {
+    if (spec.published !== undefined && spec.published !== AUTO_PUBLISHED) {
       const pk = `p${spec.published}/${protocol}`;
       if (seen.has(pk)) throw new VipdnsError('BAD_PORT', `published port ${spec.published}/${protocol} is listed twice`);
       seen.add(pk);

@@ -171,3 +171,34 @@ test('a batch commits several mutations as one change, all or nothing; attempt()
   // The pool is now full: exhaustion is reported, not a duplicate address.
   await t.throwsAsync(c.addTask({ service: 'web' }), { message: /exhausted/ });
 });
+
+test('published ports without a number: from the range, skipping published and listening ports; kept on update and restart; released on removal', async (t) => {
+  const dir = tempDir();
+  t.teardown(() => removeDir(dir));
+  const listening = new Set([30001]);
+  const host = { publishRange: { lo: 30000, hi: 30003 }, listening: (p: string) => (p === 'tcp' ? listening : new Set<number>()) };
+  let c = await Catalog.open(await LocalStore.open(dir), { host });
+  await c.createNetwork({ name: 'n', subnet: '10.0.9.0/24' });
+  await c.createService({ name: 'fixed', networks: ['n'], ports: [{ protocol: 'tcp', target: 80, published: 30000 }] });
+  const a = await c.createService({ name: 'a', networks: ['n'], ports: [{ protocol: 'tcp', target: 80, published: 'auto' }, { protocol: 'udp', target: 53, published: 'auto' }] });
+  t.deepEqual(a.ports.map((p) => `${p.published}/${p.protocol}`), ['30002/tcp', '30000/udp'], 'tcp skips the published 30000 and the listening 30001; udp has its own ports');
+  const b = await c.createService({ name: 'b', networks: ['n'], ports: [{ protocol: 'tcp', target: 81, published: 'auto' }] });
+  t.is(b.ports[0]!.published, 30003);
+  const before = JSON.stringify(c.state);
+  const full = await t.throwsAsync(c.createService({ name: 'x', networks: ['n'], ports: [{ protocol: 'tcp', target: 80, published: 'auto' }] }));
+  t.is((full as { code?: string }).code, 'PORTS_EXHAUSTED');
+  t.regex(full!.message, /no free tcp port in the publish range 30000-30003: 3 published by services, 1 in use on the host/);
+  t.is(JSON.stringify(c.state), before, 'nothing changed');
+  const dnsrr = await t.throwsAsync(c.createService({ name: 'y', networks: ['n'], endpointMode: 'dnsrr', ports: [{ protocol: 'tcp', target: 80, published: 'auto' }] }));
+  t.regex(dnsrr!.message, /a published port for target 80\/tcp needs endpoint mode vip/);
+
+  const updated = await c.updateService('a', { ports: [{ protocol: 'tcp', target: 80, published: 'auto' }, { protocol: 'tcp', target: 9000 }] });
+  t.is(updated.ports[0]!.published, 30002, 'an update naming the same target keeps its port');
+  await c.close();
+  c = await Catalog.open(await LocalStore.open(dir), { host });
+  t.is(c.service('a').ports[0]!.published, 30002, 'kept across a restart');
+  await c.removeService('b');
+  const again = await c.createService({ name: 'x', networks: ['n'], ports: [{ protocol: 'tcp', target: 80, published: 'auto' }] });
+  t.is(again.ports[0]!.published, 30003, 'released on removal');
+  await c.close();
+});

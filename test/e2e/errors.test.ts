@@ -92,6 +92,17 @@ test('--upstream at the daemon\'s own DNS address is refused at start, naming th
   t.false(existsSync(`${dir}/data`), 'refused before anything was created');
 });
 
+test('--publish-range inverted or outside 1-65535: one line, nothing started', async (t) => {
+  const dir = tempDir();
+  t.teardown(() => removeDir(dir));
+  const inverted = await cli('serve', '--publish-range', '32767-30000', '--data-dir', dir, '--dataplane', 'none');
+  t.is(inverted.code, 1);
+  t.is(inverted.stderr.trim(), 'vipdns: error: publish-range "32767-30000" is inverted: the low port comes first (30000-32767) [CONFIG]');
+  const outside = await cli('serve', '--publish-range', '60000-70000', '--data-dir', dir, '--dataplane', 'none');
+  t.is(outside.code, 1);
+  t.is(outside.stderr.trim(), 'vipdns: error: publish-range takes LO-HI with ports from 1 to 65535 (e.g. 30000-32767), got "60000-70000" [CONFIG]');
+});
+
 test('--log-format with an unknown format names it and the valid ones', async (t) => {
   const dir = tempDir();
   t.teardown(() => removeDir(dir));
