@@ -33,10 +33,10 @@ RUN mkdir -p /var/lib/vipdns && chown node:node /var/lib/vipdns
 ENV NODE_ENV=production \
     VIPDNS_DATA_DIR=/var/lib/vipdns \
     VIPDNS_DNS_LISTEN=0.0.0.0:53 \
-    VIPDNS_API_LISTEN=127.0.0.1:9053 \
+    VIPDNS_API=unix:///var/lib/vipdns/api.sock \
     VIPDNS_METRICS_LISTEN=0.0.0.0:9153
-# DNS (udp+tcp), control API, metrics/healthz.
-EXPOSE 53/udp 53/tcp 9053/tcp 9153/tcp
+# DNS (udp+tcp), metrics/healthz. The control API is the socket /var/lib/vipdns/api.sock.
+EXPOSE 53/udp 53/tcp 9153/tcp
 VOLUME ["/var/lib/vipdns"]
 # DNS-only mode runs as the unprivileged node user: Docker lets unprivileged users bind port 53
 # inside a container's own network namespace (ip_unprivileged_port_start=0). The dataplane, and

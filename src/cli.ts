@@ -4,7 +4,7 @@
 import { Command, Help, Option } from 'commander';
 import { ApiClient, DEFAULT_API } from './api/client.js';
 import type { PortRequest, PortSpec, Protocol } from './catalog/model.js';
-import { DEFAULT_DOCKER, DEFAULT_LEASE_TTL, DEFAULTS, type HostPort, loadConfig } from './config.js';
+import { DEFAULT_DOCKER, DEFAULT_LEASE_TTL, DEFAULTS, type HostPort, loadConfig, readToken } from './config.js';
 import { VipdnsError, errorMessage } from './errors.js';
 import { VERSION } from './version.js';
 
@@ -16,7 +16,8 @@ program
   .name('vipdns')
   .description('Service-discovery DNS and virtual-IP load balancer for containers')
   .version(VERSION, '-V, --version', 'print the version of vipdns')
-  .option('--api <url>', 'control API of the daemon', process.env.VIPDNS_API ?? DEFAULT_API)
+  .option('--api <url>', 'control API of the daemon: unix:///PATH or http://HOST:PORT (env VIPDNS_API)', process.env.VIPDNS_API || DEFAULT_API)
+  .option('--api-token-file <file>', 'bearer token for a daemon started with --api-token-file (or the token itself in VIPDNS_API_TOKEN)')
   .option('--json', 'machine-readable output')
   // Both settings are made before any subcommand exists: subcommands copy them when created.
   // A repeatable option starts as an empty list: no default worth printing as "(default: [])".
@@ -36,8 +37,11 @@ program
     },
   });
 
-const g = (): { api: string; json?: boolean } => program.opts();
-const client = (): ApiClient => new ApiClient(g().api);
+const g = (): { api: string; apiTokenFile?: string; json?: boolean } => program.opts();
+const client = (): ApiClient => {
+  const file = g().apiTokenFile ?? process.env.VIPDNS_API_TOKEN_FILE;
+  return new ApiClient(g().api, file ? readToken(file, '--api-token-file') : process.env.VIPDNS_API_TOKEN || undefined);
+};
 
 function out(data: unknown, table?: () => string): void {
   if (g().json || !table) process.stdout.write(`${JSON.stringify(data, null, 2)}\n`);
@@ -60,7 +64,8 @@ program
   .option('--data-dir <dir>', `where the embedded store keeps the catalog (default: ${DEFAULTS.dataDir})`)
   .option('--dns-listen <addr:port>', `DNS address, UDP and TCP (default: ${hostPort(DEFAULTS.dnsListen)})`)
   .option('--dns-workers <n|auto>', `threads answering UDP on the DNS port (SO_REUSEPORT); auto: one per CPU (default: ${DEFAULTS.dnsWorkers})`)
-  .option('--api-listen <addr:port>', `control API address (default: ${hostPort(DEFAULTS.apiListen)})`)
+  .option('--api-listen <unix:///path|addr:port>', `control API: a unix socket (mode 0660) or TCP; TCP beyond loopback needs --api-token-file (default: unix://<data-dir>/api.sock)`)
+  .option('--api-token-file <file>', 'every API request must carry this bearer token (first line of the file, 16+ characters)')
   .option('--metrics-listen <addr:port>', `metrics, /healthz and /readyz (default: ${hostPort(DEFAULTS.metricsListen)})`)
   .option('--domain <suffix>', `internal domain suffix (default: ${DEFAULTS.domain})`)
   .option('--upstream <addr[:port]>', `upstream resolver, repeatable (default: the nameservers in ${DEFAULTS.resolvConf})`, collect)
@@ -102,6 +107,7 @@ program
         etcdLeaseTtl: o.etcdLeaseTtl,
         nodeName: o.nodeName,
         publishRange: o.publishRange,
+        apiTokenFile: o.apiTokenFile ?? g().apiTokenFile,
         docker: o.docker,
       },
     });

@@ -2,11 +2,12 @@
 // variables, then command-line flags; each later source overrides the earlier.
 import { readFileSync } from 'node:fs';
 import { availableParallelism, hostname } from 'node:os';
+import { join } from 'node:path';
 import { DEFAULT_PUBLISH_RANGE as MODEL_PUBLISH_RANGE } from './catalog/model.js';
 import { DEFAULT_LEASE_TTL, type EtcdConfig, parseEtcdUrl } from './catalog/store/etcd-url.js';
 import { VipdnsError, errorMessage } from './errors.js';
 import { DEFAULT_TTL, type TtlOptions } from './dns/answers.js';
-import { parseIp } from './net/ip.js';
+import { isLoopback, parseIp, tryParseIp } from './net/ip.js';
 import { parseDockerUrl } from './catalog/sources/docker-api.js';
 import { endpointText, parseUpstream } from './dns/forward/address.js';
 import { isSelf, localAddresses } from './dns/forward/self.js';
@@ -22,10 +23,19 @@ export interface HostPort {
   port: number;
 }
 
+/** Where the control API listens: a unix socket (the default, under the data dir) or TCP. */
+export type ApiEndpoint = { kind: 'unix'; path: string } | ({ kind: 'tcp' } & HostPort);
+
+export const API_SOCKET = 'api.sock';
+export const DEFAULT_DATA_DIR = './vipdns-data';
+
 export interface DaemonConfig {
   dataDir: string;
   dnsListen: HostPort;
-  apiListen: HostPort;
+  /** Default: the socket api.sock under the data dir. */
+  apiListen: ApiEndpoint;
+  /** File holding the bearer token every API request must carry (read at start); required for non-loopback TCP. */
+  apiTokenFile?: string;
   metricsListen: HostPort;
   domain: string;
   ttl: TtlOptions;
@@ -79,11 +89,11 @@ export interface ForwardConfig {
 }
 
 export const DEFAULTS: DaemonConfig = {
-  dataDir: './vipdns-data',
+  dataDir: DEFAULT_DATA_DIR,
   dnsListen: { host: '127.0.0.1', port: 1053 },
   dnsWorkers: 1,
   publishRange: DEFAULT_PUBLISH_RANGE,
-  apiListen: { host: '127.0.0.1', port: 9053 },
+  apiListen: { kind: 'unix', path: join(DEFAULT_DATA_DIR, API_SOCKET) },
   metricsListen: { host: '127.0.0.1', port: 9153 },
   domain: 'vipdns.internal',
   ttl: DEFAULT_TTL,
@@ -114,6 +124,35 @@ export function sanitizeNodeName(hostname: string): string {
     .slice(0, 63)
     .replace(/[^A-Za-z0-9]+$/, '');
   return s === '' ? 'vipdns' : s;
+}
+
+/** unix:///PATH (or unix:PATH) for a socket, else ADDR:PORT. */
+export function parseApiEndpoint(text: string, what: string): ApiEndpoint {
+  if (/^unix:/i.test(text)) {
+    const path = text.replace(/^unix:(\/\/)?/i, '');
+    if (path === '') throw new VipdnsError('CONFIG', `${what}: "${text}" names no socket path (unix:///run/vipdns/api.sock)`);
+    return { kind: 'unix', path };
+  }
+  return { kind: 'tcp', ...parseHostPort(text, what) };
+}
+
+function isLoopbackHost(host: string): boolean {
+  if (host === 'localhost') return true;
+  const a = tryParseIp(host);
+  return a !== undefined && isLoopback(a);
+}
+
+/** A token file's first line; an empty or unreadable file is refused (no token would mean no check). */
+export function readToken(file: string, what: string): string {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new VipdnsError('CONFIG', `${what} ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  const token = (text.split('\n')[0] ?? '').trim();
+  if (token.length < 16) throw new VipdnsError('CONFIG', `${what} ${file} must hold a token of at least 16 characters on its first line`);
+  return token;
 }
 
 export function parseHostPort(text: string, what: string, defaultPort?: number): HostPort {
@@ -187,6 +226,7 @@ export interface FlagValues {
   cacheBytes: string | number;
   serveStale: string | number;
   publishRange: string;
+  apiTokenFile: string;
 }
 
 const ENV: Record<keyof FlagValues, string> = {
@@ -223,6 +263,7 @@ const ENV: Record<keyof FlagValues, string> = {
   cacheBytes: 'VIPDNS_CACHE_BYTES',
   serveStale: 'VIPDNS_SERVE_STALE',
   publishRange: 'VIPDNS_PUBLISH_RANGE',
+  apiTokenFile: 'VIPDNS_API_TOKEN_FILE',
 };
 
 /** Every setting's config-file key and its environment variable (docs and examples are tested against it). */
@@ -283,7 +324,16 @@ export function loadConfig(src: ConfigSources): DaemonConfig {
   };
   c.dataDir = str('dataDir') ?? c.dataDir;
   if (str('dnsListen')) c.dnsListen = parseHostPort(str('dnsListen')!, 'dns-listen', 53);
-  if (str('apiListen')) c.apiListen = parseHostPort(str('apiListen')!, 'api-listen');
+  const apiListen = str('apiListen');
+  c.apiListen = apiListen ? parseApiEndpoint(apiListen, 'api-listen') : { kind: 'unix', path: join(c.dataDir, API_SOCKET) };
+  const tokenFile = str('apiTokenFile');
+  if (tokenFile !== undefined) c.apiTokenFile = tokenFile;
+  if (c.apiListen.kind === 'tcp' && !c.apiTokenFile && !isLoopbackHost(c.apiListen.host)) {
+    throw new VipdnsError(
+      'CONFIG',
+      `api-listen ${c.apiListen.host}:${c.apiListen.port} is not a loopback address, and the API changes the catalog: give --api-token-file FILE (clients send the token), or listen on a unix socket (the default) or a loopback address`,
+    );
+  }
   if (str('metricsListen')) c.metricsListen = parseHostPort(str('metricsListen')!, 'metrics-listen');
   c.domain = (str('domain') ?? c.domain).replace(/^\.+|\.+$/g, '').toLowerCase();
   if (c.domain !== '' && !/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/.test(c.domain)) {

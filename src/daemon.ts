@@ -1,7 +1,7 @@
 // Wires the modules together. Nothing imports this file but the CLI.
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { Registry } from 'prom-client';
+import { Counter, Registry } from 'prom-client';
 import { ApiServer } from './api/server.js';
 import { Balancer, createDriver, type DataplaneDriver } from './balancer/index.js';
 import { leftInKernel, leftoverMessage } from './balancer/cleanup.js';
@@ -14,7 +14,7 @@ import { DockerSource } from './catalog/sources/docker.js';
 import { LocalStore } from './catalog/store/local.js';
 import type { ReplicatedStore } from './catalog/store/store.js';
 import type { EtcdConfig } from './catalog/store/etcd-url.js';
-import type { DaemonConfig } from './config.js';
+import { type DaemonConfig, readToken } from './config.js';
 import { AnswerIndex } from './dns/answers.js';
 import { type Forwarding, setupForwarding } from './dns/forward/setup.js';
 import { DEFAULT_SELFCHECK_MS, IndexSelfCheck } from './dns/index-selfcheck.js';
@@ -69,6 +69,8 @@ export class Daemon {
   }
 
   private static async startParts(config: DaemonConfig, log: Logger, seen: { revision: number }): Promise<Daemon> {
+    // Before anything opens: a missing or weak token file is a start-up error that leaves nothing behind.
+    const apiToken = config.apiTokenFile ? readToken(config.apiTokenFile, 'api-token-file') : undefined;
     if (config.nodeNameFallback) {
       const f = config.nodeNameFallback;
       log.warn({ hostname: f.hostname, node: f.used }, `the hostname "${f.hostname}" is not a usable node name; using "${f.used}" (set --node-name or VIPDNS_NODE_NAME to choose)`);
@@ -155,10 +157,12 @@ export class Daemon {
       ? new DockerSource({ url: config.docker, catalog, ownedFile: join(config.dataDir, 'docker-source.json'), log: log.child({ source: 'docker' }), registry })
       : undefined;
 
+    const unauthorized = new Counter({ name: 'vipdns_api_unauthorized_requests_total', help: 'Control API requests refused for a missing or wrong bearer token', registers: [registry] });
     const api = new ApiServer({
-      host: config.apiListen.host,
-      port: config.apiListen.port,
+      listen: config.apiListen,
       catalog,
+      ...(apiToken ? { token: apiToken } : {}),
+      onUnauthorized: () => unauthorized.inc(),
       info: () => ({ version: VERSION, dns: `${config.dnsListen.host}:${dns.port}`, domain: config.domain, dataplane: driver.name, ...(docker ? { docker: docker.status() } : {}) }),
       onError: (e) => log.error({ err: e }, 'api handler error'),
       ...(driver.limits ? { limits: driver.limits } : {}),
@@ -207,9 +211,12 @@ export class Daemon {
       throw e;
     }
     log.info(
-      { dns: `${config.dnsListen.host}:${dns.port}`, dnsThreads: 1 + (dnsWorkers?.running ?? 0), api: `http://${config.apiListen.host}:${api.port}`, metrics: `http://${config.metricsListen.host}:${metrics.port}`, domain: config.domain, dataplane: driver.name, docker: docker?.url },
+      { dns: `${config.dnsListen.host}:${dns.port}`, dnsThreads: 1 + (dnsWorkers?.running ?? 0), api: api.url, metrics: `http://${config.metricsListen.host}:${metrics.port}`, domain: config.domain, dataplane: driver.name, docker: docker?.url },
       'vipdns serving',
     );
+    if (config.apiListen.kind === 'tcp' && !config.apiTokenFile) {
+      log.warn({ api: api.url }, 'the control API is on TCP without a token: any local user can change the catalog (the default unix socket is mode 0660; or give --api-token-file)');
+    }
     return d;
   }
 

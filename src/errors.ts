@@ -8,6 +8,7 @@ export type ErrorCode =
   | 'BAD_PORT'
   | 'DUPLICATE_NAME'
   | 'NOT_FOUND'
+  | 'UNAUTHORIZED'
   | 'SUBNET_OVERLAP'
   | 'IP_OUTSIDE_SUBNET'
   | 'IP_IN_USE'
@@ -35,6 +36,7 @@ const HTTP_STATUS: Record<ErrorCode, number> = {
   BAD_PORT: 400,
   DUPLICATE_NAME: 409,
   NOT_FOUND: 404,
+  UNAUTHORIZED: 401,
   SUBNET_OVERLAP: 409,
   IP_OUTSIDE_SUBNET: 400,
   IP_IN_USE: 409,

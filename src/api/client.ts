@@ -1,50 +1,83 @@
-// The CLI's side of the control API.
+// The CLI's side of the control API: a unix socket (the daemon's default, api.sock under its data
+// dir) or http(s)://HOST:PORT, with an optional bearer token.
+import * as http from 'node:http';
+import * as https from 'node:https';
+import { join } from 'node:path';
+import { API_SOCKET, DEFAULT_DATA_DIR } from '../config.js';
 import { VipdnsError } from '../errors.js';
 
-export const DEFAULT_API = 'http://127.0.0.1:9053';
+/** Where the CLI looks without --api or VIPDNS_API: the default daemon's socket, from this directory. */
+export const DEFAULT_API = `unix://${join(DEFAULT_DATA_DIR, API_SOCKET)}`;
+
+type Target = { socketPath: string; label: string } | { url: URL; label: string };
 
 export class ApiClient {
-  private readonly base: string;
+  private readonly target: Target;
 
-  /** `base`: http(s)://HOST:PORT, or a bare HOST:PORT (taken as http). */
-  constructor(base: string) {
-    const url = /^[a-z][a-z0-9+.-]*:\/\//i.test(base) ? base : `http://${base}`;
-    let parsed: URL | undefined;
+  /** `base`: unix:///PATH, http(s)://HOST:PORT, or a bare HOST:PORT (taken as http). */
+  constructor(
+    base: string,
+    private readonly token?: string,
+  ) {
+    if (/^unix:/i.test(base)) {
+      const path = base.replace(/^unix:(\/\/)?/i, '');
+      if (path === '') throw new VipdnsError('BAD_REQUEST', `--api "${base}" names no socket path (unix:///PATH)`);
+      this.target = { socketPath: path, label: `unix://${path}` };
+      return;
+    }
+    const text = /^[a-z][a-z0-9+.-]*:\/\//i.test(base) ? base : `http://${base}`;
+    let url: URL | undefined;
     try {
-      parsed = new URL(url);
+      url = new URL(text);
     } catch {
-      parsed = undefined;
+      url = undefined;
     }
-    if (!parsed || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') || parsed.hostname === '') {
-      throw new VipdnsError('BAD_REQUEST', `--api takes the daemon's API address as http://HOST:PORT (or HOST:PORT), got "${base}"`);
+    if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.hostname === '') {
+      throw new VipdnsError('BAD_REQUEST', `--api takes the daemon's API as unix:///PATH, http://HOST:PORT or HOST:PORT, got "${base}"`);
     }
-    this.base = url;
+    this.target = { url, label: text };
   }
 
   async call<T = unknown>(method: string, path: string, body?: unknown): Promise<T> {
-    let res: Response;
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const headers: Record<string, string> = {};
+    if (payload !== undefined) headers['content-type'] = 'application/json';
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    let res: { status: number; text: string };
     try {
-      res = await fetch(new URL(path, this.base), {
-        method,
-        headers: body === undefined ? {} : { 'content-type': 'application/json' },
-        body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(30_000),
-      });
+      res = await this.request(method, path, headers, payload);
     } catch (e) {
-      const cause = (e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message;
-      throw new VipdnsError('UNAVAILABLE', `cannot reach the vipdns daemon at ${this.base} (${cause}); is \`vipdns serve\` running, or is --api right?`);
+      const code = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+      throw new VipdnsError('UNAVAILABLE', `cannot reach the vipdns daemon at ${this.target.label} (${code}); is \`vipdns serve\` running, or is --api right?`);
     }
-    const text = await res.text();
     let data: unknown;
     try {
-      data = text === '' ? null : JSON.parse(text);
+      data = res.text === '' ? null : JSON.parse(res.text);
     } catch {
-      throw new VipdnsError('INTERNAL', `the daemon at ${this.base} answered ${res.status} with a body that is not JSON`);
+      throw new VipdnsError('INTERNAL', `the daemon at ${this.target.label} answered ${res.status} with a body that is not JSON`);
     }
-    if (!res.ok) {
+    if (res.status < 200 || res.status > 299) {
       const err = (data as { error?: { code?: string; message?: string } } | null)?.error;
       throw new VipdnsError((err?.code as never) ?? 'INTERNAL', err?.message ?? `HTTP ${res.status}`);
     }
     return data as T;
+  }
+
+  private request(method: string, path: string, headers: Record<string, string>, payload: string | undefined): Promise<{ status: number; text: string }> {
+    const t = this.target;
+    const opts: http.RequestOptions =
+      'socketPath' in t ? { socketPath: t.socketPath, path, method, headers } : { host: t.url.hostname.replace(/^\[|\]$/g, ''), port: t.url.port || undefined, path, method, headers };
+    const lib = 'url' in t && t.url.protocol === 'https:' ? https : http;
+    return new Promise((resolve, reject) => {
+      const req = lib.request({ ...opts, timeout: 30_000 }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+        res.on('error', reject);
+      });
+      req.on('timeout', () => req.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })));
+      req.on('error', reject);
+      req.end(payload);
+    });
   }
 }

@@ -1,8 +1,11 @@
 // The control API: JSON over HTTP on loopback. The CLI is its client. Every error is
 // { "error": { "code", "message" } } with a matching HTTP status.
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { chmod, unlink } from 'node:fs/promises';
 import * as http from 'node:http';
-import type { Socket } from 'node:net';
+import { type Socket, connect } from 'node:net';
 import { closeHttp, listenHttp } from '../net/http.js';
+import type { ApiEndpoint } from '../config.js';
 import type { Catalog } from '../catalog/catalog.js';
 import { VipdnsError, isVipdnsError } from '../errors.js';
 import type { DriverLimits } from '../balancer/types.js';
@@ -18,9 +21,12 @@ interface Route {
 const MAX_BODY = 1 << 20;
 
 export interface ApiServerOptions {
-  host: string;
-  port: number;
+  listen: ApiEndpoint;
   catalog: Catalog;
+  /** When set, every request must carry `Authorization: Bearer <token>`; others get 401 and change nothing. */
+  token?: string;
+  /** Counts requests refused for a missing or wrong token. */
+  onUnauthorized?: () => void;
   /** Daemon status for GET /v1/info (listeners, dataplane, versions). */
   info?: () => unknown;
   onError?: (e: Error) => void;
@@ -58,7 +64,18 @@ export class ApiServer {
     // client gets ECONNRESET instead of a queued answer. With a 'timeout' listener the server
     // leaves the decision to us: close only once the loop has read what had already arrived.
     server.on('timeout', (socket: Socket) => closeIfStillIdle(socket));
-    this.port = await listenHttp(server, this.opts.host, this.opts.port);
+    const l = this.opts.listen;
+    if (l.kind === 'tcp') {
+      this.port = await listenHttp(server, l.host, l.port);
+    } else {
+      await removeStaleSocket(l.path);
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(l.path, () => (server.off('error', reject), resolve()));
+      });
+      // Owner and group: give the operators' group access with chgrp; others cannot connect.
+      await chmod(l.path, 0o660);
+    }
     this.server = server;
   }
 
@@ -66,6 +83,21 @@ export class ApiServer {
     const s = this.server;
     this.server = undefined;
     await closeHttp(s);
+    if (s && this.opts.listen.kind === 'unix') await unlink(this.opts.listen.path).catch(() => undefined);
+  }
+
+  /** Where clients reach it, as the CLI's --api takes it. */
+  get url(): string {
+    const l = this.opts.listen;
+    return l.kind === 'unix' ? `unix://${l.path}` : `http://${l.host.includes(':') ? `[${l.host}]` : l.host}:${this.port}`;
+  }
+
+  private authorized(req: http.IncomingMessage): boolean {
+    const want = this.opts.token;
+    if (want === undefined) return true;
+    const got = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '')?.[1]?.trim() ?? '';
+    // Digests of equal length, compared in constant time: the comparison says nothing of the token.
+    return timingSafeEqual(digest(got), digest(want));
   }
 
   private register(c: Catalog): void {
@@ -123,6 +155,12 @@ export class ApiServer {
 
   private async serve(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     try {
+      if (!this.authorized(req)) {
+        this.opts.onUnauthorized?.();
+        req.resume();
+        send(res, 401, { error: { code: 'UNAUTHORIZED', message: 'this API needs a bearer token: give the CLI --api-token-file FILE or VIPDNS_API_TOKEN' } }, { 'www-authenticate': 'Bearer' });
+        return;
+      }
       const url = new URL(req.url ?? '/', 'http://localhost');
       let segs: string[];
       try {
@@ -201,8 +239,25 @@ async function readJson(req: http.IncomingMessage): Promise<unknown> {
   }
 }
 
-function send(res: http.ServerResponse, status: number, body: unknown): void {
+function send(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body ?? null);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers });
   res.end(text);
+}
+
+function digest(text: string): Buffer {
+  return createHash('sha256').update(text).digest();
+}
+
+/**
+ * A socket file left by a daemon that died is removed; one a live daemon answers on is not
+ * (listening would fail with EADDRINUSE, which names the path).
+ */
+async function removeStaleSocket(path: string): Promise<void> {
+  const live = await new Promise<boolean>((resolve) => {
+    const c = connect(path);
+    c.once('connect', () => (c.destroy(), resolve(true)));
+    c.once('error', () => resolve(false));
+  });
+  if (!live) await unlink(path).catch(() => undefined);
 }

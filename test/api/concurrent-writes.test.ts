@@ -39,7 +39,7 @@ function runClients(api: string): Promise<Record<string, number>> {
 test('64 concurrent writers through event-loop stalls longer than the keep-alive timeout: every request answered', async (t) => {
   const dir = tempDir('vipdns-api-');
   const catalog = await Catalog.open(await LocalStore.open(dir));
-  const api = new ApiServer({ host: '127.0.0.1', port: 0, catalog, keepAliveTimeoutMs: KEEP_ALIVE_MS });
+  const api = new ApiServer({ listen: { kind: 'tcp', host: '127.0.0.1', port: 0 }, catalog, keepAliveTimeoutMs: KEEP_ALIVE_MS });
   t.teardown(async () => {
     await api.stop();
     await catalog.close();

@@ -20,7 +20,7 @@ test('--api without a scheme is taken as http; a wrong scheme says what --api ta
   t.notRegex(bare.stderr, /Invalid URL/);
   const wrong = await cli('--api', 'ftp://x', 'network', 'ls');
   t.is(wrong.code, 1);
-  t.is(wrong.stderr.trim(), `vipdns: error: --api takes the daemon's API address as http://HOST:PORT (or HOST:PORT), got "ftp://x" [BAD_REQUEST]`);
+  t.is(wrong.stderr.trim(), `vipdns: error: --api takes the daemon's API as unix:///PATH, http://HOST:PORT or HOST:PORT, got "ftp://x" [BAD_REQUEST]`);
 });
 
 test('--json: an error is a JSON object with its code, on stderr, exit 1', async (t) => {

@@ -46,6 +46,8 @@ export interface StartOptions {
   args?: string[];
   wrap?: string[]; // e.g. ['ip', 'netns', 'exec', 'ns'] to run inside a namespace
   dnsListen?: string;
+  /** Default: TCP on loopback (tests fetch() it); 'default': the daemon's own default, a unix socket. */
+  apiListen?: string;
   env?: NodeJS.ProcessEnv;
 }
 
@@ -62,8 +64,7 @@ export async function startDaemon(opts: StartOptions = {}): Promise<DaemonHandle
     dataDir,
     '--dns-listen',
     opts.dnsListen ?? '127.0.0.1:0',
-    '--api-listen',
-    '127.0.0.1:0',
+    ...(opts.apiListen === 'default' ? [] : ['--api-listen', opts.apiListen ?? '127.0.0.1:0']),
     '--metrics-listen',
     '127.0.0.1:0',
     '--dataplane',
