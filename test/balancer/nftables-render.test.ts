@@ -69,7 +69,7 @@ test('IPv6 VIP: vips6 and a v6 class; nft input brackets the addresses', (t) => 
   const { text } = renderDiff({ base: false, add: [u], change: [], remove: [], unchanged: 0 }, o, ctx());
   t.regex(text, /add element inet vipdns t-v6-udp-k1 \{ \[fd00::2\] \. udp \. 53 \. 0 : \[fd00::11\] \. 53 \}/);
   t.regex(text, /add map inet vipdns t-v6-udp-k1 \{ typeof ip6 daddr \. meta l4proto \. th dport \. numgen inc mod 1 : ip6 daddr \. udp dport ; \}/);
-  t.regex(text, /add rule inet vipdns c-v6-udp-k1 meta mark set meta mark \| 0x4000 dnat ip6 to ip6 daddr \. meta l4proto \. th dport \. numgen inc mod 1 map @t-v6-udp-k1/);
+  t.regex(text, /add rule inet vipdns c-v6-udp-k1 meta mark set meta mark \| 0x4000 ct mark set ct mark \| 0x4000 dnat ip6 to ip6 daddr \. meta l4proto \. th dport \. numgen inc mod 1 map @t-v6-udp-k1/);
 });
 
 test('published port: per family a dispatch element and its own class', (t) => {

@@ -46,12 +46,14 @@ if (why) {
 
   /** Everything in the namespace that is not ours, as text: other nft tables, iptables-save output, lo's other addresses. */
   async function foreign(): Promise<string> {
-    const tables = (await nft('list', 'tables')).split('\n').filter((l) => l && l !== 'table inet vipdns');
+    // iptables' filter tables are compared through iptables-save, without our VIPDNS-FORWARD chain and jump.
+    const skip = new Set(['table inet vipdns', 'table ip filter', 'table ip6 filter']);
+    const tables = (await nft('list', 'tables')).split('\n').filter((l) => l && !skip.has(l));
     let text = '';
     for (const l of tables) text += await nft('list', ...l.split(' '));
     for (const tool of ['iptables-save', 'ip6tables-save']) {
       const out = await sh('ip', ['netns', 'exec', ns, resolveTool(tool)]);
-      text += out.split('\n').filter((l) => !l.startsWith('#')).join('\n'); // drop the timestamp lines
+      text += out.split('\n').filter((l) => !l.startsWith('#') && !l.includes('VIPDNS-FORWARD')).join('\n'); // drop the timestamp lines
     }
     const lo = await sh('ip', ['-n', ns, '-4', '-o', 'addr', 'show', 'dev', 'lo']);
     text += lo.split('\n').filter((l) => !l.includes('lo:vipdns')).join('\n');

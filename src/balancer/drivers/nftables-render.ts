@@ -169,7 +169,9 @@ export function fingerprintOf(els: Elem[]): string {
 // ---- class chains and maps ----
 
 export function classRule(c: Klass, o: NftOptions): string {
-  const mark = o.masqueradeMark ? `meta mark set meta mark | ${hex(o.masqueradeMark)} ` : '';
+  // The packet mark asks postrouting to masquerade; the same bit on the conntrack entry lets our
+  // iptables FORWARD accept (nftables-forward.ts) pass both directions of the flow.
+  const mark = o.masqueradeMark ? `meta mark set meta mark | ${hex(o.masqueradeMark)} ct mark set ct mark | ${hex(o.masqueradeMark)} ` : '';
   const by = c.pick === 'hash' ? `jhash ${c.kind.endsWith('6') ? 'ip6' : 'ip'} saddr mod ${c.w} seed ${HASH_SEED}` : `numgen inc mod ${c.w}`;
   const ng = `${by} map @${classMap(c)}`;
   switch (c.kind) {

@@ -10,6 +10,8 @@ import { toolError, toolRunner, type Runner } from './exec.js';
 import { parseObserved } from './nftables-observe.js';
 import { DEFAULT_NFT_OPTIONS, NFT_LIMITS, fingerprintOf, renderDiff, unitElements, unitId, type NftOptions, type NftUnitNative } from './nftables-render.js';
 import { LoopbackVipBook } from './nftables-vips.js';
+import { ForwardGuard } from './nftables-forward.js';
+import { iptables } from '../iptables/exec.js';
 import { probeNftables } from './supported.js';
 
 export interface NftablesDriverOptions extends Partial<NftOptions> {
@@ -22,6 +24,8 @@ export interface NftablesDriverOptions extends Partial<NftOptions> {
    * injected without it, lo is left alone: the caller's nft may program a namespace we cannot see.
    */
   ipRunner?: Runner;
+  /** Runs iptables-save/-restore for the FORWARD accept (per tool name); like ipRunner, off when only `runner` is injected. */
+  iptablesRunner?: (tool: string) => Runner;
 }
 
 export class NftablesDriver implements DataplaneDriver {
@@ -35,6 +39,7 @@ export class NftablesDriver implements DataplaneDriver {
   private readonly expected = new WeakMap<object, ObservedUnit>();
   private readonly lo: LoopbackVips | undefined;
   private readonly vips = new LoopbackVipBook();
+  private readonly guard: ForwardGuard | undefined;
 
   constructor(opts: NftablesDriverOptions = {}) {
     this.options = {
@@ -42,6 +47,8 @@ export class NftablesDriver implements DataplaneDriver {
       masqueradeMark: opts.masqueradeMark ?? DEFAULT_NFT_OPTIONS.masqueradeMark,
     };
     this.nft = opts.runner ?? toolRunner('nft', opts.netns);
+    const ipt = opts.iptablesRunner ?? (opts.runner ? undefined : (tool: string) => toolRunner(tool, opts.netns));
+    this.guard = ipt && this.options.masqueradeMark ? new ForwardGuard([iptables(4, { runner: ipt }), iptables(6, { runner: ipt })], this.options.masqueradeMark) : undefined;
     this.lo = opts.ipRunner || !opts.runner ? new LoopbackVips({ ...(opts.netns ? { netns: opts.netns } : {}), ...(opts.ipRunner ? { runner: opts.ipRunner } : {}) }) : undefined;
   }
 
@@ -82,6 +89,8 @@ export class NftablesDriver implements DataplaneDriver {
       state = { base, units };
     }
     if (lo) this.vips.observed(state.units, lo);
+    // The FORWARD accept is part of our scaffolding: missing or edited, the next apply rewrites both.
+    if (state.base === 'ok' && this.guard && !(await this.guard.intact())) state = { ...state, base: 'drifted' };
     return state;
   }
 
@@ -89,6 +98,8 @@ export class NftablesDriver implements DataplaneDriver {
   async apply(d: Diff): Promise<ApplyResult> {
     const { text, ops, classes } = renderDiff(d, this.options, { knownClasses: this.knownClasses, knownMaps: this.knownMaps });
     const lo = this.lo ? this.vips.changes(d) : undefined;
+    // Before the units: a flow DNATed under a FORWARD policy of DROP must find its accept in place.
+    const guarded = d.base && this.guard ? await this.guard.ensure() : 0;
     if (ops > 0) {
       const r = await this.nft(['-f', '-'], text);
       if (r.code !== 0) throw toolError('nft -f (dataplane transaction)', r);
@@ -101,7 +112,7 @@ export class NftablesDriver implements DataplaneDriver {
     // sync, and the reconciler re-observes both before retrying.
     const written = lo ? await this.lo!.write(lo.add, lo.del) : 0;
     lo?.commit();
-    return { ops: ops + written };
+    return { ops: ops + written + guarded };
   }
 
   /** Deletes our table, which holds everything we made, and our labelled addresses on lo; nothing else. */
@@ -117,8 +128,9 @@ export class NftablesDriver implements DataplaneDriver {
         removed = true;
       }
     } finally {
-      // The addresses go even when nft failed (or is missing): they are ours either way.
+      // The addresses and the FORWARD accept go even when nft failed (or is missing): they are ours either way.
       if (this.lo && (await this.lo.cleanup())) removed = true;
+      if (this.guard && (await this.guard.cleanup())) removed = true;
       this.vips.observed(new Map(), { ours: new Set(), others: new Set() });
     }
     return { removed };

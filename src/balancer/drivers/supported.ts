@@ -13,7 +13,7 @@ add chain inet vipdns-probe post { type nat hook postrouting priority 100 ; poli
 add chain inet vipdns-probe svc
 add rule inet vipdns-probe pre ip daddr . meta l4proto . th dport vmap @m
 add rule inet vipdns-probe pre ip daddr != 127.0.0.0/8 fib daddr type local counter
-add rule inet vipdns-probe svc meta mark set meta mark | 0x4000 dnat ip to ip daddr . meta l4proto . th dport . numgen inc mod 2 map @t comment "probe"
+add rule inet vipdns-probe svc meta mark set meta mark | 0x4000 ct mark set ct mark | 0x4000 dnat ip to ip daddr . meta l4proto . th dport . numgen inc mod 2 map @t comment "probe"
 add rule inet vipdns-probe svc dnat ip to ip daddr . meta l4proto . th dport . jhash ip saddr mod 2 seed 0x1 map @t
 add rule inet vipdns-probe post meta mark & 0x4000 == 0x4000 masquerade fully-random
 add element inet vipdns-probe m { 192.0.2.10 . tcp . 80 : goto svc }

@@ -11,6 +11,8 @@ export interface SavedRule {
 export interface SavedTable {
   /** Every chain declared in the table (built-in and user), in order. */
   chains: string[];
+  /** Built-in chains' policies (ACCEPT, DROP), as declared. */
+  policies?: Map<string, string>;
   rules: SavedRule[];
 }
 
@@ -61,8 +63,9 @@ export function parseSave(text: string): SavedRuleset {
     } else if (!cur || line === '' || line.startsWith('#')) {
       continue;
     } else if (line.startsWith(':')) {
-      const chain = line.slice(1).split(' ')[0];
+      const [chain, policy] = line.slice(1).split(' ');
       if (chain) cur.chains.push(chain);
+      if (chain && policy && policy !== '-') (cur.policies ??= new Map()).set(chain, policy);
     } else if (line.startsWith('-A ')) {
       const args = splitArgs(line);
       const chain = args[1];
