@@ -445,6 +445,48 @@ container
   });
 
 // ---------- dataplane ----------
+// ---------- explain ----------
+interface ExplainOut {
+  name: string;
+  type: string;
+  from: string;
+  client: { sees: 'all' | string[]; why: string };
+  route: string;
+  matches: Array<{ object: string; as: string; network: string; addresses: string[]; ttl: number; visible: boolean; hidden?: string; health?: { tasks: number; serving: number; unhealthy: number; failOpen: boolean; note: string } }>;
+  notes: string[];
+  answer: { rcode: string; answers: Array<{ name: string; type: string; ttl: number; data: string }>; additionals: Array<{ name: string; type: string; ttl: number; data: string }>; authorities: Array<{ name: string; type: string; ttl: number; data: string }> };
+}
+program
+  .command('explain <name>')
+  .description('why NAME does (not) resolve for a client: its networks, the matching catalog objects, what it cannot see and why, health, and the exact answer')
+  .requiredOption('--from <ip>', "the client's address (as the DNS server sees it)")
+  .option('--type <type>', 'query type: A, AAAA, SRV, PTR, ANY, TXT or MX (default: A)')
+  .addHelpText('after', '\nExamples:\n  vipdns explain web --from 10.0.9.50\n  vipdns explain tasks.web --from 10.0.9.50\n  vipdns explain 2.9.0.10.in-addr.arpa --from 127.0.0.1 --type PTR\n')
+  .action(async (name: string, o: { from: string; type?: string }) => {
+    const q = new URLSearchParams({ name, from: o.from, ...(o.type ? { type: o.type } : {}) });
+    const e = await client().call<ExplainOut>('GET', `/v1/explain?${q.toString()}`);
+    out(e, () => {
+      const lines: string[] = [];
+      lines.push(`${e.name} ${e.type} from ${e.from}`);
+      lines.push(`client: ${e.client.why}; sees ${e.client.sees === 'all' ? 'every network' : e.client.sees.length ? e.client.sees.join(', ') : 'no network'}`);
+      if (e.matches.length) {
+        lines.push('matches:');
+        for (const m of e.matches) {
+          const addrs = m.addresses.length ? m.addresses.join(' ') : '(no addresses)';
+          lines.push(`  ${m.visible ? 'yes' : 'no '} ${m.object}: ${m.as} on ${m.network}: ${addrs} (ttl ${m.ttl})${m.hidden ? ` -- hidden: ${m.hidden}` : ''}`);
+          if (m.health) lines.push(`      health: ${m.health.tasks} task(s), ${m.health.unhealthy} unhealthy; ${m.health.note}`);
+        }
+      } else lines.push('matches: none');
+      for (const n of e.notes) lines.push(`note: ${n}`);
+      lines.push(`answer: ${e.answer.rcode}${e.route === 'forwarded' ? ' (from the upstreams)' : ''}`);
+      const rr = (r: { name: string; type: string; ttl: number; data: string }) => `  ${r.name}\t${r.ttl}\t${r.type}\t${r.data}`;
+      for (const r of e.answer.answers) lines.push(rr(r));
+      if (e.answer.additionals.length) lines.push('additional:', ...e.answer.additionals.map(rr));
+      if (e.answer.authorities.length) lines.push('authority:', ...e.answer.authorities.map(rr));
+      return lines.join('\n') + '\n';
+    });
+  });
+
 const dataplane = program.command('dataplane').description('inspect or remove the load-balancer dataplane');
 dataplane
   .command('status')

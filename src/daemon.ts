@@ -31,6 +31,7 @@ import { registerBuildInfo } from './metrics/build-info.js';
 import { registerProcessMetrics } from './metrics/process.js';
 import { VERSION } from './version.js';
 import { hostAddresses } from './net/host-addresses.js';
+import { explain } from './dns/explain.js';
 import { listeningPorts } from './net/host-ports.js';
 
 interface Parts {
@@ -157,6 +158,19 @@ export class Daemon {
       ? new DockerSource({ url: config.docker, catalog, ownedFile: join(config.dataDir, 'docker-source.json'), log: log.child({ source: 'docker' }), registry })
       : undefined;
 
+    // explain answers with a resolver of its own on the same index and forwarder: the same answers as
+    // the DNS server's, without counting as DNS traffic in its metrics.
+    const explainResolver = new Resolver({ index, forwarder: forwarding.forwarder });
+    const explainCtx = {
+      index,
+      resolver: explainResolver,
+      get state() {
+        return catalog.state;
+      },
+      tasksOf: (svc: string) => catalog.tasksOf(svc),
+      loopbackSeesAll: config.loopbackSeesAll,
+      othersSeeAll: config.othersSeeAll,
+    };
     const unauthorized = new Counter({ name: 'vipdns_api_unauthorized_requests_total', help: 'Control API requests refused for a missing or wrong bearer token', registers: [registry] });
     const api = new ApiServer({
       listen: config.apiListen,
@@ -166,6 +180,7 @@ export class Daemon {
       info: () => ({ version: VERSION, dns: `${config.dnsListen.host}:${dns.port}`, domain: config.domain, dataplane: driver.name, ...(docker ? { docker: docker.status() } : {}) }),
       onError: (e) => log.error({ err: e }, 'api handler error'),
       ...(driver.limits ? { limits: driver.limits } : {}),
+      explain: (req) => explain(explainCtx, req),
       ...(dnsWorkers ? { afterWrite: () => dnsWorkers.settled(2000) } : {}),
     });
     const metrics = new MetricsServer({

@@ -37,6 +37,8 @@ export interface ApiServerOptions {
   keepAliveTimeoutMs?: number;
   /** What the running dataplane cannot program: a service asking for it is refused with the reason. */
   limits?: DriverLimits;
+  /** `vipdns explain`: the DNS side, computed by the daemon's own resolver. */
+  explain?: (req: { name: string; from: string; type?: string }) => Promise<unknown>;
 }
 
 export class ApiServer {
@@ -133,6 +135,12 @@ export class ApiServer {
     this.route('GET', '/v1/tasks/:ref', ({ params }) => c.task(params.ref!));
     this.route('PATCH', '/v1/tasks/:ref', async ({ params, body }) => c.updateTask(params.ref!, obj(body) as never));
     this.route('DELETE', '/v1/tasks/:ref', async ({ params }) => c.removeTask(params.ref!));
+
+    this.route('GET', '/v1/explain', ({ query }) => {
+      if (!this.opts.explain) throw new VipdnsError('UNAVAILABLE', 'explain is not available in this daemon');
+      const type = query.get('type');
+      return this.opts.explain({ name: query.get('name') ?? '', from: query.get('from') ?? '', ...(type ? { type } : {}) });
+    });
 
     this.route('GET', '/v1/containers', () => Object.values(c.state.containers));
     this.route('POST', '/v1/containers', async ({ body }) => c.addContainer(obj(body) as never));

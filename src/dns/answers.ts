@@ -76,6 +76,19 @@ export type Resolution =
 
 const NEGATIVE_TTL = 5;
 
+/** Where a name leads in the index (AnswerIndex.locate). */
+export type Located =
+  | { kind: 'apex' } // the domain itself
+  | { kind: 'ptr'; name: string } // a reverse name
+  | { kind: 'unknown'; key: string } // ours, not in the catalog: NXDOMAIN
+  | { kind: 'external'; key: string } // not ours: forwarded
+  | { kind: 'name'; key: string; targets: Target[]; onlyNetwork?: string };
+
+/** A unit id of the index as the catalog object it stands for. */
+export function unitObject(unit: string): { kind: 'service' | 'container'; id: string } {
+  return { kind: unit[0] === SERVICE_UNIT ? 'service' : 'container', id: unit.slice(1) };
+}
+
 /** What an index update changed: index keys (see keysOf) and whether client scopes moved. */
 export interface Touched {
   keys: string[];
@@ -768,25 +781,52 @@ export class AnswerIndex {
     return isLoopback(a) || this.prefixes.some((p) => contains(p.prefix, a));
   }
 
-  resolve(qname: string, qtype: string, client: Addr): Resolution {
+  /**
+   * Which index entries a name reaches, before the client's visibility filters them: what resolve()
+   * answers from, and what `vipdns explain` shows. `onlyNetwork`: the name asked for one network.
+   */
+  locate(qname: string): Located {
     const s = this.strip(qname);
-    if (!s) return { kind: 'nodata', ttl: NEGATIVE_TTL };
+    if (!s) return { kind: 'apex' };
     const name = s.name;
     let internal = s.internal;
-    if (!internal && (name.endsWith('.in-addr.arpa') || name.endsWith('.ip6.arpa'))) return this.resolvePtr(name, qtype, client);
-
+    if (!internal && (name.endsWith('.in-addr.arpa') || name.endsWith('.ip6.arpa'))) return { kind: 'ptr', name };
+    let key = name;
     let targets = this.lookup(name);
     let onlyNetwork: string | undefined;
     const dot = name.lastIndexOf('.');
     if (!targets && dot > 0 && this.networkNames.has(name.slice(dot + 1))) {
       onlyNetwork = name.slice(dot + 1);
-      targets = this.lookup(name.slice(0, dot));
+      key = name.slice(0, dot);
+      targets = this.lookup(key);
       internal = true;
     }
     if (!targets) {
-      if (internal || dot < 0 || name.startsWith('tasks.') || name.startsWith('_')) return { kind: 'nxdomain', ttl: NEGATIVE_TTL };
-      return { kind: 'external' };
+      // Ours to deny: under our domain or a network, single-label, tasks.* and _srv names.
+      const ours = internal || dot < 0 || name.startsWith('tasks.') || name.startsWith('_');
+      return { kind: ours ? 'unknown' : 'external', key };
     }
+    return onlyNetwork === undefined ? { kind: 'name', key, targets } : { kind: 'name', key, targets, onlyNetwork };
+  }
+
+  /** PTR entries of an address (explain), whatever the client sees. */
+  ptrTargets(ip: string): PtrTarget[] {
+    const e = this.ptrs.get(ip);
+    return e === undefined ? [] : listOf(e);
+  }
+
+  /** Whether an address lies in one of our networks' subnets (then its PTR is ours to deny). */
+  inOurNetworks(addr: Addr): boolean {
+    return this.prefixes.some((p) => contains(p.prefix, addr));
+  }
+
+  resolve(qname: string, qtype: string, client: Addr): Resolution {
+    const loc = this.locate(qname);
+    if (loc.kind === 'apex') return { kind: 'nodata', ttl: NEGATIVE_TTL };
+    if (loc.kind === 'ptr') return this.resolvePtr(loc.name, qtype, client);
+    if (loc.kind === 'unknown') return { kind: 'nxdomain', ttl: NEGATIVE_TTL };
+    if (loc.kind === 'external') return { kind: 'external' };
+    const { targets, onlyNetwork } = loc;
     const vis = this.visibility(client);
     const visible = targets.filter(
       (t) => (onlyNetwork === undefined || t.network.toLowerCase() === onlyNetwork) && (vis === 'all' || vis.has(t.network)),
