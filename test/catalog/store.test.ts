@@ -111,3 +111,24 @@ test('a data dir is held by one store at a time', async (t) => {
   const s2 = await LocalStore.open(dir);
   await s2.close();
 });
+
+test('after many writes and a pause the store maps its file afresh; writes before, during and after are all kept', async (t) => {
+  const dir = tempDir();
+  t.teardown(() => removeDir(dir));
+  const c = await Catalog.open(await LocalStore.open(dir));
+  await c.createNetwork({ name: 'n', subnet: '10.0.0.0/16' });
+  await c.createService({ name: 'web', networks: ['n'] });
+  const ids: string[] = [];
+  // 2,500 objects: over the remap threshold; the pause lets the remap run.
+  await Promise.all(Array.from({ length: 2500 }, async () => ids.push((await c.addTask({ service: 'web' })).id)));
+  await new Promise((r) => setTimeout(r, 1300));
+  // Writes racing the remap, and after it.
+  const late = await Promise.all(Array.from({ length: 50 }, () => c.addTask({ service: 'web' })));
+  await c.removeTask(ids[0]!);
+  await c.close();
+  const again = await Catalog.open(await LocalStore.open(dir));
+  t.is(Object.keys(again.state.tasks).length, 2500 + 50 - 1);
+  for (const x of late) t.truthy(again.state.tasks[x.id]);
+  t.falsy(again.state.tasks[ids[0]!]);
+  await again.close();
+});

@@ -21,6 +21,14 @@ const PREFIX: Record<ObjectKind, string> = { network: 'n/', service: 's/', task:
 // The byte after '/' ends each kind's key range.
 const range = (kind: ObjectKind): { start: string; end: string } => ({ start: PREFIX[kind], end: `${PREFIX[kind].slice(0, -1)}0` });
 const META = 'meta';
+/**
+ * Writes read the B-tree through the map, and each page they touch stays in this process's RSS
+ * while the map lives (10,000 services: the whole 36 MB file after a burst of writes, though the
+ * daemon never reads the store again after start). After this many objects written and a quiet
+ * moment, the map is dropped and opened afresh.
+ */
+const REMAP_AFTER_OBJECTS = 2000;
+const REMAP_QUIET_MS = 1000;
 
 interface MetaRecord {
   version: 1;
@@ -42,6 +50,11 @@ export class LocalStore implements ReplicatedStore {
   private listener: ChangeListener = () => undefined;
   private meta: MetaRecord = { version: 1, revision: 0, nextFwmark: emptyState().nextFwmark };
   private closed = false;
+  private sinceRemap = 0;
+  private inflight = 0;
+  private remapTimer: NodeJS.Timeout | undefined;
+  private remapping: Promise<void> | undefined;
+  private broken: unknown;
 
   private constructor(
     private db: RootDatabase<unknown, string>,
@@ -118,22 +131,50 @@ export class LocalStore implements ReplicatedStore {
         into[typeof own === 'string' && own.length === key.length - skip && key.endsWith(own) ? own : key.slice(skip)] = value;
       }
     }
-    // The scan above touched every page of the map, and mapped pages stay in this process's RSS
-    // until unmapped (10,000 services: ~36 MB). Reopening maps the file afresh; writes then touch
-    // only the pages they change.
+    // The scan above touched every page of the map: map it afresh (REMAP_AFTER_OBJECTS says why).
+    await this.remap();
+    return state;
+  }
+
+  private async remap(): Promise<void> {
     await this.db.close();
     this.db = openDb(this.dir);
-    return state;
+    this.sinceRemap = 0;
+  }
+
+  /** After many writes, once writes pause: a fresh map, so their pages leave RSS. */
+  private scheduleRemap(): void {
+    if (this.sinceRemap < REMAP_AFTER_OBJECTS || this.closed) return;
+    clearTimeout(this.remapTimer);
+    this.remapTimer = setTimeout(() => {
+      if (this.inflight > 0 || this.closed || this.remapping) return this.scheduleRemap();
+      // A failed reopen leaves no usable map: commits then fail with STORE_FAILED and its reason.
+      this.remapping = this.remap()
+        .catch((e: unknown) => {
+          this.broken = e;
+        })
+        .finally(() => (this.remapping = undefined));
+    }, REMAP_QUIET_MS);
+    this.remapTimer.unref();
   }
 
   async commit(change: Change): Promise<number> {
     if (this.closed) throw new VipdnsError('UNAVAILABLE', 'the store is closed');
+    if (this.remapping) await this.remapping;
+    if (this.broken !== undefined) throw new VipdnsError('STORE_FAILED', `cannot reopen ${this.location}: ${errorMessage(this.broken)}`);
     const meta: MetaRecord = { version: 1, revision: this.meta.revision + 1, nextFwmark: change.meta?.nextFwmark ?? this.meta.nextFwmark };
-    await this.write(() => {
-      for (const p of change.puts) this.db.put(PREFIX[p.kind] + p.id, p.value);
-      for (const d of change.deletes) this.db.remove(PREFIX[d.kind] + d.id);
-      this.db.put(META, meta);
-    });
+    this.inflight++;
+    try {
+      await this.write(() => {
+        for (const p of change.puts) this.db.put(PREFIX[p.kind] + p.id, p.value);
+        for (const d of change.deletes) this.db.remove(PREFIX[d.kind] + d.id);
+        this.db.put(META, meta);
+      });
+    } finally {
+      this.inflight--;
+    }
+    this.sinceRemap += change.puts.length + change.deletes.length;
+    this.scheduleRemap();
     this.meta = meta;
     this.listener(change, meta.revision);
     return meta.revision;
@@ -153,6 +194,8 @@ export class LocalStore implements ReplicatedStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    clearTimeout(this.remapTimer);
+    if (this.remapping) await this.remapping;
     try {
       await this.db.close();
     } finally {
