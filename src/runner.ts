@@ -253,7 +253,10 @@ export class Runner<R = void> {
     try {
       await this.o.run(reason);
     } catch (e) {
-      this.o.onError?.(e, reason, this.retry(reason));
+      // Scheduled first, not as an argument: `onError?.(…, this.retry())` skips the retry itself
+      // when there is no onError (the balancer's failed syncs were never retried).
+      const retryIn = this.retry(reason);
+      this.o.onError?.(e, reason, retryIn);
       return;
     }
     if (this.o.resetOnSuccess ?? true) this.backoff.reset();

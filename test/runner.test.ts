@@ -315,3 +315,16 @@ test('withRetries: retries while retryable, pausing on the back-off after before
   await t.throwsAsync(withRetries(() => (n++, Promise.reject(new Error('final'))), { ...opts, attempts: 5 }), { message: 'final' });
   t.is(n, 1, 'not retryable: thrown at once');
 });
+
+test('a failed run is retried after the back-off even with no onError listener (the balancer has none)', async (t) => {
+  const { clock, runs, ctl, runner } = harness({ onError: undefined as never, retryReason: 'retry' });
+  ctl.failing = true;
+  void runner.run('update');
+  await settle();
+  t.deepEqual(runs.map((r) => r.reason), ['update']);
+  ctl.failing = false;
+  await clock.advance(100);
+  await settle();
+  t.deepEqual(runs.map((r) => r.reason), ['update', 'retry'], 'retried after the first delay');
+  await runner.stop();
+});
