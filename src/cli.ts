@@ -506,6 +506,43 @@ dataplane
       ].join('\n') + '\n';
     });
   });
+interface ShowOut {
+  driver: string;
+  units: Array<{
+    kind: string;
+    service: string;
+    network?: string;
+    address: string;
+    scheduler: string;
+    sticky?: number;
+    kernel: { present: boolean; scheduler?: string; persistence?: number; where?: string };
+    backends: Array<{ task?: string; ip: string; port: number; state: string; weight?: number; health?: string; kernel?: { weight: number; activeConns?: number; inactiveConns?: number } }>;
+    differences: string[];
+  }>;
+}
+dataplane
+  .command('show [service]')
+  .description('like ipvsadm -Ln for either dataplane: each VIP and published port with its scheduler and backends (weight, health, drain state, connection counts where the kernel keeps them), read from the kernel and checked against the plan')
+  .action(async (svc?: string) => {
+    const r = await client().call<ShowOut>('GET', `/v1/dataplane/show${svc ? `?service=${encodeURIComponent(svc)}` : ''}`);
+    out(r, () => {
+      const lines = [`driver: ${r.driver}${r.units.length === 0 ? ' (nothing programmed)' : ''}`];
+      for (const u of r.units) {
+        const k = u.kernel;
+        const head = u.kind === 'vip' ? `VIP ${u.address}` : `PUB ${u.address}`;
+        const kern = k.present ? `kernel: ${k.scheduler ?? '?'}${k.persistence ? ` persistent ${k.persistence}` : ''}${k.where ? ` (${k.where})` : ''}` : 'kernel: absent';
+        lines.push(`${head}  ${u.service}${u.network ? ` on ${u.network}` : ''}  ${u.scheduler}${u.sticky ? ` sticky ${u.sticky}s` : ''}  ${kern}`);
+        for (const b of u.backends) {
+          const addr = `${b.ip.includes(':') ? `[${b.ip}]` : b.ip}:${b.port}`;
+          const conns = b.kernel?.activeConns !== undefined ? ` conns ${b.kernel.activeConns} active/${b.kernel.inactiveConns ?? 0} inactive` : '';
+          const kw = b.kernel ? `kernel weight ${b.kernel.weight}${conns}` : 'not in kernel';
+          lines.push(`  -> ${addr.padEnd(22)} ${b.state.padEnd(11)} ${(b.health ?? '-').padEnd(9)} weight ${b.weight ?? '-'}  ${kw}${b.task ? `  task ${b.task}` : ''}`);
+        }
+        for (const d of u.differences) lines.push(`  ! ${d}`);
+      }
+      return lines.join('\n') + '\n';
+    });
+  });
 dataplane
   .command('cleanup')
   .description('remove every kernel object vipdns created (nftables table, IPVS services, iptables chains, vipdns0) and nothing else; run with the daemon stopped')

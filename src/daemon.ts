@@ -207,6 +207,11 @@ export class Daemon {
       },
     });
     api.route('GET', '/v1/dataplane', () => ({ driver: driver.name, reason: dataplaneReason, ...(balancer ? { status: balancer.status() } : {}) }));
+    api.route('GET', '/v1/dataplane/show', async ({ query }) => {
+      const svc = query.get('service') ?? undefined;
+      if (svc !== undefined) catalog.service(svc); // NOT_FOUND for a service that does not exist
+      return { driver: driver.name, units: balancer ? await balancer.show(svc) : [] };
+    });
     const d = new Daemon({ config, catalog, dns, dnsWorkers, indexCheck, api, metrics, health, forwarding, docker, balancer, dataplane: driver, log });
     try {
       await balancer?.start();

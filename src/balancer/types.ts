@@ -120,6 +120,31 @@ export interface DataplaneDriver {
   apply(diff: Diff): Promise<ApplyResult>;
   /** Removes everything this driver made, and nothing else. */
   cleanup(): Promise<CleanupResult>;
+  /** Reads these units back from the kernel, with counters where the kernel keeps them. */
+  inspect?(units: Unit[]): Promise<KernelUnit[]>;
+}
+
+/** A unit as the kernel holds it now, for `vipdns dataplane show` (read, never inferred from the plan). */
+export interface KernelUnit {
+  id: string;
+  present: boolean;
+  /** The kernel's own words for how it picks: IPVS's scheduler, or nftables' pick (counter/hash). */
+  scheduler?: string;
+  persistence?: number;
+  /** Where it lives: "FWM 0x40010100" (IPVS), "goto c-v4-tcp-k3" (nftables). */
+  where?: string;
+  /** exact: backend weights are the planned ones (IPVS); slots: in proportion, weight-0 ones absent (nftables). */
+  weights: 'exact' | 'slots';
+  backends: KernelBackend[];
+}
+
+export interface KernelBackend {
+  ip: string;
+  port: number;
+  /** IPVS: the destination's weight; nftables: its slots in the unit's map. */
+  weight: number;
+  activeConns?: number;
+  inactiveConns?: number;
 }
 
 export interface DriverLimits {

@@ -4,9 +4,12 @@
 import test from 'ava';
 import type { ChildProcess } from 'node:child_process';
 import { removeDir, startDaemon } from '../helpers/daemon.js';
+import { resolveTool } from '../../src/balancer/drivers/exec.js';
 import { createTopology, inNs, netnsUnavailable, uniquePrefix } from '../helpers/netns.js';
 import { burst, startBackends } from './common.js';
 
+// The nft binary itself: node_modules/.bin has an unrelated `nft` ahead of it on npm's PATH.
+const NFT = resolveTool('nft');
 const why = await netnsUnavailable();
 const rootTest = why ? test.skip : test.serial;
 if (why) console.log(`scheduler traffic tests skipped: ${why}`);
@@ -64,7 +67,7 @@ rootTest(`nftables: wrr by weight, sh per client address, weight 0 drains; lc an
   await ok('task', 'update', 'w1', '--weight', '1');
   await ok('service', 'update', 'wweb', '--lb', 'sh');
   const hvip = wvip;
-  for (let i = 0; i < 50 && !/c-v4-tcp-h/.test(await inNs(topo.host, 'nft', 'list', 'map', 'inet', 'vipdns', 'vips4')); i++) await new Promise((res) => setTimeout(res, 100));
+  for (let i = 0; i < 50 && !/c-v4-tcp-h/.test(await inNs(topo.host, NFT, 'list', 'map', 'inet', 'vipdns', 'vips4')); i++) await new Promise((res) => setTimeout(res, 100));
   const one = await burst(topo.client.ns, 'tcp', hvip, 80, 50);
   t.is(one.errors, 0);
   t.deepEqual(Object.values(one.counts), [50], `one client, one backend: ${JSON.stringify(one.counts)}`);

@@ -13,7 +13,7 @@ import { RestoreScript } from '../iptables/restore.js';
 import { NetlinkError } from '../netlink/errors.js';
 import { isFwmarkKey, type ServiceKey } from '../netlink/ipvs-codec.js';
 import { IpvsClient, type IpvsOp, type OpResult } from '../netlink/ipvs.js';
-import type { ApplyResult, CleanupResult, DataplaneDriver, Diff, Family, Logger, ObservedState, ObservedUnit, ProbeResult, Unit } from '../types.js';
+import type { ApplyResult, CleanupResult, DataplaneDriver, Diff, Family, KernelUnit, Logger, ObservedState, ObservedUnit, ProbeResult, Unit } from '../types.js';
 import { toolRunner, type Runner } from './exec.js';
 import { destChanges, initialDests } from './ipvs-dests.js';
 import { allocateMark, isOurMark } from './ipvs-marks.js';
@@ -116,6 +116,33 @@ export class IpvsDriver implements DataplaneDriver {
   /** The kernel scheduler each of ours becomes here (status, tests). */
   get kernelSchedulers(): KernelSchedulers {
     return this.schedulers;
+  }
+
+  /** Each unit's IPVS services (one per family) and destinations with their connection counts, read now. */
+  async inspect(units: Unit[]): Promise<KernelUnit[]> {
+    const ipvs = await this.client();
+    const out: KernelUnit[] = [];
+    for (const u of units) {
+      const id = unitId(u);
+      const mark = this.natives.get(id)?.mark;
+      const view: KernelUnit = { id, present: false, weights: 'exact', backends: [] };
+      if (mark !== undefined) {
+        const where: string[] = [];
+        for (const family of this.families) {
+          const key = { fwmark: mark, family };
+          const svc = await ipvs.getService(key);
+          if (!svc) continue;
+          view.present = true;
+          view.scheduler = svc.scheduler;
+          if (svc.persistence) view.persistence = svc.persistence.timeout;
+          where.push(`FWM 0x${mark.toString(16)}${family === 6 ? ' IPv6' : ''}`);
+          for (const d of await ipvs.listDests(key)) view.backends.push({ ip: d.address, port: d.port, weight: d.weight, activeConns: d.activeConns, inactiveConns: d.inactiveConns });
+        }
+        view.where = where.join(', ');
+      }
+      out.push(view);
+    }
+    return out;
   }
 
   /** Unit id → fwmark, as last observed or applied (status, tests). */

@@ -5,7 +5,7 @@
 // driver keeps exactly the VIPs of the units it programs on lo, labelled `lo:vipdns` (nftables-vips.ts),
 // written in the same apply as the units, read back and repaired with them.
 import { LoopbackVips } from '../loopback-vips.js';
-import type { ApplyResult, CleanupResult, DataplaneDriver, Diff, ObservedState, ObservedUnit, ProbeResult, Unit } from '../types.js';
+import type { ApplyResult, CleanupResult, DataplaneDriver, Diff, KernelUnit, ObservedState, ObservedUnit, ProbeResult, Unit } from '../types.js';
 import { toolError, toolRunner, type Runner } from './exec.js';
 import { parseObserved } from './nftables-observe.js';
 import { DEFAULT_NFT_OPTIONS, NFT_LIMITS, fingerprintOf, renderDiff, unitElements, unitId, type NftOptions, type NftUnitNative } from './nftables-render.js';
@@ -115,6 +115,14 @@ export class NftablesDriver implements DataplaneDriver {
     return { ops: ops + written + guarded };
   }
 
+  /** The units' elements as the kernel lists them: dispatch verdict, and slots per backend. */
+  async inspect(units: Unit[]): Promise<KernelUnit[]> {
+    const r = await this.nft(['-j', 'list', 'table', 'inet', this.options.table]);
+    if (r.code !== 0 && !/No such file or directory/.test(r.stderr)) throw toolError(`nft list table inet ${this.options.table}`, r);
+    const observed = r.code === 0 ? parseObserved(r.stdout, this.options).units : new Map<string, ObservedUnit>();
+    return units.map((u) => kernelView(unitId(u), observed.get(unitId(u))?.native as NftUnitNative | undefined));
+  }
+
   /** Deletes our table, which holds everything we made, and our labelled addresses on lo; nothing else. */
   async cleanup(): Promise<CleanupResult> {
     const t = this.options.table;
@@ -135,4 +143,18 @@ export class NftablesDriver implements DataplaneDriver {
     }
     return { removed };
   }
+}
+
+/** One unit's elements as `dataplane show` lists them. */
+function kernelView(id: string, n: NftUnitNative | undefined): KernelUnit {
+  if (!n || n.elements.length === 0) return { id, present: false, weights: 'slots', backends: [] };
+  const gotos = n.elements.filter((e) => e.value.startsWith('goto ')).map((e) => e.value);
+  const slots = new Map<string, number>();
+  for (const e of n.elements) if (!e.value.startsWith('goto ')) slots.set(e.value, (slots.get(e.value) ?? 0) + 1);
+  const backends = [...slots].map(([v, weight]) => {
+    const [ip, port] = v.split(' . ');
+    return { ip: ip!, port: Number(port), weight };
+  });
+  const picks = new Set(gotos.map((g) => (g === 'goto c-none' ? 'none (no backend: the host answers)' : /-h\d+$/.test(g) ? 'jhash of the client address' : 'numgen round robin')));
+  return { id, present: true, scheduler: [...picks].join(', '), where: gotos.join(', '), weights: 'slots', backends };
 }

@@ -1,0 +1,95 @@
+// `vipdns dataplane show` on the nftables dataplane: the backends it lists are the ones in the
+// kernel's maps (read with nft), a slot deleted by hand is flagged as a difference from the plan,
+// and a removed task shows as draining.
+import test from 'ava';
+import type { ChildProcess } from 'node:child_process';
+import { removeDir, startDaemon } from '../helpers/daemon.js';
+import { resolveTool } from '../../src/balancer/drivers/exec.js';
+import { createTopology, inNs, netnsUnavailable, uniquePrefix } from '../helpers/netns.js';
+import { VIP, startBackends } from './common.js';
+
+// The nft binary itself: node_modules/.bin has an unrelated `nft` ahead of it on npm's PATH.
+const NFT = resolveTool('nft');
+const why = await netnsUnavailable();
+const rootTest = why ? test.skip : test.serial;
+if (why) console.log(`dataplane show test skipped: ${why}`);
+
+interface Show {
+  driver: string;
+  units: Array<{ kind: string; address: string; scheduler: string; kernel: { present: boolean; where?: string }; backends: Array<{ ip: string; port: number; state: string; health?: string; kernel?: { weight: number } }>; differences: string[] }>;
+}
+
+rootTest(`dataplane show lists what nft holds and flags what differs from the plan${why ? ` (skipped: ${why})` : ''}`, async (t) => {
+  const topo = await createTopology(uniquePrefix(), 3);
+  const procs: ChildProcess[] = [];
+  t.teardown(async () => {
+    for (const p of procs) p.kill('SIGKILL');
+    await topo.destroy();
+  });
+  procs.push(...(await startBackends(topo)));
+  const d = await startDaemon({ wrap: ['ip', 'netns', 'exec', topo.host], args: ['--dataplane', 'nftables'] });
+  t.teardown(async () => {
+    await d.stop();
+    await d.cli('dataplane', 'cleanup');
+    removeDir(d.dataDir);
+  });
+  const ok = (...a: string[]): Promise<string> => d.ok(...a);
+  await ok('network', 'create', 'n', '--subnet', '10.0.9.0/24');
+  await ok('service', 'create', 'web', '--network', 'n', '--port', '80', '--publish', '8080:80');
+  await ok('service', 'create', 'other', '--network', 'n', '--port', '81');
+  for (const b of topo.backends) await ok('task', 'add', 'web', '--ip', b.ip);
+  const show = async (svc = 'web'): Promise<Show> => {
+    const text = await ok('--json', 'dataplane', 'show', svc);
+    try {
+      return JSON.parse(text) as Show;
+    } catch {
+      throw new Error(`dataplane show --json printed: ${JSON.stringify(text)}`);
+    }
+  };
+  let s: Show | undefined;
+  for (let i = 0; i < 50; i++) {
+    s = await show();
+    const vipUnit = s.units.find((u) => u.kind === 'vip');
+    if (s.units.length === 2 && vipUnit?.backends.length === 3 && s.units.every((u) => u.kernel.present && u.backends.every((b) => b.kernel))) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  t.is(s!.driver, 'nftables');
+  t.deepEqual(s!.units.map((u) => u.address).sort(), ['*:8080/tcp', `${VIP}:80/tcp`]);
+  const vip = s!.units.find((u) => u.kind === 'vip')!;
+  t.deepEqual(vip.differences, []);
+  t.regex(vip.kernel.where ?? '', /goto c-v4-tcp-k3/);
+
+  // The same backends as the kernel's map for this VIP.
+  const table = JSON.parse(await inNs(topo.host, NFT, '-j', 'list', 'table', 'inet', 'vipdns')) as { nftables: Array<{ map?: { name: string; elem?: Array<[{ concat: unknown[] }, { concat: unknown[] }]> } }> };
+  const elems = table.nftables.find((x) => x.map?.name === 't-v4-tcp-k3')!.map!.elem!;
+  const fromNft = elems.filter(([k]) => k.concat[0] === VIP).map(([, v]) => `${String(v.concat[0])}:${String(v.concat[1])}`).sort();
+  t.deepEqual(vip.backends.map((b) => `${b.ip}:${b.port}`).sort(), fromNft);
+  t.deepEqual(vip.backends.map((b) => b.state), ['active', 'active', 'active']);
+  const text = await ok('dataplane', 'show');
+  t.regex(text, new RegExp(`VIP ${VIP.replaceAll('.', '\\.')}:80/tcp  web on n  rr  kernel: numgen round robin`));
+  t.regex(text, /VIP 10\.0\.9\.\d+:81\/tcp  other on n/, 'all services without a name');
+
+  // A slot deleted by hand: the kernel no longer has that backend for the VIP.
+  const [k1] = elems.filter(([k]) => k.concat[0] === VIP && k.concat[3] === 1);
+  const gone = `${String(k1![1].concat[0])}:${String(k1![1].concat[1])}`;
+  await inNs(topo.host, NFT, 'delete', 'element', 'inet', 'vipdns', 't-v4-tcp-k3', `{ ${VIP} . tcp . 80 . 1 }`);
+  s = await show();
+  t.deepEqual(s.units.find((u) => u.kind === 'vip')!.differences, [`${gone} is planned but missing in the kernel`]);
+
+  // A removed task drains: listed as draining, out of the kernel's map, and that is no difference.
+  // The next sync's transaction fails on the missing slot; the retry re-reads the kernel and repairs it.
+  const tasks = JSON.parse(await ok('--json', 'task', 'ls', 'web')) as Array<{ id: string; addresses: { n: string } }>;
+  await ok('task', 'rm', tasks.find((x) => x.addresses.n === topo.backends[0]!.ip)!.id);
+  for (let i = 0; i < 50; i++) {
+    s = await show();
+    const v = s.units.find((u) => u.kind === 'vip')!;
+    if (v.backends.some((b) => b.state === 'draining') && v.differences.length === 0) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const v = s!.units.find((u) => u.kind === 'vip')!;
+  t.deepEqual(v.backends.filter((b) => b.state === 'draining').map((b) => b.ip), [topo.backends[0]!.ip]);
+  t.deepEqual(v.differences, []);
+  const none = await d.cli('dataplane', 'show', 'nope');
+  t.not(none.code, 0);
+  t.regex(none.stderr, /no service "nope"/);
+});
