@@ -148,6 +148,21 @@ program
   });
 
 // ---------- networks ----------
+// ---------- nodes ----------
+const node = program.command('node').description('the hosts sharing this catalog');
+node
+  .command('ls')
+  .description('hosts of the shared store: address, last heartbeat (lease renewal), task count; one host alone lists itself')
+  .action(async () => {
+    const list = await client().call<Array<{ name: string; host?: string; address?: string; heartbeatAgo?: number; ttl?: number; since?: string; tasks: number; self: boolean }>>('GET', '/v1/nodes');
+    out(list, () =>
+      columns(
+        ['NAME', 'ADDRESS', 'HOST', 'HEARTBEAT', 'TASKS', 'UP SINCE'],
+        list.map((n) => [`${n.name}${n.self ? ' *' : ''}`, n.address ?? '-', n.host ?? '-', n.heartbeatAgo === undefined ? 'unknown' : `${n.heartbeatAgo}s ago${n.ttl ? ` (ttl ${n.ttl}s)` : ''}`, String(n.tasks), n.since ?? '-']),
+      ),
+    );
+  });
+
 const network = program.command('network').description('manage networks');
 network
   .command('create <name>')
@@ -168,8 +183,12 @@ network
   });
 network
   .command('inspect <name>')
-  .description('show one network')
-  .action(async (name: string) => out(await client().call('GET', `/v1/networks/${encodeURIComponent(name)}`)));
+  .description('show one network, with its peers: the hosts that have tasks on it')
+  .action(async (name: string) => {
+    const path = `/v1/networks/${encodeURIComponent(name)}`;
+    const net = await client().call<Record<string, unknown>>('GET', path);
+    out({ ...net, peers: await client().call('GET', `${path}/peers`) });
+  });
 network
   .command('rm <name...>')
   .description('remove networks')

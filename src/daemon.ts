@@ -1,6 +1,7 @@
 // Wires the modules together. Nothing imports this file but the CLI.
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { hostname } from 'node:os';
 import { Counter, Registry } from 'prom-client';
 import { ApiServer } from './api/server.js';
 import { Balancer, createDriver, type DataplaneDriver } from './balancer/index.js';
@@ -12,7 +13,8 @@ import { Catalog } from './catalog/catalog.js';
 import { registerCatalogMetrics } from './catalog/metrics.js';
 import { DockerSource } from './catalog/sources/docker.js';
 import { LocalStore } from './catalog/store/local.js';
-import type { ReplicatedStore } from './catalog/store/store.js';
+import type { NodeInfo, ReplicatedStore } from './catalog/store/store.js';
+import { peersOf } from './catalog/peers.js';
 import type { EtcdConfig } from './catalog/store/etcd-url.js';
 import { type DaemonConfig, readToken } from './config.js';
 import { AnswerIndex } from './dns/answers.js';
@@ -30,7 +32,7 @@ import { MetricsServer } from './metrics/http.js';
 import { registerBuildInfo } from './metrics/build-info.js';
 import { registerProcessMetrics } from './metrics/process.js';
 import { VERSION } from './version.js';
-import { hostAddresses } from './net/host-addresses.js';
+import { advertisedAddress, hostAddresses } from './net/host-addresses.js';
 import { explain } from './dns/explain.js';
 import { listeningPorts } from './net/host-ports.js';
 
@@ -76,7 +78,8 @@ export class Daemon {
       const f = config.nodeNameFallback;
       log.warn({ hostname: f.hostname, node: f.used }, `the hostname "${f.hostname}" is not a usable node name; using "${f.used}" (set --node-name or VIPDNS_NODE_NAME to choose)`);
     }
-    const store: ReplicatedStore = config.store.kind === 'etcd' ? await openEtcdStore(config.store, config.nodeName, log) : await LocalStore.open(config.dataDir);
+    const address = advertisedAddress(config.dnsListen.host);
+    const store: ReplicatedStore = config.store.kind === 'etcd' ? await openEtcdStore(config.store, config.nodeName, address, log) : await LocalStore.open(config.dataDir);
     let catalog: Catalog;
     try {
       catalog = await Catalog.open(store, { host: { addresses: hostAddresses(), listening: listeningPorts(), publishRange: config.publishRange } });
@@ -207,6 +210,14 @@ export class Daemon {
       },
     });
     api.route('GET', '/v1/dataplane', () => ({ driver: driver.name, reason: dataplaneReason, ...(balancer ? { status: balancer.status() } : {}) }));
+    // One host alone is its own only node; a shared store lists every live one.
+    const nodes = async (): Promise<NodeInfo[]> =>
+      store.nodes ? store.nodes() : [{ name: config.nodeName, host: hostname(), ...(address ? { address } : {}), pid: process.pid, heartbeatAgo: 0, tasks: Object.keys(catalog.state.tasks), self: true }];
+    api.route('GET', '/v1/nodes', async () => (await nodes()).map(({ tasks, ...n }) => ({ ...n, tasks: tasks.length })));
+    api.route('GET', '/v1/networks/:name/peers', async ({ params }) => {
+      const net = catalog.network(params.name!);
+      return peersOf(net.name, await nodes(), catalog.state.tasks);
+    });
     api.route('GET', '/v1/dataplane/show', async ({ query }) => {
       const svc = query.get('service') ?? undefined;
       if (svc !== undefined) catalog.service(svc); // NOT_FOUND for a service that does not exist
@@ -266,9 +277,9 @@ export class Daemon {
 }
 
 /** The etcd client (grpc) is loaded only when a shared store is configured: ~150 ms of start-up otherwise. */
-async function openEtcdStore(config: EtcdConfig, nodeName: string, log: Logger): Promise<ReplicatedStore> {
+async function openEtcdStore(config: EtcdConfig, nodeName: string, address: string | undefined, log: Logger): Promise<ReplicatedStore> {
   const [{ EtcdStore }, { etcdStoreOptions }] = await Promise.all([import('./catalog/store/etcd.js'), import('./catalog/store/etcd-url.js')]);
-  return new EtcdStore(etcdStoreOptions(config, nodeName, log));
+  return new EtcdStore({ ...etcdStoreOptions(config, nodeName, log), ...(address ? { address } : {}) });
 }
 
 /** One line when the native addons are not built (no C toolchain at install): what runs slower or not at all. */
@@ -278,3 +289,4 @@ function sayMissingAddons(log: Logger): void {
   if (netlinkUnavailable()) missing.push('vipdns_netlink: no IPVS dataplane (nftables works)');
   if (missing.length > 0) log.warn({ missing }, `native addons not built, running without them: ${missing.join('; ')}; \`npm run build:native\` builds them (needs python3, make and a C compiler)`);
 }
+

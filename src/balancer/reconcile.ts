@@ -13,7 +13,7 @@ import { diff, isEmpty } from './diff.js';
 import { drainDeadlines, withDraining } from './drain.js';
 import { incrementalDiff } from './incremental.js';
 import { TaskIndex, plan, replanWith, type Plan, type PlanOptions } from './plan.js';
-import { type ShowUnit, showUnits, units } from './show.js';
+import { type ShowUnit, showUnits, unitsOf } from './show.js';
 import type { DataplaneDriver, DesiredState, Diff, Logger, ObservedState } from './types.js';
 
 export interface BalancerOptions {
@@ -176,7 +176,7 @@ export class Balancer {
 
   /** Each programmed unit (of one service, if given) beside the kernel's view of it, for `dataplane show`. */
   async show(service?: string): Promise<ShowUnit[]> {
-    const want = this.applied ? units(this.applied, service) : [];
+    const want = this.applied ? unitsOf(this.applied, service) : [];
     if (!this.driver.inspect) return showUnits(want, [], () => undefined);
     const kernel = await this.driver.inspect(want);
     const tasks = this.catalog?.tasks ?? {};

@@ -1,6 +1,7 @@
 // `vipdns dataplane show`: what each unit should be (the applied plan, with draining backends and
 // task health) beside what the kernel holds now (the driver's inspect()), with every difference
 // between the two named. Pure: the balancer gathers the inputs.
+import { units } from './diff.js';
 import type { Backend, DesiredState, KernelUnit, Unit } from './types.js';
 
 export interface ShowBackend {
@@ -31,11 +32,10 @@ export interface ShowUnit {
 
 const key = (ip: string, port: number): string => `${ip}|${port}`;
 
-export function units(state: DesiredState, service?: string): Unit[] {
-  const out: Unit[] = [];
-  for (const v of state.services) if (service === undefined || v.service === service) out.push({ kind: 'vip', vip: v });
-  for (const p of state.published) if (service === undefined || p.service === service) out.push({ kind: 'published', published: p });
-  return out;
+/** The units of one service (or all), in plan order. */
+export function unitsOf(state: DesiredState, service?: string): Unit[] {
+  const all = units(state);
+  return service === undefined ? all : all.filter((u) => (u.kind === 'vip' ? u.vip.service : u.published.service) === service);
 }
 
 export function showUnits(want: Unit[], kernel: KernelUnit[], health: (task: string) => string | undefined): ShowUnit[] {

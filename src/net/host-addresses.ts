@@ -3,7 +3,7 @@
 // the host's own traffic. Read lazily and kept briefly: allocation asks per address, and a host
 // whose lo holds 10,000 VIPs makes each read cost milliseconds.
 import { networkInterfaces } from 'node:os';
-import { formatIp, tryParseIp } from './ip.js';
+import { formatIp, isLoopback, tryParseIp } from './ip.js';
 
 export type HostAddresses = () => ReadonlySet<string>;
 
@@ -25,4 +25,15 @@ export function hostAddresses(ttlMs = 5000, read: typeof networkInterfaces = net
     }
     return cached;
   };
+}
+
+/**
+ * The address other hosts know this one by, for `vipdns node ls`: the DNS listen address when it
+ * is one specific address, else the first non-loopback IPv4 (then IPv6) address of an interface.
+ */
+export function advertisedAddress(listenHost: string, read: typeof networkInterfaces = networkInterfaces): string | undefined {
+  const l = tryParseIp(listenHost);
+  if (l && !isLoopback(l) && l.value !== 0n) return formatIp(l);
+  const all = Object.values(read()).flatMap((x) => x ?? []).filter((a) => !a.internal);
+  return (all.find((a) => a.family === 'IPv4') ?? all.find((a) => a.family === 'IPv6' && !a.address.startsWith('fe80')))?.address;
 }

@@ -184,3 +184,20 @@ test('hostile API bodies get a 4xx with a code, never a 500, and change nothing'
   t.is(JSON.stringify(await (await fetch(`${d.api}/v1/services`)).json()), before);
   t.is((await fetch(`${d.metrics}/healthz`)).status, 200, 'still alive');
 });
+
+test('one host alone: node ls lists it with its tasks; network inspect names it as the peer', async (t) => {
+  const d = await startDaemon({ args: ['--node-name', 'solo'] });
+  t.teardown(async () => {
+    await d.stop();
+    removeDir(d.dataDir);
+  });
+  await ok(d, 'network', 'create', 'front', '--subnet', '10.0.9.0/24');
+  await ok(d, 'service', 'create', 'web', '--network', 'front');
+  await ok(d, 'task', 'add', 'web');
+  await ok(d, 'task', 'add', 'web');
+  const nodes = JSON.parse(await ok(d, '--json', 'node', 'ls')) as Array<{ name: string; tasks: number; self: boolean }>;
+  t.deepEqual(nodes.map((n) => [n.name, n.tasks, n.self]), [['solo', 2, true]]);
+  const net = JSON.parse(await ok(d, '--json', 'network', 'inspect', 'front')) as { services: string[]; peers: Array<{ node: string; tasks: number }> };
+  t.deepEqual(net.services, ['web']);
+  t.deepEqual(net.peers.map((p) => [p.node, p.tasks]), [['solo', 2]]);
+});

@@ -293,3 +293,41 @@ test('a daemon restarted within its lease TTL keeps its tasks: they move to its 
   t.is(await query(a2, 'web'), ip);
   t.true(a2.logs.some((l) => /adopted tasks of this node's previous run/.test(l)), 'the restart adopted the task');
 });
+
+test('node ls and network peers: every live host with its address, heartbeat and tasks; a stopped host leaves after its lease', async (t) => {
+  const { ds } = await cluster(t, 2);
+  await api(ds[0]!, 'POST', '/v1/networks', { name: 'front', subnet: '10.0.9.0/24' });
+  await api(ds[0]!, 'POST', '/v1/networks', { name: 'back', subnet: '10.0.8.0/24' });
+  await api(ds[0]!, 'POST', '/v1/services', { name: 'web', networks: ['front'] });
+  await api(ds[0]!, 'POST', '/v1/services', { name: 'db', networks: ['back'] });
+  await api(ds[0]!, 'POST', '/v1/tasks', { service: 'web' });
+  await api(ds[0]!, 'POST', '/v1/tasks', { service: 'db' });
+  await api(ds[1]!, 'POST', '/v1/tasks', { service: 'web' });
+  await api(ds[1]!, 'POST', '/v1/tasks', { service: 'web' });
+  type Node = { name: string; address?: string; heartbeatAgo?: number; ttl?: number; tasks: number; self: boolean };
+  const nodes = await api<Node[]>(ds[1]!, 'GET', '/v1/nodes');
+  t.deepEqual(nodes.map((n) => [n.name, n.tasks, n.self]), [['node0', 2, false], ['node1', 2, true]]);
+  for (const n of nodes) {
+    t.truthy(n.address, `${n.name} gives an address`);
+    t.is(n.ttl, TTL);
+    t.true(n.heartbeatAgo !== undefined && n.heartbeatAgo >= 0 && n.heartbeatAgo <= TTL, `${n.name} renewed its lease ${n.heartbeatAgo} s ago`);
+  }
+  const text = await ds[0]!.ok('node', 'ls');
+  t.regex(text, /node0 \*\s+\S+\s+\S+\s+\d+s ago \(ttl 3s\)\s+2/);
+  t.deepEqual(await api(ds[0]!, 'GET', '/v1/networks/front/peers'), nodes.map((n) => ({ node: n.name, address: n.address, tasks: n.name === 'node0' ? 1 : 2 })));
+  const back = JSON.parse(await ds[0]!.ok('--json', 'network', 'inspect', 'back')) as { peers: Array<{ node: string; tasks: number }> };
+  t.deepEqual(back.peers.map((p) => [p.node, p.tasks]), [['node0', 1]]);
+
+  // A stopped daemon's lease runs out: it leaves the list, and its tasks go with it.
+  await ds[1]!.kill9();
+  const t0 = Date.now();
+  let left: Node[] = [];
+  while (Date.now() - t0 < 20_000) {
+    left = await api<Node[]>(ds[0]!, 'GET', '/v1/nodes');
+    if (left.length === 1) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  t.deepEqual(left.map((n) => [n.name, n.tasks]), [['node0', 2]]);
+  t.log(`node1 left node ls ${Date.now() - t0} ms after kill -9 (lease TTL ${TTL} s)`);
+  t.deepEqual((await api<Array<{ node: string }>>(ds[0]!, 'GET', '/v1/networks/front/peers')).map((p) => p.node), ['node0']);
+});

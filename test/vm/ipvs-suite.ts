@@ -232,6 +232,21 @@ async function main(): Promise<void> {
     for (const v of ['10.96.0.10', '10.96.0.11', '10.96.0.12', '10.96.0.13', '10.96.0.14']) ok(vips.includes(`"${v}"`), `VIP ${v} not on vipdns0`);
   });
   await check('ipvsadm -Ln shows exactly the planned state', () => assertPlanned(driver, s1, foreignHeads));
+  await check('dataplane show: inspect() lists what ipvsadm -Ln lists, per unit, with counters', async () => {
+    const want = units(s1);
+    const kernel = await driver.inspect(want);
+    const listed = ipvsadmLn();
+    const marks = driver.unitMarks();
+    for (const [i, u] of want.entries()) {
+      const k = kernel[i]!;
+      ok(k.present && k.weights === 'exact', `${unitId(u)} present`);
+      const head = [...listed.keys()].find((h) => h.startsWith(`FWM ${marks.get(unitId(u))} `));
+      ok(head !== undefined, `no ipvsadm head for ${unitId(u)}`);
+      ok(head!.includes(k.scheduler!), `scheduler ${k.scheduler} in "${head}"`);
+      eq(k.backends.map((b) => `-> ${b.ip}:${b.port} Masq ${b.weight}`).sort(), [...listed.get(head!)!].sort(), `backends of ${unitId(u)}`);
+      ok(k.backends.every((b) => typeof b.activeConns === 'number' && typeof b.inactiveConns === 'number'), 'connection counters');
+    }
+  });
   await check('second sync: observe matches expect, nothing to do', async () => {
     const d = diff(s1, await driver.observe(), driver);
     ok(isEmpty(d), `diff not empty: ${JSON.stringify({ add: d.add.length, change: d.change.map((c) => c.observed.id), remove: d.remove.map((r) => r.id), base: d.base })}`);

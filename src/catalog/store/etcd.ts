@@ -10,12 +10,14 @@ import { VipdnsError, errorMessage } from '../../errors.js';
 import type { Change, Meta } from '../changes.js';
 import { type CatalogState, FWMARK_BASE } from '../model.js';
 import { type KeyEvent, META, NODES, type RawKv, changeFromEvents, decodeMeta, decodeState, planTxn } from './etcd-keys.js';
-import { type ChangeListener, type ReplicatedStore, StoreConflict } from './store.js';
+import { type ChangeListener, type NodeInfo, type ReplicatedStore, StoreConflict } from './store.js';
 
 export interface EtcdStoreOptions {
   hosts: string[]; // http://host:port or https://host:port
   prefix: string; // normalized, ends with '/'
   nodeName: string;
+  /** This host's address as other hosts reach it, for `vipdns node ls`. */
+  address?: string;
   leaseTtlSeconds: number;
   tls?: { ca?: Buffer; cert?: Buffer; key?: Buffer };
   auth?: { username: string; password: string };
@@ -386,8 +388,53 @@ export class EtcdStore implements ReplicatedStore {
     }
   }
 
+  /** Every registered node (on its live lease), with its lease's age and the tasks on it. */
+  async nodes(): Promise<NodeInfo[]> {
+    const read = async (sub: string, keysOnly: boolean) => {
+      const p = `${this.prefix}${sub}`;
+      const res = await this.client.kv.range({ key: Buffer.from(p), range_end: prefixEnd(p), keys_only: keysOnly });
+      return res.kvs.map((kv) => ({ key: kv.key.toString().slice(p.length), value: kv.value.toString(), lease: String(kv.lease) }));
+    };
+    let nodes, tasks;
+    try {
+      [nodes, tasks] = await Promise.all([read(NODES, false), read('tasks/', true)]);
+    } catch (e) {
+      throw storeError(e, this.opts.hosts, 'cannot read the nodes');
+    }
+    const byLease = new Map<string, string[]>();
+    for (const t of tasks) {
+      let l = byLease.get(t.lease);
+      if (!l) byLease.set(t.lease, (l = []));
+      l.push(t.key);
+    }
+    const out: NodeInfo[] = [];
+    for (const n of nodes) {
+      let rec: { host?: string; address?: string; pid?: number; since?: string } = {};
+      try {
+        rec = JSON.parse(n.value) as typeof rec;
+      } catch {
+        /* a record of another version: name and lease still say enough */
+      }
+      const info: NodeInfo = { name: n.key, tasks: byLease.get(n.lease) ?? [], self: n.key === this.opts.nodeName };
+      if (rec.host) info.host = rec.host;
+      if (rec.address) info.address = rec.address;
+      if (rec.pid) info.pid = rec.pid;
+      if (rec.since) info.since = rec.since;
+      try {
+        const ttl = await this.client.leaseClient.leaseTimeToLive({ ID: n.lease });
+        const left = Number(ttl.TTL);
+        const granted = Number(ttl.grantedTTL);
+        if (left >= 0 && granted > 0) Object.assign(info, { ttl: granted, heartbeatAgo: granted - left });
+      } catch {
+        /* the lease just expired: the node is on its way out */
+      }
+      out.push(info);
+    }
+    return out.sort((a, b) => (a.name < b.name ? -1 : 1));
+  }
+
   private async registerNode(leaseId: string): Promise<void> {
-    const value = JSON.stringify({ name: this.opts.nodeName, host: hostname(), pid: process.pid, lease: leaseId, since: new Date().toISOString() });
+    const value = JSON.stringify({ name: this.opts.nodeName, host: hostname(), ...(this.opts.address ? { address: this.opts.address } : {}), pid: process.pid, lease: leaseId, since: new Date().toISOString() });
     try {
       await this.client.put(`${this.prefix}${NODES}${this.opts.nodeName}`).value(value).lease(leaseId);
       this.log.info({ node: this.opts.nodeName, lease: leaseId, ttl: this.opts.leaseTtlSeconds }, 'etcd lease granted; node registered');

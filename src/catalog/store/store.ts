@@ -33,9 +33,27 @@ export interface ReplicatedStore {
   sync?(): Promise<void>;
   /** Whether the store is connected (a shared store's watch); absent: always (a local file). */
   readonly live?: boolean;
+  /** The hosts sharing this store, read now (a shared store only; one host is the daemon itself). */
+  nodes?(): Promise<NodeInfo[]>;
   /** The most objects one commit may write or delete (etcd caps operations per transaction). */
   readonly maxObjectsPerCommit?: number;
   close(): Promise<void>;
+}
+
+/** A host of a shared store: its registration, when its lease was last renewed, its tasks. */
+export interface NodeInfo {
+  name: string;
+  host?: string;
+  /** The address it gave for itself (its DNS address, or its first non-loopback one). */
+  address?: string;
+  pid?: number;
+  since?: string;
+  /** Seconds since its lease was last renewed (a live daemon renews every TTL/3); undefined: unknown. */
+  heartbeatAgo?: number;
+  ttl?: number;
+  /** Ids of the tasks it registered (on its lease). */
+  tasks: string[];
+  self: boolean;
 }
 
 /**
