@@ -464,6 +464,40 @@ container
   });
 
 // ---------- dataplane ----------
+interface ShowOut {
+  driver: string;
+  units: Array<{
+    kind: string;
+    service: string;
+    network?: string;
+    address: string;
+    scheduler: string;
+    sticky?: number;
+    kernel: { present: boolean; scheduler?: string; persistence?: number; where?: string };
+    backends: Array<{ task?: string; ip: string; port: number; state: string; weight?: number; health?: string; kernel?: { weight: number; activeConns?: number; inactiveConns?: number } }>;
+    differences: string[];
+  }>;
+}
+
+/** dataplane show's rows: one head line per unit, one per backend, one per difference. */
+function showLines(units: ShowOut['units']): string[] {
+  const lines: string[] = [];
+  for (const u of units) {
+    const k = u.kernel;
+    const head = u.kind === 'vip' ? `VIP ${u.address}` : `PUB ${u.address}`;
+    const kern = k.present ? `kernel: ${k.scheduler ?? '?'}${k.persistence ? ` persistent ${k.persistence}` : ''}${k.where ? ` (${k.where})` : ''}` : 'kernel: absent';
+    lines.push(`${head}  ${u.service}${u.network ? ` on ${u.network}` : ''}  ${u.scheduler}${u.sticky ? ` sticky ${u.sticky}s` : ''}  ${kern}`);
+    for (const b of u.backends) {
+      const addr = `${b.ip.includes(':') ? `[${b.ip}]` : b.ip}:${b.port}`;
+      const conns = b.kernel?.activeConns !== undefined ? ` conns ${b.kernel.activeConns} active/${b.kernel.inactiveConns ?? 0} inactive` : '';
+      const kw = b.kernel ? `kernel weight ${b.kernel.weight}${conns}` : 'not in kernel';
+      lines.push(`  -> ${addr.padEnd(22)} ${b.state.padEnd(11)} ${(b.health ?? '-').padEnd(9)} weight ${b.weight ?? '-'}  ${kw}${b.task ? `  task ${b.task}` : ''}`);
+    }
+    for (const d of u.differences) lines.push(`  ! ${d}`);
+  }
+  return lines;
+}
+
 // ---------- explain ----------
 interface ExplainOut {
   name: string;
@@ -474,15 +508,17 @@ interface ExplainOut {
   matches: Array<{ object: string; as: string; network: string; addresses: string[]; ttl: number; visible: boolean; hidden?: string; health?: { tasks: number; serving: number; unhealthy: number; failOpen: boolean; note: string } }>;
   notes: string[];
   answer: { rcode: string; answers: Array<{ name: string; type: string; ttl: number; data: string }>; additionals: Array<{ name: string; type: string; ttl: number; data: string }>; authorities: Array<{ name: string; type: string; ttl: number; data: string }> };
+  kernel?: ShowOut['units'];
 }
 program
   .command('explain <name>')
   .description('why NAME does (not) resolve for a client: its networks, the matching catalog objects, what it cannot see and why, health, and the exact answer')
   .requiredOption('--from <ip>', "the client's address (as the DNS server sees it)")
   .option('--type <type>', 'query type: A, AAAA, SRV, PTR, ANY, TXT or MX (default: A)')
-  .addHelpText('after', '\nExamples:\n  vipdns explain web --from 10.0.9.50\n  vipdns explain tasks.web --from 10.0.9.50\n  vipdns explain 2.9.0.10.in-addr.arpa --from 127.0.0.1 --type PTR\n')
-  .action(async (name: string, o: { from: string; type?: string }) => {
-    const q = new URLSearchParams({ name, from: o.from, ...(o.type ? { type: o.type } : {}) });
+  .option('--port <port[/udp]>', "also the kernel's path for a connection to each answered VIP on this port: backends, weights, counters, and where the kernel differs from the plan")
+  .addHelpText('after', '\nExamples:\n  vipdns explain web --from 10.0.9.50\n  vipdns explain web --from 10.0.9.50 --port 80\n  vipdns explain tasks.web --from 10.0.9.50\n  vipdns explain 2.9.0.10.in-addr.arpa --from 127.0.0.1 --type PTR\n')
+  .action(async (name: string, o: { from: string; type?: string; port?: string }) => {
+    const q = new URLSearchParams({ name, from: o.from, ...(o.type ? { type: o.type } : {}), ...(o.port ? { port: o.port } : {}) });
     const e = await client().call<ExplainOut>('GET', `/v1/explain?${q.toString()}`);
     out(e, () => {
       const lines: string[] = [];
@@ -502,6 +538,7 @@ program
       for (const r of e.answer.answers) lines.push(rr(r));
       if (e.answer.additionals.length) lines.push('additional:', ...e.answer.additionals.map(rr));
       if (e.answer.authorities.length) lines.push('authority:', ...e.answer.authorities.map(rr));
+      if (e.kernel) lines.push('kernel path:', ...(e.kernel.length ? showLines(e.kernel) : ['  (none)']));
       return lines.join('\n') + '\n';
     });
   });
@@ -525,42 +562,12 @@ dataplane
       ].join('\n') + '\n';
     });
   });
-interface ShowOut {
-  driver: string;
-  units: Array<{
-    kind: string;
-    service: string;
-    network?: string;
-    address: string;
-    scheduler: string;
-    sticky?: number;
-    kernel: { present: boolean; scheduler?: string; persistence?: number; where?: string };
-    backends: Array<{ task?: string; ip: string; port: number; state: string; weight?: number; health?: string; kernel?: { weight: number; activeConns?: number; inactiveConns?: number } }>;
-    differences: string[];
-  }>;
-}
 dataplane
   .command('show [service]')
   .description('like ipvsadm -Ln for either dataplane: each VIP and published port with its scheduler and backends (weight, health, drain state, connection counts where the kernel keeps them), read from the kernel and checked against the plan')
   .action(async (svc?: string) => {
     const r = await client().call<ShowOut>('GET', `/v1/dataplane/show${svc ? `?service=${encodeURIComponent(svc)}` : ''}`);
-    out(r, () => {
-      const lines = [`driver: ${r.driver}${r.units.length === 0 ? ' (nothing programmed)' : ''}`];
-      for (const u of r.units) {
-        const k = u.kernel;
-        const head = u.kind === 'vip' ? `VIP ${u.address}` : `PUB ${u.address}`;
-        const kern = k.present ? `kernel: ${k.scheduler ?? '?'}${k.persistence ? ` persistent ${k.persistence}` : ''}${k.where ? ` (${k.where})` : ''}` : 'kernel: absent';
-        lines.push(`${head}  ${u.service}${u.network ? ` on ${u.network}` : ''}  ${u.scheduler}${u.sticky ? ` sticky ${u.sticky}s` : ''}  ${kern}`);
-        for (const b of u.backends) {
-          const addr = `${b.ip.includes(':') ? `[${b.ip}]` : b.ip}:${b.port}`;
-          const conns = b.kernel?.activeConns !== undefined ? ` conns ${b.kernel.activeConns} active/${b.kernel.inactiveConns ?? 0} inactive` : '';
-          const kw = b.kernel ? `kernel weight ${b.kernel.weight}${conns}` : 'not in kernel';
-          lines.push(`  -> ${addr.padEnd(22)} ${b.state.padEnd(11)} ${(b.health ?? '-').padEnd(9)} weight ${b.weight ?? '-'}  ${kw}${b.task ? `  task ${b.task}` : ''}`);
-        }
-        for (const d of u.differences) lines.push(`  ! ${d}`);
-      }
-      return lines.join('\n') + '\n';
-    });
+    out(r, () => [`driver: ${r.driver}${r.units.length === 0 ? ' (nothing programmed)' : ''}`, ...showLines(r.units)].join('\n') + '\n');
   });
 dataplane
   .command('cleanup')

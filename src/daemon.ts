@@ -173,6 +173,7 @@ export class Daemon {
       tasksOf: (svc: string) => catalog.tasksOf(svc),
       loopbackSeesAll: config.loopbackSeesAll,
       othersSeeAll: config.othersSeeAll,
+      ...(balancer ? { dataplane: async (addrs: string[]) => (await balancer.show()).filter((u) => addrs.includes(u.address)) } : {}),
     };
     const unauthorized = new Counter({ name: 'vipdns_api_unauthorized_requests_total', help: 'Control API requests refused for a missing or wrong bearer token', registers: [registry] });
     const api = new ApiServer({

@@ -38,7 +38,7 @@ export interface ApiServerOptions {
   /** What the running dataplane cannot program: a service asking for it is refused with the reason. */
   limits?: DriverLimits;
   /** `vipdns explain`: the DNS side, computed by the daemon's own resolver. */
-  explain?: (req: { name: string; from: string; type?: string }) => Promise<unknown>;
+  explain?: (req: { name: string; from: string; type?: string; port?: number; protocol?: 'tcp' | 'udp' }) => Promise<unknown>;
 }
 
 export class ApiServer {
@@ -139,7 +139,15 @@ export class ApiServer {
     this.route('GET', '/v1/explain', ({ query }) => {
       if (!this.opts.explain) throw new VipdnsError('UNAVAILABLE', 'explain is not available in this daemon');
       const type = query.get('type');
-      return this.opts.explain({ name: query.get('name') ?? '', from: query.get('from') ?? '', ...(type ? { type } : {}) });
+      const port = query.get('port');
+      const m = port === null ? undefined : /^(\d{1,5})(?:\/(tcp|udp))?$/i.exec(port);
+      if (port !== null && !m) throw new VipdnsError('BAD_PORT', `--port takes PORT[/tcp|udp], got "${port}"`);
+      return this.opts.explain({
+        name: query.get('name') ?? '',
+        from: query.get('from') ?? '',
+        ...(type ? { type } : {}),
+        ...(m ? { port: Number(m[1]), protocol: (m[2]?.toLowerCase() ?? 'tcp') as 'tcp' | 'udp' } : {}),
+      });
     });
 
     this.route('GET', '/v1/containers', () => Object.values(c.state.containers));

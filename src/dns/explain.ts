@@ -16,6 +16,9 @@ export interface ExplainRequest {
   name: string;
   from: string;
   type?: string;
+  /** With a port (and protocol): the kernel path of a connection to each VIP answered. */
+  port?: number;
+  protocol?: 'tcp' | 'udp';
 }
 
 export interface ExplainRecord {
@@ -49,6 +52,8 @@ export interface Explanation {
   matches: ExplainMatch[];
   notes: string[];
   answer: { rcode: string; answers: ExplainRecord[]; additionals: ExplainRecord[]; authorities: ExplainRecord[] };
+  /** With --port: each answered VIP's unit as the kernel holds it (dataplane show's rows). */
+  kernel?: unknown[];
 }
 
 export interface ExplainContext {
@@ -59,6 +64,8 @@ export interface ExplainContext {
   tasksOf(service: string): readonly Task[];
   loopbackSeesAll: boolean;
   othersSeeAll: boolean;
+  /** The dataplane's units for these VIP addresses ("10.0.9.2:80/tcp"), read from the kernel. */
+  dataplane?: (addresses: string[]) => Promise<unknown[]>;
 }
 
 export async function explain(ctx: ExplainContext, req: ExplainRequest): Promise<Explanation> {
@@ -119,7 +126,20 @@ export async function explain(ctx: ExplainContext, req: ExplainRequest): Promise
   }
 
   const answer = await ask(ctx.resolver, name, type, fromText);
-  return { name, type, from: fromText, client, route, matches, notes, answer };
+  const out: Explanation = { name, type, from: fromText, client, route, matches, notes, answer };
+  if (req.port !== undefined) {
+    if (!Number.isInteger(req.port) || req.port < 1 || req.port > 65535) throw new VipdnsError('BAD_PORT', `--port must be a port from 1 to 65535, got ${String(req.port)}`);
+    const proto = req.protocol ?? 'tcp';
+    const vips = matches.filter((m) => m.visible && m.as.endsWith('vip service')).flatMap((m) => m.addresses);
+    const addrs = [...new Set(vips)].map((ip) => `${ip.includes(':') ? `[${ip}]` : ip}:${req.port}/${proto}`);
+    if (addrs.length === 0) notes.push('--port: no VIP in the answer (dnsrr and task names go to tasks directly, without the dataplane)');
+    else if (!ctx.dataplane) notes.push('--port: this daemon runs no dataplane (--dataplane none): nothing balances connections to the VIP');
+    else {
+      out.kernel = await ctx.dataplane(addrs);
+      if (out.kernel.length === 0) notes.push(`--port: no dataplane unit for ${addrs.join(', ')}: the service does not list port ${req.port}/${proto}`);
+    }
+  }
+  return out;
 }
 
 function clientView(ctx: ExplainContext, from: string, vis: 'all' | Set<string>): Explanation['client'] {

@@ -6,7 +6,7 @@ import type { ChildProcess } from 'node:child_process';
 import { removeDir, startDaemon } from '../helpers/daemon.js';
 import { resolveTool } from '../../src/balancer/drivers/exec.js';
 import { createTopology, inNs, netnsUnavailable, uniquePrefix } from '../helpers/netns.js';
-import { VIP, startBackends } from './common.js';
+import { VIP, burst, startBackends } from './common.js';
 
 // The nft binary itself: node_modules/.bin has an unrelated `nft` ahead of it on npm's PATH.
 const NFT = resolveTool('nft');
@@ -69,12 +69,25 @@ rootTest(`dataplane show lists what nft holds and flags what differs from the pl
   t.regex(text, new RegExp(`VIP ${VIP.replaceAll('.', '\\.')}:80/tcp  web on n  rr  kernel: numgen round robin`));
   t.regex(text, /VIP 10\.0\.9\.\d+:81\/tcp  other on n/, 'all services without a name');
 
+  // explain --port: the kernel path of a connection to the VIP the client is answered, naming the
+  // backends that real connections from that client then reach.
+  type Ex = { answer: { answers: Array<{ data: string }> }; kernel: Show['units'] };
+  const ex = JSON.parse(await ok('--json', 'explain', 'web', '--from', topo.client.ip, '--port', '80')) as Ex;
+  t.deepEqual(ex.answer.answers.map((a) => a.data), [VIP]);
+  t.is(ex.kernel.length, 1);
+  const reached = await burst(topo.client.ns, 'tcp', VIP, 80, 30);
+  const byName = new Map(topo.backends.map((b, i) => [`b${i + 1}`, b.ip]));
+  t.deepEqual(Object.keys(reached.counts).map((n) => byName.get(n)).sort(), ex.kernel[0]!.backends.filter((b) => b.kernel).map((b) => b.ip).sort());
+  t.regex(await ok('explain', 'web', '--from', topo.client.ip, '--port', '80'), /kernel path:\nVIP 10\.0\.9\.2:80\/tcp  web on n  rr  kernel: numgen round robin/);
+
   // A slot deleted by hand: the kernel no longer has that backend for the VIP.
   const [k1] = elems.filter(([k]) => k.concat[0] === VIP && k.concat[3] === 1);
   const gone = `${String(k1![1].concat[0])}:${String(k1![1].concat[1])}`;
   await inNs(topo.host, NFT, 'delete', 'element', 'inet', 'vipdns', 't-v4-tcp-k3', `{ ${VIP} . tcp . 80 . 1 }`);
   s = await show();
   t.deepEqual(s.units.find((u) => u.kind === 'vip')!.differences, [`${gone} is planned but missing in the kernel`]);
+  const flagged = JSON.parse(await ok('--json', 'explain', 'web', '--from', topo.client.ip, '--port', '80/tcp')) as Ex;
+  t.deepEqual(flagged.kernel[0]!.differences, [`${gone} is planned but missing in the kernel`], 'explain --port flags it too');
 
   // A removed task drains: listed as draining, out of the kernel's map, and that is no difference.
   // The next sync's transaction fails on the missing slot; the retry re-reads the kernel and repairs it.
