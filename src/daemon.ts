@@ -15,6 +15,7 @@ import { DockerSource } from './catalog/sources/docker.js';
 import { LocalStore } from './catalog/store/local.js';
 import type { NodeInfo, ReplicatedStore } from './catalog/store/store.js';
 import { peersOf } from './catalog/peers.js';
+import { SCHEMAS } from './api/schemas.js';
 import type { EtcdConfig } from './catalog/store/etcd-url.js';
 import { type DaemonConfig, readToken } from './config.js';
 import { AnswerIndex } from './dns/answers.js';
@@ -219,11 +220,16 @@ export class Daemon {
       const net = catalog.network(params.name!);
       return peersOf(net.name, await nodes(), catalog.state.tasks);
     });
-    api.route('GET', '/v1/dataplane/show', async ({ query }) => {
-      const svc = query.get('service') ?? undefined;
-      if (svc !== undefined) catalog.service(svc); // NOT_FOUND for a service that does not exist
-      return { driver: driver.name, units: balancer ? await balancer.show(svc) : [] };
-    });
+    api.route(
+      'GET',
+      '/v1/dataplane/show',
+      async ({ query }) => {
+        const svc = query.service;
+        if (svc !== undefined) catalog.service(svc); // NOT_FOUND for a service that does not exist
+        return { driver: driver.name, units: balancer ? await balancer.show(svc) : [] };
+      },
+      { summary: 'each VIP and published port as the kernel holds it, checked against the plan', query: SCHEMAS.serviceQuery },
+    );
     const d = new Daemon({ config, catalog, dns, dnsWorkers, indexCheck, api, metrics, health, forwarding, docker, balancer, dataplane: driver, log });
     try {
       await balancer?.start();

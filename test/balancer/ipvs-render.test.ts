@@ -50,7 +50,7 @@ COMMIT
 `);
   t.deepEqual(rs.get('mangle')!.chains, ['PREROUTING', 'VIPDNS-VIPS']);
   t.is(rs.get('mangle')!.rules.length, 2);
-  t.deepEqual(rs.get('nat'), { chains: ['POSTROUTING'], rules: [] });
+  t.deepEqual(rs.get('nat'), { chains: ['POSTROUTING'], policies: new Map([['POSTROUTING', 'ACCEPT']]), rules: [] });
   const u = parseUnitRule(rs.get('mangle')!.rules[1]!.args);
   t.deepEqual(u, { id: 'vip/net1/web/tcp/80', mark: 0x40010000, match: ['-d', '10.96.0.10/32', '-p', 'tcp', '-m', 'tcp', '--dport', '80'] });
   t.is(parseUnitRule(rs.get('mangle')!.rules[0]!.args), undefined);
