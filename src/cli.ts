@@ -4,7 +4,7 @@
 import { Command, Help, Option } from 'commander';
 import { ApiClient, DEFAULT_API } from './api/client.js';
 import type { PortRequest, PortSpec, Protocol } from './catalog/model.js';
-import { DEFAULT_DOCKER, DEFAULT_LEASE_TTL, DEFAULTS, type HostPort, loadConfig, readToken } from './config.js';
+import { DEFAULT_DOCKER, DEFAULT_LEASE_TTL, DEFAULTS, type HostPort, loadConfig, readTls, readToken } from './config.js';
 import { VipdnsError, errorMessage } from './errors.js';
 import { VERSION } from './version.js';
 
@@ -18,6 +18,9 @@ program
   .version(VERSION, '-V, --version', 'print the version of vipdns')
   .option('--api <url>', 'control API of the daemon: unix:///PATH or http://HOST:PORT (env VIPDNS_API)', process.env.VIPDNS_API || DEFAULT_API)
   .option('--api-token-file <file>', 'bearer token for a daemon started with --api-token-file (or the token itself in VIPDNS_API_TOKEN)')
+  .option('--api-tls-cert <file>', 'client certificate for an https:// API that requires one (env VIPDNS_API_TLS_CERT)')
+  .option('--api-tls-key <file>', "its key (env VIPDNS_API_TLS_KEY)")
+  .option('--api-tls-ca <file>', "CA that signed the API's server certificate (env VIPDNS_API_TLS_CA)")
   .option('--json', 'machine-readable output')
   // Both settings are made before any subcommand exists: subcommands copy them when created.
   // A repeatable option starts as an empty list: no default worth printing as "(default: [])".
@@ -37,10 +40,15 @@ program
     },
   });
 
-const g = (): { api: string; apiTokenFile?: string; json?: boolean } => program.opts();
+const g = (): { api: string; apiTokenFile?: string; apiTlsCert?: string; apiTlsKey?: string; apiTlsCa?: string; json?: boolean } => program.opts();
 const client = (): ApiClient => {
-  const file = g().apiTokenFile ?? process.env.VIPDNS_API_TOKEN_FILE;
-  return new ApiClient(g().api, file ? readToken(file, '--api-token-file') : process.env.VIPDNS_API_TOKEN || undefined);
+  const o = g();
+  const file = o.apiTokenFile ?? process.env.VIPDNS_API_TOKEN_FILE;
+  const cert = o.apiTlsCert ?? process.env.VIPDNS_API_TLS_CERT;
+  const key = o.apiTlsKey ?? process.env.VIPDNS_API_TLS_KEY;
+  const ca = o.apiTlsCa ?? process.env.VIPDNS_API_TLS_CA;
+  const tls = cert || key || ca ? readTls({ cert: cert ?? '', key: key ?? '', ca: ca ?? '' }) : undefined;
+  return new ApiClient(o.api, file ? readToken(file, '--api-token-file') : process.env.VIPDNS_API_TOKEN || undefined, tls);
 };
 
 function out(data: unknown, table?: () => string): void {
@@ -66,6 +74,9 @@ program
   .option('--dns-workers <n|auto>', `threads answering UDP on the DNS port (SO_REUSEPORT); auto: one per CPU (default: ${DEFAULTS.dnsWorkers})`)
   .option('--api-listen <unix:///path|addr:port>', `control API: a unix socket (mode 0660) or TCP; TCP beyond loopback needs --api-token-file (default: unix://<data-dir>/api.sock)`)
   .option('--api-token-file <file>', 'every API request must carry this bearer token (first line of the file, 16+ characters)')
+  .option('--api-tls-cert <file>', 'serve the TCP API over TLS with this certificate (with --api-tls-key and --api-tls-ca)')
+  .option('--api-tls-key <file>', "the API certificate's key")
+  .option('--api-tls-ca <file>', 'every API client must present a certificate this CA signed')
   .option('--metrics-listen <addr:port>', `metrics, /healthz and /readyz (default: ${hostPort(DEFAULTS.metricsListen)})`)
   .option('--domain <suffix>', `internal domain suffix (default: ${DEFAULTS.domain})`)
   .option('--upstream <addr[:port]>', `upstream resolver, repeatable (default: the nameservers in ${DEFAULTS.resolvConf})`, collect)
@@ -108,6 +119,9 @@ program
         nodeName: o.nodeName,
         publishRange: o.publishRange,
         apiTokenFile: o.apiTokenFile ?? g().apiTokenFile,
+        apiTlsCert: o.apiTlsCert ?? g().apiTlsCert,
+        apiTlsKey: o.apiTlsKey ?? g().apiTlsKey,
+        apiTlsCa: o.apiTlsCa ?? g().apiTlsCa,
         docker: o.docker,
       },
     });

@@ -36,6 +36,8 @@ export interface DaemonConfig {
   apiListen: ApiEndpoint;
   /** File holding the bearer token every API request must carry (read at start); required for non-loopback TCP. */
   apiTokenFile?: string;
+  /** TLS for a TCP API, with client certificates signed by `ca` required (files, read at start). */
+  apiTls?: { cert: string; key: string; ca: string };
   metricsListen: HostPort;
   domain: string;
   ttl: TtlOptions;
@@ -155,6 +157,18 @@ export function readToken(file: string, what: string): string {
   return token;
 }
 
+/** The API's TLS files, read: a missing or unreadable one is a one-line start-up error. */
+export function readTls(t: { cert: string; key: string; ca: string }): { cert: Buffer; key: Buffer; ca: Buffer } {
+  const read = (what: string, file: string): Buffer => {
+    try {
+      return readFileSync(file);
+    } catch (e) {
+      throw new VipdnsError('CONFIG', `${what} ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+  };
+  return { cert: read('api-tls-cert', t.cert), key: read('api-tls-key', t.key), ca: read('api-tls-ca', t.ca) };
+}
+
 export function parseHostPort(text: string, what: string, defaultPort?: number): HostPort {
   const s = text.trim();
   let host: string;
@@ -227,6 +241,9 @@ export interface FlagValues {
   serveStale: string | number;
   publishRange: string;
   apiTokenFile: string;
+  apiTlsCert: string;
+  apiTlsKey: string;
+  apiTlsCa: string;
 }
 
 const ENV: Record<keyof FlagValues, string> = {
@@ -264,6 +281,9 @@ const ENV: Record<keyof FlagValues, string> = {
   serveStale: 'VIPDNS_SERVE_STALE',
   publishRange: 'VIPDNS_PUBLISH_RANGE',
   apiTokenFile: 'VIPDNS_API_TOKEN_FILE',
+  apiTlsCert: 'VIPDNS_API_TLS_CERT',
+  apiTlsKey: 'VIPDNS_API_TLS_KEY',
+  apiTlsCa: 'VIPDNS_API_TLS_CA',
 };
 
 /** Every setting's config-file key and its environment variable (docs and examples are tested against it). */
@@ -328,10 +348,17 @@ export function loadConfig(src: ConfigSources): DaemonConfig {
   c.apiListen = apiListen ? parseApiEndpoint(apiListen, 'api-listen') : { kind: 'unix', path: join(c.dataDir, API_SOCKET) };
   const tokenFile = str('apiTokenFile');
   if (tokenFile !== undefined) c.apiTokenFile = tokenFile;
-  if (c.apiListen.kind === 'tcp' && !c.apiTokenFile && !isLoopbackHost(c.apiListen.host)) {
+  const tls = { cert: str('apiTlsCert'), key: str('apiTlsKey'), ca: str('apiTlsCa') };
+  const given = Object.values(tls).filter((v) => v !== undefined).length;
+  if (given > 0) {
+    if (given < 3) throw new VipdnsError('CONFIG', 'API TLS needs all three of --api-tls-cert, --api-tls-key and --api-tls-ca (the CA that signs the clients\' certificates)');
+    if (c.apiListen.kind !== 'tcp') throw new VipdnsError('CONFIG', 'API TLS is for a TCP --api-listen ADDR:PORT; the unix socket is guarded by its file mode');
+    c.apiTls = tls as { cert: string; key: string; ca: string };
+  }
+  if (c.apiListen.kind === 'tcp' && !c.apiTokenFile && !c.apiTls && !isLoopbackHost(c.apiListen.host)) {
     throw new VipdnsError(
       'CONFIG',
-      `api-listen ${c.apiListen.host}:${c.apiListen.port} is not a loopback address, and the API changes the catalog: give --api-token-file FILE (clients send the token), or listen on a unix socket (the default) or a loopback address`,
+      `api-listen ${c.apiListen.host}:${c.apiListen.port} is not a loopback address, and the API changes the catalog: give --api-token-file FILE (clients send the token) or --api-tls-cert/--api-tls-key/--api-tls-ca (clients present a certificate), or listen on a unix socket (the default) or a loopback address`,
     );
   }
   if (str('metricsListen')) c.metricsListen = parseHostPort(str('metricsListen')!, 'metrics-listen');

@@ -17,7 +17,7 @@ import type { NodeInfo, ReplicatedStore } from './catalog/store/store.js';
 import { peersOf } from './catalog/peers.js';
 import { SCHEMAS } from './api/schemas.js';
 import type { EtcdConfig } from './catalog/store/etcd-url.js';
-import { type DaemonConfig, readToken } from './config.js';
+import { type DaemonConfig, readTls, readToken } from './config.js';
 import { AnswerIndex } from './dns/answers.js';
 import { type Forwarding, setupForwarding } from './dns/forward/setup.js';
 import { DEFAULT_SELFCHECK_MS, IndexSelfCheck } from './dns/index-selfcheck.js';
@@ -75,6 +75,7 @@ export class Daemon {
   private static async startParts(config: DaemonConfig, log: Logger, seen: { revision: number }): Promise<Daemon> {
     // Before anything opens: a missing or weak token file is a start-up error that leaves nothing behind.
     const apiToken = config.apiTokenFile ? readToken(config.apiTokenFile, 'api-token-file') : undefined;
+    const apiTls = config.apiTls ? readTls(config.apiTls) : undefined;
     if (config.nodeNameFallback) {
       const f = config.nodeNameFallback;
       log.warn({ hostname: f.hostname, node: f.used }, `the hostname "${f.hostname}" is not a usable node name; using "${f.used}" (set --node-name or VIPDNS_NODE_NAME to choose)`);
@@ -181,6 +182,7 @@ export class Daemon {
       listen: config.apiListen,
       catalog,
       ...(apiToken ? { token: apiToken } : {}),
+      ...(apiTls ? { tls: apiTls } : {}),
       onUnauthorized: () => unauthorized.inc(),
       info: () => ({ version: VERSION, dns: `${config.dnsListen.host}:${dns.port}`, domain: config.domain, dataplane: driver.name, ...(docker ? { docker: docker.status() } : {}) }),
       onError: (e) => log.error({ err: e }, 'api handler error'),
@@ -252,7 +254,7 @@ export class Daemon {
       { dns: `${config.dnsListen.host}:${dns.port}`, dnsThreads: 1 + (dnsWorkers?.running ?? 0), api: api.url, metrics: `http://${config.metricsListen.host}:${metrics.port}`, domain: config.domain, dataplane: driver.name, docker: docker?.url },
       'vipdns serving',
     );
-    if (config.apiListen.kind === 'tcp' && !config.apiTokenFile) {
+    if (config.apiListen.kind === 'tcp' && !config.apiTokenFile && !config.apiTls) {
       log.warn({ api: api.url }, 'the control API is on TCP without a token: any local user can change the catalog (the default unix socket is mode 0660; or give --api-token-file)');
     }
     return d;

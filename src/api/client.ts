@@ -18,6 +18,8 @@ export class ApiClient {
   constructor(
     base: string,
     private readonly token?: string,
+    /** Client certificate, key and the CA of the server's certificate, for an https API. */
+    private readonly tls?: { cert: Buffer; key: Buffer; ca: Buffer },
   ) {
     if (/^unix:/i.test(base)) {
       const path = base.replace(/^unix:(\/\/)?/i, '');
@@ -67,9 +69,11 @@ export class ApiClient {
     const t = this.target;
     const opts: http.RequestOptions =
       'socketPath' in t ? { socketPath: t.socketPath, path, method, headers } : { host: t.url.hostname.replace(/^\[|\]$/g, ''), port: t.url.port || undefined, path, method, headers };
-    const lib = 'url' in t && t.url.protocol === 'https:' ? https : http;
+    const secure = 'url' in t && t.url.protocol === 'https:';
+    const lib = secure ? https : http;
+    const tlsOpts = secure && this.tls ? { cert: this.tls.cert, key: this.tls.key, ca: this.tls.ca } : {};
     return new Promise((resolve, reject) => {
-      const req = lib.request({ ...opts, timeout: 30_000 }, (res) => {
+      const req = lib.request({ ...opts, ...tlsOpts, timeout: 30_000 }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));

@@ -2,7 +2,7 @@
 // on its own, TCP beyond loopback only with a bearer token, and a request without the token
 // refused with 401 and nothing changed.
 import test from 'ava';
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI, type RunResult, removeDir, startDaemon, tempDir } from '../helpers/daemon.js';
@@ -87,4 +87,43 @@ test('with a token: requests without it or with a wrong one get 401 and change n
   t.regex((await cliIn(dir, ['--api', api, 'network', 'ls'], { VIPDNS_API_TOKEN: token })).stdout, /10\.2\.0\.0\/24/);
   const metrics = await (await fetch(`${d.metrics}/metrics`)).text();
   t.regex(metrics, /vipdns_api_unauthorized_requests_total 3/);
+});
+
+test('TLS with client certificates: a client with a certificate of the CA gets in; none or another CA\'s does not', async (t) => {
+  const dir = tempDir();
+  const f = (n: string) => join(dir, n);
+  const ssl = (...a: string[]) => execFileSync('openssl', a, { cwd: dir, stdio: 'pipe' });
+  const ca = (name: string) => ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', `/CN=${name}`, '-keyout', f(`${name}.key`), '-out', f(`${name}.pem`));
+  const leaf = (name: string, by: string, ext: string) => {
+    ssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${name}`, '-keyout', f(`${name}.key`), '-out', f(`${name}.csr`));
+    writeFileSync(f(`${name}.ext`), ext);
+    ssl('x509', '-req', '-in', f(`${name}.csr`), '-CA', f(`${by}.pem`), '-CAkey', f(`${by}.key`), '-CAcreateserial', '-days', '2', '-extfile', f(`${name}.ext`), '-out', f(`${name}.pem`));
+  };
+  ca('ca');
+  ca('rogue-ca');
+  leaf('server', 'ca', 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
+  leaf('client', 'ca', 'extendedKeyUsage=clientAuth\n');
+  leaf('rogue', 'rogue-ca', 'extendedKeyUsage=clientAuth\n');
+  const d = await startDaemon({ apiListen: '0.0.0.0:0', args: ['--api-tls-cert', f('server.pem'), '--api-tls-key', f('server.key'), '--api-tls-ca', f('ca.pem')] });
+  t.teardown(async () => {
+    await d.stop();
+    removeDir(d.dataDir);
+    removeDir(dir);
+  });
+  t.regex(d.api, /^https:\/\//);
+  const api = `https://127.0.0.1:${new URL(d.api).port}`;
+  const withCert = ['--api', api, '--api-tls-cert', f('client.pem'), '--api-tls-key', f('client.key'), '--api-tls-ca', f('ca.pem')];
+  t.is((await cliIn(dir, [...withCert, 'network', 'create', 'n', '--subnet', '10.3.0.0/24'])).code, 0);
+  const rogue = await cliIn(dir, ['--api', api, '--api-tls-cert', f('rogue.pem'), '--api-tls-key', f('rogue.key'), '--api-tls-ca', f('ca.pem'), 'network', 'create', 'x', '--subnet', '10.4.0.0/24']);
+  t.not(rogue.code, 0, "another CA's certificate");
+  t.regex(rogue.stderr, /cannot reach the vipdns daemon/);
+  const bare = await fetch(`${api}/v1/networks`).then(
+    () => 'answered',
+    () => 'refused',
+  );
+  t.is(bare, 'refused', 'no certificate at all');
+  const ls = await cliIn(dir, [...withCert, '--json', 'network', 'ls']);
+  t.deepEqual((JSON.parse(ls.stdout) as Array<{ name: string }>).map((n) => n.name), ['n'], 'nothing else was written');
+  const half = await cliIn(dir, ['serve', '--data-dir', f('d2'), '--api-listen', '127.0.0.1:0', '--api-tls-cert', f('server.pem')]);
+  t.regex(half.stderr, /API TLS needs all three of --api-tls-cert, --api-tls-key and --api-tls-ca/);
 });
