@@ -184,16 +184,19 @@ network
   .requiredOption('--subnet <cidr>', 'subnet, IPv4 or IPv6, any prefix length')
   .option('--gateway <ip>', 'gateway address (reserved; default the first address)')
   .option('--attachable', 'standalone containers may join')
-  .action(async (name: string, o: { subnet: string; gateway?: string; attachable?: boolean }) => {
-    const n = await client().call<{ name: string }>('POST', '/v1/networks', { name, subnet: o.subnet, gateway: o.gateway, attachable: o.attachable === true });
+  .option('--ingress', 'the ingress network (at most one): published ports reach tasks on their address on it; nothing on it is answered in DNS')
+  .action(async (name: string, o: { subnet: string; gateway?: string; attachable?: boolean; ingress?: boolean }) => {
+    const body: Record<string, unknown> = { name, subnet: o.subnet, gateway: o.gateway, attachable: o.attachable === true };
+    if (o.ingress) body.ingress = true;
+    const n = await client().call<{ name: string }>('POST', '/v1/networks', body);
     out(n, () => `${n.name}\n`);
   });
 network
   .command('ls')
   .description('list networks')
   .action(async () => {
-    const list = await client().call<Array<{ id: string; name: string; subnet: string; gateway: string; attachable: boolean }>>('GET', '/v1/networks');
-    out(list, () => columns(['NETWORK ID', 'NAME', 'SUBNET', 'GATEWAY', 'ATTACHABLE'], list.map((n) => [n.id, n.name, n.subnet, n.gateway, String(n.attachable)])));
+    const list = await client().call<Array<{ id: string; name: string; subnet: string; gateway: string; attachable: boolean; ingress?: boolean }>>('GET', '/v1/networks');
+    out(list, () => columns(['NETWORK ID', 'NAME', 'SUBNET', 'GATEWAY', 'ATTACHABLE', 'INGRESS'], list.map((n) => [n.id, n.name, n.subnet, n.gateway, String(n.attachable), String(n.ingress === true)])));
   });
 network
   .command('inspect <name>')
@@ -277,6 +280,23 @@ function intArg(v: string): number | string {
   return /^-?\d+$/.test(v.trim()) ? Number(v) : v;
 }
 
+/** `ports` without those `--publish-rm` names: a published port, else the published ports of a target. */
+function withoutPublished(ports: PortSpec[], rm: string[]): PortSpec[] {
+  let out = ports;
+  for (const spec of rm) {
+    const m = /^(\d+)(?:\/(tcp|udp))?$/i.exec(spec.trim());
+    if (!m) throw new VipdnsError('BAD_PORT', `--publish-rm takes PORT[/udp], got "${spec}"`);
+    const port = Number(m[1]);
+    const protocol = (m[2]?.toLowerCase() ?? 'tcp') as Protocol;
+    const published = out.filter((p) => p.protocol === protocol && p.published === port);
+    const hit = published.length > 0 ? published : out.filter((p) => p.protocol === protocol && p.published !== undefined && p.target === port);
+    if (hit.length === 0) throw new VipdnsError('NOT_FOUND', `the service publishes no port ${port}/${protocol} (published or target)`);
+    // A named port stays a target port (its SRV records too); only its publication goes.
+    out = out.flatMap((p) => (!hit.includes(p) ? [p] : p.name ? [{ name: p.name, protocol: p.protocol, target: p.target }] : []));
+  }
+  return out;
+}
+
 const service = program.command('service').description('manage services');
 service
   .command('create <name>')
@@ -319,8 +339,14 @@ service
   .option('--alias-rm <name>', 'remove a DNS alias, repeatable', collect, [])
   .option('--lb <scheduler>', LB_HELP)
   .option('--sticky <seconds>', `${STICKY_HELP}; 0 turns it off`)
-  .action(async (name: string, o: { networkAdd: string[]; networkRm: string[]; endpointMode?: string; aliasAdd: string[]; aliasRm: string[]; lb?: string; sticky?: string }) => {
+  .option('--publish-add <[p:]t[/udp]>', 'publish another port (without p: one from the publish range), repeatable', collect, [])
+  .option('--publish-rm <p[/udp]>', 'stop publishing this published port (or the published ports of this target), repeatable', collect, [])
+  .action(async (name: string, o: { networkAdd: string[]; networkRm: string[]; endpointMode?: string; aliasAdd: string[]; aliasRm: string[]; lb?: string; sticky?: string; publishAdd: string[]; publishRm: string[] }) => {
     const body: Record<string, unknown> = {};
+    if (o.publishAdd.length || o.publishRm.length) {
+      const cur = await client().call<ServiceRow>('GET', `/v1/services/${encodeURIComponent(name)}`);
+      body.ports = [...withoutPublished(cur.ports, o.publishRm), ...o.publishAdd.map((p) => parsePort(p, true))];
+    }
     if (o.networkAdd.length) body.networkAdd = o.networkAdd;
     if (o.networkRm.length) body.networkRm = o.networkRm;
     if (o.endpointMode) body.endpointMode = o.endpointMode;
@@ -328,7 +354,7 @@ service
     if (o.aliasRm.length) body.aliasRm = o.aliasRm;
     if (o.lb !== undefined) body.lb = o.lb;
     if (o.sticky !== undefined) body.sticky = intArg(o.sticky);
-    if (Object.keys(body).length === 0) throw new VipdnsError('BAD_REQUEST', 'nothing to update: give --network-add, --network-rm, --endpoint-mode, --alias-add, --alias-rm, --lb or --sticky');
+    if (Object.keys(body).length === 0) throw new VipdnsError('BAD_REQUEST', 'nothing to update: give --network-add, --network-rm, --endpoint-mode, --alias-add, --alias-rm, --lb, --sticky, --publish-add or --publish-rm');
     const s = await client().call<ServiceRow>('PATCH', `/v1/services/${encodeURIComponent(name)}`, body);
     out(s, () => `${s.name}\n`);
   });

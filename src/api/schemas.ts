@@ -58,7 +58,7 @@ export const SCHEMAS = {
     type: 'object',
     required: ['name', 'subnet'],
     additionalProperties: false,
-    properties: { name, subnet: { type: 'string', minLength: 1, maxLength: 64 }, gateway: { anyOf: [ip, { type: 'string', maxLength: 0 }] }, attachable: { type: 'boolean' } },
+    properties: { name, subnet: { type: 'string', minLength: 1, maxLength: 64 }, gateway: { anyOf: [ip, { type: 'string', maxLength: 0 }] }, attachable: { type: 'boolean' }, ingress: { type: 'boolean' } },
   },
   createService: {
     type: 'object',

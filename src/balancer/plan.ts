@@ -193,7 +193,7 @@ function planService(state: CatalogState, svc: Service, tasks: Task[], opts: Pla
     const key = `${p.protocol}/${p.published}`;
     if (seen.has(key)) continue;
     seen.add(key);
-    out.published.push({ key, service: svc.name, fwmark: svc.fwmark, protocol: p.protocol, port: p.published, targetPort: p.target, ...balancing(svc), backends: publishedBackends(svc, tasks, p.target) });
+    out.published.push({ key, service: svc.name, fwmark: svc.fwmark, protocol: p.protocol, port: p.published, targetPort: p.target, ...balancing(svc), backends: publishedBackends(state, svc, tasks, p.target) });
   }
   return out;
 }
@@ -287,13 +287,19 @@ export function replanWith(state: CatalogState, opts: PlanOptions, previous: Pla
   keepIdentity(vips, pubs, previous);
   return { plan: { services: spliceByKey(previous.services, changed, vips), published: spliceByKey(previous.published, changed, pubs), warnings: [] }, full: false };
 }
-/** One address per task and family: the first attached network (in attachment order) that has one. */
-function publishedBackends(svc: Service, tasks: Task[], port: number): Backend[] {
+/**
+ * One address per task and family: its address on the ingress network when the service is on it
+ * (published ports enter through ingress, as in Docker's routing mesh), else the first attached
+ * network (in attachment order) that has one.
+ */
+function publishedBackends(state: CatalogState, svc: Service, tasks: Task[], port: number): Backend[] {
   const out: Backend[] = [];
   const seen = new Set<string>();
+  const ingress = svc.attachments.filter((a) => state.networks[a.network]?.ingress);
+  const order = ingress.length === 0 ? svc.attachments : [...ingress, ...svc.attachments.filter((a) => !ingress.includes(a))];
   for (const t of tasks) {
     const families = new Set<Family>();
-    for (const att of svc.attachments) {
+    for (const att of order) {
       const a = t.addresses[att.network];
       const c = a === undefined ? undefined : canonical(a);
       if (!c || families.has(c.family) || seen.has(c.ip)) continue;

@@ -19,6 +19,11 @@ export interface Network {
   subnet: string; // canonical CIDR
   gateway: string; // reserved, never allocated
   attachable: boolean;
+  /**
+   * The ingress network (at most one): published-port traffic reaches tasks on their address on it,
+   * and nothing on it is answered in DNS (Docker's routing-mesh network). Services on it get no VIP.
+   */
+  ingress?: boolean;
   createdAt: string;
   /** IPAM next-fit cursor: offset of the last allocated address, so freed addresses are reused last. */
   ipamCursor: string; // bigint as decimal text (JSON has no bigint)

@@ -16,6 +16,7 @@ export interface NetworkRequest {
   subnet: string;
   gateway?: string;
   attachable?: boolean;
+  ingress?: boolean;
 }
 
 export type AttachmentRequest = string | { network: string; vip?: string; ip?: string };
@@ -73,6 +74,11 @@ export function createNetwork(tx: Txn, req: NetworkRequest): Network {
       throw new VipdnsError('SUBNET_OVERLAP', `subnet ${formatCidr(prefix)} overlaps network "${other.name}" (${other.subnet})`);
     }
   }
+  if (req.ingress === true) {
+    if (req.attachable === true) throw new VipdnsError('BAD_REQUEST', `network "${name}": an ingress network carries published ports only and cannot be attachable`);
+    const other = tx.all('network').find((n) => n.ingress);
+    if (other) throw new VipdnsError('CONFLICT', `network "${other.name}" is already the ingress network; there is at most one (remove it first to re-create it with another subnet)`);
+  }
   let gateway = defaultGateway(prefix);
   if (req.gateway !== undefined && req.gateway !== '') {
     const g = parseIp(req.gateway);
@@ -85,6 +91,7 @@ export function createNetwork(tx: Txn, req: NetworkRequest): Network {
     subnet: formatCidr(prefix),
     gateway: formatIp({ family: prefix.family, value: gateway }),
     attachable: req.attachable === true,
+    ...(req.ingress === true ? { ingress: true } : {}),
     createdAt: now(),
     ipamCursor: (gateway - prefix.base).toString(),
   };
@@ -98,6 +105,14 @@ export function removeNetwork(tx: Txn, name: string): Network {
   if (users.length > 0) {
     const shown = users.slice(0, 5).join(', ') + (users.length > 5 ? `, and ${users.length - 5} more` : '');
     throw new VipdnsError('NETWORK_IN_USE', `network "${net.name}" is in use by ${shown}; remove or detach them first`);
+  }
+  if (net.ingress) {
+    // Published ports enter through the ingress network: it stays while any service publishes one.
+    const publishers = tx.all('service').filter((x) => x.ports.some((p) => p.published !== undefined));
+    if (publishers.length > 0) {
+      const shown = publishers.slice(0, 5).map((x) => `"${x.name}"`).join(', ') + (publishers.length > 5 ? `, and ${publishers.length - 5} more` : '');
+      throw new VipdnsError('NETWORK_IN_USE', `network "${net.name}" is the ingress network and service ${shown} publish${publishers.length === 1 ? 'es' : ''} a port; unpublish (vipdns service update NAME --publish-rm PORT) or remove them first`);
+    }
   }
   tx.delete('network', net.name);
   return net;
@@ -237,7 +252,7 @@ export function updateService(tx: Txn, name: string, upd: ServiceUpdate, limit?:
 
   // VIPs: kept attachments keep theirs (vip→vip), get one (dnsrr→vip) or drop it (vip→dnsrr).
   const attachments: ServiceAttachment[] = kept.map((a) =>
-    mode === 'dnsrr' ? { network: a.network } : a.vip ? { ...a } : { network: a.network, vip: allocateOn(tx, a.network) },
+    mode === 'dnsrr' || tx.network(a.network).ingress ? { network: a.network } : a.vip ? { ...a } : { network: a.network, vip: allocateOn(tx, a.network) },
   );
   const added = planAttachments(tx, adds, mode, svc.name, kept.map((a) => a.network));
   attachments.push(...added);
@@ -295,8 +310,8 @@ function planAttachments(tx: Txn, reqs: AttachmentRequest[], mode: EndpointMode,
     const net = tx.network(network);
     if (seen.has(net.name)) throw new VipdnsError('CONFLICT', `service "${svcName}" is already attached to network "${net.name}"`);
     seen.add(net.name);
-    if (mode === 'dnsrr') {
-      if (vip) throw new VipdnsError('BAD_REQUEST', `a VIP was given for network "${net.name}" but service "${svcName}" uses endpoint mode dnsrr`);
+    if (mode === 'dnsrr' || net.ingress) {
+      if (vip) throw new VipdnsError('BAD_REQUEST', net.ingress ? `a VIP was given for network "${net.name}", the ingress network: services get no VIP on it (it carries published ports only)` : `a VIP was given for network "${net.name}" but service "${svcName}" uses endpoint mode dnsrr`);
       out.push({ network: net.name });
       continue;
     }

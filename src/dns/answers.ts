@@ -243,7 +243,7 @@ export class AnswerIndex {
   /** The keys each unit contributes to, so its old share can be found and replaced. */
   private unitKeys = new Map<string, { names: string[]; ptrs: string[] }>();
   private networkNames = new Set<string>();
-  private prefixes: Array<{ name: string; subnet: string; prefix: Prefix }> = [];
+  private prefixes: Array<{ name: string; subnet: string; prefix: Prefix; ingress: boolean }> = [];
   // The mirror: the catalog objects the index derives from, fed only by rebuild and apply.
   private networks = new Map<string, Network>();
   private services = new Map<string, Service>();
@@ -325,7 +325,7 @@ export class AnswerIndex {
           const old = this.networks.get(p.id);
           this.networks.set(p.id, p.value);
           // A put that only moved the IPAM cursor changes nothing we derive.
-          if (!old || old.subnet !== p.value.subnet || old.name !== p.value.name) scopes = true;
+          if (!old || old.subnet !== p.value.subnet || old.name !== p.value.name || old.ingress !== p.value.ingress) scopes = true;
           break;
         }
         case 'service':
@@ -662,6 +662,8 @@ export class AnswerIndex {
     const isVip = svc.endpointMode === 'vip';
     for (const a of svc.attachments) {
       const net = a.network;
+      // The ingress network carries published ports only: nothing on it has a name (as in Docker).
+      if (this.networks.get(net)?.ingress) continue;
       const ips: string[] = [];
       for (const t of serving) {
         const ip = t.addresses[net];
@@ -716,7 +718,7 @@ export class AnswerIndex {
   private rescope(): void {
     const nets = [...this.networks.values()];
     this.networkNames = new Set(nets.map((n) => n.name.toLowerCase()));
-    this.prefixes = nets.map((n) => ({ name: n.name, subnet: n.subnet, prefix: parseCidr(n.subnet) }));
+    this.prefixes = nets.map((n) => ({ name: n.name, subnet: n.subnet, prefix: parseCidr(n.subnet), ingress: n.ingress === true }));
   }
 
   private record(keys: string[] | undefined): void {
@@ -761,7 +763,7 @@ export class AnswerIndex {
   networkLabel(client: Addr): string {
     const a = unmapV4(client);
     if (isLoopback(a)) return 'loopback';
-    const nets = this.prefixes.filter((p) => contains(p.prefix, a));
+    const nets = this.prefixes.filter((p) => !p.ingress && contains(p.prefix, a));
     return nets.length === 1 ? nets[0]!.name : nets.length > 1 ? 'multiple' : 'none';
   }
 
@@ -770,7 +772,8 @@ export class AnswerIndex {
     const a = unmapV4(client);
     if (isLoopback(a) && this.opts.loopbackSeesAll) return 'all';
     const nets = new Set<string>();
-    for (const p of this.prefixes) if (contains(p.prefix, a)) nets.add(p.name);
+    // An address on the ingress network gives no view: nothing on it is answered.
+    for (const p of this.prefixes) if (!p.ingress && contains(p.prefix, a)) nets.add(p.name);
     if (nets.size === 0 && this.opts.othersSeeAll) return 'all';
     return nets;
   }

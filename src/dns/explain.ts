@@ -117,6 +117,8 @@ export async function explain(ctx: ExplainContext, req: ExplainRequest): Promise
     }
   } else if (loc.kind === 'unknown') {
     route = 'none';
+    const onIngress = ingressOnly(ctx, loc.key);
+    if (onIngress) notes.push(onIngress);
     notes.push(`"${loc.key}" is a name of ours (single label, under the domain or a network, tasks.* or _srv) that no service, alias, task or container has: NXDOMAIN`);
   } else if (loc.kind === 'external') {
     route = 'forwarded';
@@ -144,13 +146,24 @@ export async function explain(ctx: ExplainContext, req: ExplainRequest): Promise
 
 function clientView(ctx: ExplainContext, from: string, vis: 'all' | Set<string>): Explanation['client'] {
   const addr = tryParseIp(from)!;
-  const nets = Object.values(ctx.state.networks).filter((n) => contains(parseCidr(n.subnet), addr));
+  const all = Object.values(ctx.state.networks).filter((n) => contains(parseCidr(n.subnet), addr));
+  const ingress = all.find((n) => n.ingress);
+  const nets = all.filter((n) => !n.ingress);
+  const onIngress = ingress ? `; ${ingress.name} (${ingress.subnet}) is the ingress network, which gives no view` : '';
   if (vis === 'all') {
     const why = nets.length === 0 && !ctx.index.isKnownClient(addr) ? 'outside every network, and othersSeeAll shows such clients every network' : 'loopback: sees every network (loopbackSeesAll)';
     return { sees: 'all', why };
   }
-  if (nets.length === 0) return { sees: [], why: 'outside every network: sees no internal names (othersSeeAll is off)' };
-  return { sees: nets.map((n) => n.name).sort(), why: `inside ${nets.map((n) => `${n.name} (${n.subnet})`).join(', ')}` };
+  if (nets.length === 0) return { sees: [], why: `outside every network: sees no internal names (othersSeeAll is off)${onIngress}` };
+  return { sees: nets.map((n) => n.name).sort(), why: `inside ${nets.map((n) => `${n.name} (${n.subnet})`).join(', ')}${onIngress}` };
+}
+
+/** A service named `key` whose only networks are the ingress network: why it has no answer. */
+function ingressOnly(ctx: ExplainContext, key: string): string | undefined {
+  const name = key.startsWith('tasks.') ? key.slice(6) : key;
+  const svc = Object.values(ctx.state.services).find((s) => s.name.toLowerCase() === name || s.aliases.some((a) => a.toLowerCase() === name));
+  if (!svc || !svc.attachments.every((a) => ctx.state.networks[a.network]?.ingress)) return undefined;
+  return `service ${svc.name} is attached to the ingress network only: the ingress network carries published ports, and nothing on it is answered`;
 }
 
 function objectName(ctx: ExplainContext, unit: string, ownName: string): string {
