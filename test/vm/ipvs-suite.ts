@@ -11,6 +11,7 @@ import { diff, isEmpty } from '../../src/balancer/diff.js';
 import { IpvsDriver } from '../../src/balancer/drivers/ipvs.js';
 import { unitId, unitPlan } from '../../src/balancer/drivers/ipvs-render.js';
 import { units } from '../../src/balancer/diff.js';
+import { showUnits } from '../../src/balancer/show.js';
 import type { Backend, DesiredState, PublishedPort, VirtualService } from '../../src/balancer/types.js';
 import { Checks, eq } from './checks.js';
 
@@ -252,6 +253,19 @@ async function main(): Promise<void> {
     ok(isEmpty(d), `diff not empty: ${JSON.stringify({ add: d.add.length, change: d.change.map((c) => c.observed.id), remove: d.remove.map((r) => r.id), base: d.base })}`);
   });
   await check('rr: 300 connections exactly even over 3 replicas', () => eq(burst('tcp', '10.96.0.10', 80, 300), { counts: { be1: 100, be2: 100, be3: 100 }, errors: 0 }, 'spread'));
+  await check('explain --port: the kernel rows of 10.96.0.10:80/tcp name the backends connections reach; a destination deleted by hand is flagged', async () => {
+    // The rows explain --port and dataplane show print: the plan beside the driver's inspect().
+    const want = units(s1).filter((u) => u.kind === 'vip' && u.vip.vip === '10.96.0.10');
+    const rows = async () => showUnits(want, await driver.inspect(want), () => undefined);
+    const before = await rows();
+    eq(before.map((r) => [r.address, r.differences.length]), [['10.96.0.10:80/tcp', 0]], 'one row, agreeing');
+    const named = before[0]!.backends.map((b) => BACKENDS.find((x) => x.ip === b.ip)?.name ?? b.ip).sort();
+    eq(Object.keys(burst('tcp', '10.96.0.10', 80, 30).counts).sort(), named, 'connections reach exactly the backends named');
+    sh(`ipvsadm -d -f ${driver.unitMarks().get('vip/net1/web/tcp/80')} -r 10.99.3.2:80`);
+    eq((await rows())[0]!.differences, ['10.99.3.2:80 is planned but missing in the kernel'], 'flagged');
+    await sync(driver, s1);
+    eq((await rows())[0]!.differences, [], 'repaired by the next sync');
+  });
   await check('wrr: 300 connections by weight 3:2:1', () => eq(burst('tcp', '10.96.0.11', 80, 300), { counts: { be1: 150, be2: 100, be3: 50 }, errors: 0 }, 'spread'));
   await check('persistence: one client stays on one backend', () => {
     const r = burst('tcp', '10.96.0.12', 80, 30);
