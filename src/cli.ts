@@ -410,6 +410,7 @@ interface TaskRow {
   addresses: Record<string, string>;
   health: string;
   weight?: number;
+  node?: string;
 }
 const task = program.command('task').description('manage tasks (replicas of a service)');
 task
@@ -437,8 +438,8 @@ task
     const list = await client().call<TaskRow[]>('GET', svc ? `/v1/tasks?service=${encodeURIComponent(svc)}` : '/v1/tasks');
     out(list, () =>
       columns(
-        ['ID', 'NAME', 'SERVICE', 'HEALTH', 'WEIGHT', 'ADDRESSES'],
-        list.map((t) => [t.id, t.name, t.service, t.health, String(t.weight ?? 1), Object.entries(t.addresses).map(([n, ip]) => `${n}=${ip}`).join(',')]),
+        ['ID', 'NAME', 'SERVICE', 'NODE', 'HEALTH', 'WEIGHT', 'ADDRESSES'],
+        list.map((t) => [t.id, t.name, t.service, t.node ?? '-', t.health, String(t.weight ?? 1), Object.entries(t.addresses).map(([n, ip]) => `${n}=${ip}`).join(',')]),
       ),
     );
   });

@@ -14,6 +14,7 @@ import { registerCatalogMetrics } from './catalog/metrics.js';
 import { DockerSource } from './catalog/sources/docker.js';
 import { LocalStore } from './catalog/store/local.js';
 import type { NodeInfo, ReplicatedStore } from './catalog/store/store.js';
+import type { Task } from './catalog/model.js';
 import { peersOf } from './catalog/peers.js';
 import { SCHEMAS } from './api/schemas.js';
 import type { EtcdConfig } from './catalog/store/etcd-url.js';
@@ -27,7 +28,7 @@ import { DnsServer } from './dns/server.js';
 import { udpBatchUnavailable } from './dns/udp-batch.js';
 import { DnsWorkers } from './dns/workers.js';
 import { HealthChecker } from './health/checker.js';
-import { healthMetricsHooks } from './health/metrics.js';
+import { healthMetricsHooks, registerProbedTasks } from './health/metrics.js';
 import type { Logger } from './log.js';
 import { MetricsServer } from './metrics/http.js';
 import { registerBuildInfo } from './metrics/build-info.js';
@@ -84,7 +85,7 @@ export class Daemon {
     const store: ReplicatedStore = config.store.kind === 'etcd' ? await openEtcdStore(config.store, config.nodeName, address, log) : await LocalStore.open(config.dataDir);
     let catalog: Catalog;
     try {
-      catalog = await Catalog.open(store, { host: { addresses: hostAddresses(), listening: listeningPorts(), publishRange: config.publishRange } });
+      catalog = await Catalog.open(store, { host: { addresses: hostAddresses(), listening: listeningPorts(), publishRange: config.publishRange, node: config.nodeName } });
     } catch (e) {
       await store.close();
       throw e;
@@ -135,7 +136,11 @@ export class Daemon {
     if (dnsWorkers) catalog.on('change', (_state, _kinds, change) => dnsWorkers.publish(change));
     const indexCheck = new IndexSelfCheck({ index, catalog, intervalMs: DEFAULT_SELFCHECK_MS, log, metrics: dnsMetrics, onRepair: (r) => dnsWorkers?.repair(r) });
 
-    const health = new HealthChecker(catalog, healthMetricsHooks(registry, log));
+    // On a shared store each host probes the tasks it registered and writes their health; every
+    // host serves it. A task of an older version (no node) is probed everywhere, as it was then.
+    const owns = config.store.kind === 'etcd' ? (t: Task) => t.node === undefined || t.node === config.nodeName : undefined;
+    const health = new HealthChecker(catalog, healthMetricsHooks(registry, log), undefined, owns);
+    registerProbedTasks(registry, () => health.size);
 
     // Dataplane: `none` (by choice, or not root) runs DNS only; otherwise a reconciler keeps the
     // kernel converged on the catalog, adopting what a previous run left (flows survive restarts).

@@ -80,6 +80,8 @@ export interface Task {
   health: Health;
   /** Relative share of new connections; absent = 1, 0 = drained (established flows stay). */
   weight?: number;
+  /** The host that registered it (its node name): on a shared store, only that host probes it. */
+  node?: string;
   createdAt: string;
 }
 

@@ -171,7 +171,7 @@ export function addTask(tx: Txn, req: TaskRequest): Task {
   }
   const addresses: Record<string, string> = {};
   for (const a of svc.attachments) addresses[a.network] = wanted.get(a.network) ?? allocateOn(tx, a.network);
-  const task: Task = { id, name, service: svc.name, slot, addresses, health: 'unknown', createdAt: now() };
+  const task: Task = { id, name, service: svc.name, slot, addresses, health: 'unknown', ...(tx.host.node ? { node: tx.host.node } : {}), createdAt: now() };
   if (req.weight !== undefined && req.weight !== null) {
     const w = checkWeight(req.weight);
     if (w !== 1) task.weight = w;

@@ -40,6 +40,8 @@ export interface HostFacts {
   listening?: (protocol: Protocol) => ReadonlySet<number>;
   /** Where automatic published ports come from (default 30000-32767). */
   publishRange?: { lo: number; hi: number };
+  /** This host's node name, recorded on the tasks it registers. */
+  node?: string;
 }
 
 export class Txn {

@@ -1,5 +1,6 @@
-// Active health checks: probes every task of every service that declares a check, and
-// writes the verdicts back to the catalog (from where DNS and the balancer follow).
+// Active health checks: probes the tasks this host owns (all of them on a host of its own; on a
+// shared store the ones it registered) of every service that declares a check, and writes the
+// verdicts back to the catalog (from where DNS and the balancer of every host follow).
 // A catalog change costs what it touches: only its tasks, and all tasks of a service whose
 // check or attachments changed, are looked at again; the whole catalog is scanned at start only.
 import type { AppliedChange, ChangeKind } from '../catalog/changes.js';
@@ -80,6 +81,8 @@ export class HealthChecker {
     private readonly catalog: HealthCatalog,
     private readonly hooks: CheckerHooks = {},
     private readonly probeFn: (ip: string, spec: HealthCheckSpec) => Promise<ProbeResult> = probe,
+    /** Which tasks this host probes (default: all). A host that cannot reach a task of another never flaps it. */
+    private readonly owns: (task: Task) => boolean = () => true,
   ) {}
 
   start(): void {
@@ -129,7 +132,7 @@ export class HealthChecker {
   /** Starts, keeps, restarts or stops the probe of one task. */
   private reconcile(state: Readonly<CatalogState>, id: string): void {
     const task = Object.hasOwn(state.tasks, id) ? state.tasks[id] : undefined;
-    const want = task ? probeTarget(state, task) : undefined;
+    const want = task && this.owns(task) ? probeTarget(state, task) : undefined;
     const cur = this.tracked.get(id);
     if (cur && want && want.ip === cur.ip && want.service === cur.service && JSON.stringify(want.spec) === cur.specKey) return;
     if (cur) {

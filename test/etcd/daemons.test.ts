@@ -331,3 +331,54 @@ test('node ls and network peers: every live host with its address, heartbeat and
   t.log(`node1 left node ls ${Date.now() - t0} ms after kill -9 (lease TTL ${TTL} s)`);
   t.deepEqual((await api<Array<{ node: string }>>(ds[0]!, 'GET', '/v1/networks/front/peers')).map((p) => p.node), ['node0']);
 });
+
+test('health is checked by the host that registered the task: each daemon probes only its own, and every daemon serves the verdict', async (t) => {
+  const { ds } = await cluster(t, 3);
+  const intervalMs = 300;
+  // Backends on loopback addresses (127/8 is local): each task's server can be stopped on its own.
+  const port = await freePort();
+  const ips = ds.map((_, i) => `127.77.0.${11 + i}`);
+  const servers: Server[] = [];
+  t.teardown(() => servers.forEach((s) => s.close()));
+  for (const ip of ips) {
+    const s = createServer((c) => c.end());
+    await new Promise<void>((res) => s.listen(port, ip, res));
+    servers.push(s);
+  }
+  await api(ds[0]!, 'POST', '/v1/networks', { name: 'lo77', subnet: '127.77.0.0/24' });
+  await api(ds[0]!, 'POST', '/v1/services', { name: 'hc', networks: ['lo77'], endpointMode: 'dnsrr', healthCheck: { type: 'tcp', port, intervalMs, timeoutMs: 200, rise: 1, fall: 2 } });
+  for (const [i, d] of ds.entries()) {
+    const task = await api<{ node?: string }>(d, 'POST', '/v1/tasks', { service: 'hc', ips: [ips[i]!], name: `hc-${i}` });
+    t.is(task.node, `node${i}`, 'the task records the host that registered it');
+  }
+  await converge(ds, 'hc', ips, Date.now());
+  const metric = async (d: DaemonHandle, name: string): Promise<number> => {
+    const text = await (await fetch(`${d.metrics}/metrics`)).text();
+    return text.split('\n').filter((l) => l.startsWith(name)).reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
+  };
+  // Every host has probed (healthy is a verdict: rise 1), each only the one task it registered.
+  for (const [i, d] of ds.entries()) {
+    await waitFor(async () => (await metric(d, 'vipdns_health_checks_total')) > 0, `daemon ${i} probed`);
+    t.is(await metric(d, 'vipdns_health_probed_tasks'), 1, `daemon ${i} probes one task, not ${ds.length}`);
+  }
+  const tasks = await api<Array<{ name: string; health: string; node?: string }>>(ds[2]!, 'GET', '/v1/tasks?service=hc');
+  t.deepEqual(tasks.map((x) => `${x.name} ${x.node} ${x.health}`).sort(), ['hc-0 node0 healthy', 'hc-1 node1 healthy', 'hc-2 node2 healthy']);
+
+  // node1's task dies: node1 sees it, writes it, and every daemon stops answering it.
+  const t0 = Date.now();
+  await new Promise<void>((res) => servers[1]!.close(() => res()));
+  const ms = await converge(ds, 'hc', [ips[0]!, ips[2]!], t0, 15_000);
+  t.log(`a dead task left every daemon's answer ${ms} ms after its server stopped (interval ${intervalMs} ms, fall 2)`);
+  t.true(ms < 2 * intervalMs + 5_000, 'within two intervals and propagation (with room for a loaded machine)');
+  const after = await api<Array<{ name: string; health: string }>>(ds[0]!, 'GET', '/v1/tasks?service=hc');
+  t.deepEqual(after.map((x) => `${x.name} ${x.health}`).sort(), ['hc-0 healthy', 'hc-1 unhealthy', 'hc-2 healthy']);
+  for (const [i, d] of ds.entries()) t.is(await metric(d, 'vipdns_health_probed_tasks'), 1, `daemon ${i} still probes only its own`);
+});
+
+async function waitFor(cond: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out: ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

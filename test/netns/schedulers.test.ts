@@ -55,7 +55,7 @@ rootTest(`nftables: wrr by weight, sh per client address, weight 0 drains; lc an
     t.true(Math.abs(got - share) <= share * 0.1, `b${i + 1}: ${got} of 600, want ${share} ±10% (${JSON.stringify(w.counts)})`);
   }
   t.regex(await ok('service', 'ls'), /wweb\s+vip\s+wrr\s+3/);
-  t.regex(await ok('task', 'ls', 'wweb'), /w1\s+wweb\s+\S+\s+3\s/);
+  t.regex(await ok('task', 'ls', 'wweb'), /w1\s+wweb\s+\S+\s+\S+\s+3\s/);
 
   // Weight 0 drains: no new connections, the others keep their 2:1.
   await ok('task', 'update', 'w1', '--weight', '0');
