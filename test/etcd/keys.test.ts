@@ -2,7 +2,7 @@
 import test from 'ava';
 import { applyChange, diffStates } from '../../src/catalog/changes.js';
 import { type CatalogState, emptyState } from '../../src/catalog/model.js';
-import { DEFAULT_PREFIX, changeFromEvents, decodeState, parseKey, planTxn } from '../../src/catalog/store/etcd-keys.js';
+import { DEFAULT_PREFIX, MAX_TXN_OPS, changeFromEvents, decodeState, fitsOneTxn, parseKey, planTxn, stagedPlan } from '../../src/catalog/store/etcd-keys.js';
 import { parseEtcdUrl } from '../../src/catalog/store/etcd-url.js';
 import { loadConfig } from '../../src/config.js';
 
@@ -79,4 +79,31 @@ test('--store etcd://… parsing and the etcd flags', (t) => {
   t.is(loadConfig({}).store.kind, 'file');
   t.throws(() => loadConfig({ flags: { store: 'etcd://h:1', etcdLeaseTtl: '1' } }), { message: /lease-ttl/ });
   t.throws(() => loadConfig({ flags: { nodeName: 'bad/name' } }), { message: /node name/ });
+});
+
+test('staged: a change over one transaction is one batch key with meta, then chunks that each fit; readers lay a pending batch over the keys', (t) => {
+  let before = emptyState();
+  before.networks.front = { id: 'f', name: 'front', subnet: '10.0.9.0/24', gateway: '10.0.9.1', attachable: false, createdAt: 'x', ipamCursor: '1' };
+  let after = before;
+  for (let i = 0; i < 300; i++) after = withTask(after, `t${i}`);
+  const change = diffStates(before, after);
+  const plan = planTxn(P, change, { nextFwmark: 256 }, () => 0, 'c1');
+  t.false(fitsOneTxn(plan));
+  const staged = stagedPlan(P, plan, 'c1', '42');
+  t.true(staged.head.compares.length <= MAX_TXN_OPS && staged.head.ops.length === 2);
+  t.deepEqual(staged.head.compares[0], { key: `${P}batch`, modRevision: 0 }, 'the batch key must not exist');
+  t.true(staged.head.compares.some((c) => c.key === `${P}meta`), 'meta is compared: no serial change slips in');
+  t.deepEqual(staged.head.ops.map((o) => o.key), [`${P}batch`, `${P}meta`]);
+  t.deepEqual(staged.chunks.map((c) => c.length), [120, 120, 60]);
+  t.is(staged.batch.lease, '42');
+  t.is(staged.batch.ops.length, 300);
+  // A reader that reads the keys while only the first chunk is written sees all 300 tasks.
+  const kvs = [
+    { key: `${P}networks/front`, value: JSON.stringify(before.networks.front), modRevision: 2 },
+    { key: `${P}batch`, value: staged.head.ops[0]!.type === 'put' ? staged.head.ops[0]!.value : '', modRevision: 3 },
+    ...staged.chunks[0]!.map((o) => ({ key: o.key, value: o.type === 'put' ? o.value : '', modRevision: 4 })),
+  ];
+  t.is(Object.keys(decodeState(P, kvs, 4).tasks).length, 300);
+  before = after;
+  t.throws(() => stagedPlan(P, { compares: [], ops: Array.from({ length: 5000 }, (_, i) => ({ type: 'put', key: `${P}tasks/${i}`, value: 'x'.repeat(400), lease: 'none' })) }, 'c2', undefined), { message: /more than one etcd request carries.*smaller steps/ });
 });

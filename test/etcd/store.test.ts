@@ -5,6 +5,7 @@ import { Catalog } from '../../src/catalog/catalog.js';
 import { EtcdStore } from '../../src/catalog/store/etcd.js';
 import { DEFAULT_PREFIX } from '../../src/catalog/store/etcd-keys.js';
 import { type EtcdHandle, startEtcd } from '../helpers/etcd.js';
+import { Etcd3 } from 'etcd3';
 
 function store(etcd: EtcdHandle, node: string, ttl = 10): EtcdStore {
   return new EtcdStore({ hosts: [etcd.endpoint], prefix: DEFAULT_PREFIX, nodeName: node, leaseTtlSeconds: ttl });
@@ -81,18 +82,74 @@ test('tasks of a catalog whose daemon dies expire from the others after the leas
   t.is(a.tasksOf('s').length, 1, "a's own task stays");
 });
 
-test('a service with more tasks than one etcd transaction holds is removed in chunks', async (t) => {
-  const [c] = (await catalogs(t, 'n1')) as [Catalog];
-  await c.createNetwork({ name: 'big', subnet: '10.90.0.0/16' });
-  await c.createService({ name: 'web', networks: ['big'] });
-  await Promise.all(Array.from({ length: 230 }, () => c.addTask({ service: 'web' })));
-  t.is(c.tasksOf('web').length, 230);
-  const err = await t.throwsAsync(c.updateService('web', { networkRm: ['big'], networkAdd: [] }));
-  t.regex(err!.message, /at least one network|over the store's 100 objects per change/);
-  await c.createNetwork({ name: 'other', subnet: '10.91.0.0/16' });
-  const err2 = await t.throwsAsync(c.updateService('web', { networkAdd: ['other'] }));
-  t.regex(err2!.message, /has 230 tasks: .*over the store's 100 objects per change/);
-  await c.removeService('web');
-  t.is(c.tasksOf('web').length, 0);
-  t.throws(() => c.service('web'), { message: /no service/ });
+test('a network attached to a service of 1,000 tasks lands whole: readers never see half of it, writes around it wait, a new reader sees it all', async (t) => {
+  const etcd = await startEtcd();
+  t.teardown(() => etcd.destroy());
+  const open = async (node: string): Promise<Catalog> => {
+    const c = await Catalog.open(store(etcd, node));
+    t.teardown(() => c.close());
+    return c;
+  };
+  const [a, b] = [await open('a'), await open('b')];
+  await a.createNetwork({ name: 'big', subnet: '10.90.0.0/16' });
+  await a.createNetwork({ name: 'other', subnet: '10.91.0.0/16' });
+  await a.createService({ name: 'web', networks: ['big'] });
+  await Promise.all(Array.from({ length: 1000 }, () => a.addTask({ service: 'web' })));
+  await until('b holds 1,000 tasks', () => b.tasksOf('web').length === 1000);
+  // After every change b applies, every task has an address on "other", or none does.
+  const halves: string[] = [];
+  let changes = 0;
+  b.on('change', () => {
+    changes++;
+    const tasks = b.tasksOf('web');
+    const on = tasks.filter((x) => x.addresses.other !== undefined).length;
+    if (on !== 0 && on !== tasks.length) halves.push(`${on} of ${tasks.length}`);
+  });
+  const t0 = Date.now();
+  const [svc] = await Promise.all([a.updateService('web', { networkAdd: ['other'] }), b.createNetwork({ name: 'during', subnet: '10.92.0.0/16' })]);
+  t.log(`attach over 1,000 tasks acknowledged in ${Date.now() - t0} ms`);
+  t.truthy(svc.attachments.find((x) => x.network === 'other')?.vip);
+  await until('b sees every task on "other"', () => b.tasksOf('web').every((x) => x.addresses.other !== undefined));
+  t.deepEqual(halves, [], 'no half-applied state');
+  t.true(changes >= 1);
+  t.truthy(b.findNetwork('during'), 'a write racing the staged change was made too');
+  const ips = new Set(a.tasksOf('web').map((x) => x.addresses.other));
+  t.is(ips.size, 1000, 'distinct addresses');
+  // A catalog opened now reads the object keys: the change was written out and the batch is gone.
+  const raw = new Etcd3({ hosts: etcd.endpoint });
+  t.teardown(() => raw.close());
+  t.false(await raw.get(`${DEFAULT_PREFIX}batch`).exists(), 'the staged key is gone');
+  const keys = await raw.getAll().prefix(`${DEFAULT_PREFIX}tasks/`).strings();
+  t.is(Object.values(keys).filter((v) => (JSON.parse(v) as { addresses: Record<string, string> }).addresses.other !== undefined).length, 1000, 'every task key was written out');
+  const c = await open('c');
+  await until('c sees every task on "other"', () => c.tasksOf('web').length === 1000 && c.tasksOf('web').every((x) => x.addresses.other !== undefined));
+  // Detaching and removing are whole as well.
+  await a.updateService('web', { networkRm: ['other'] });
+  await until('b sees every task off "other"', () => b.tasksOf('web').every((x) => x.addresses.other === undefined));
+  await a.removeService('web');
+  await until('b sees the service gone', () => b.tasksOf('web').length === 0 && b.state.services.web === undefined);
+  t.deepEqual(halves, [], 'no half-applied state');
+});
+
+test('a staged change its writer left unfinished is finished by another daemon; writes wait for it, readers see it at once', async (t) => {
+  const etcd = await startEtcd();
+  t.teardown(() => etcd.destroy());
+  const a = await Catalog.open(store(etcd, 'a'));
+  t.teardown(() => a.close());
+  await a.createNetwork({ name: 'n', subnet: '10.1.0.0/24' });
+  // What a writer that died right after its first transaction leaves: the batch key, nothing written out.
+  const raw = new Etcd3({ hosts: etcd.endpoint });
+  t.teardown(() => raw.close());
+  const ghost = { id: 'g', name: 'ghost', subnet: '10.2.0.0/24', gateway: '10.2.0.1', attachable: false, createdAt: 'x', ipamCursor: '1' };
+  await raw.put(`${DEFAULT_PREFIX}batch`).value(JSON.stringify({ id: 'dead', ops: [{ type: 'put', key: `${DEFAULT_PREFIX}networks/ghost`, value: JSON.stringify(ghost), lease: 'none' }] }));
+  await until('a sees the staged network', () => a.findNetwork('ghost') !== undefined);
+  const t0 = Date.now();
+  await a.createNetwork({ name: 'after', subnet: '10.3.0.0/24' });
+  t.log(`a write behind an abandoned staged change waited ${Date.now() - t0} ms (takeover after 3 s)`);
+  t.false(await raw.get(`${DEFAULT_PREFIX}batch`).exists(), 'finished and closed');
+  t.deepEqual(JSON.parse((await raw.get(`${DEFAULT_PREFIX}networks/ghost`).string())!), ghost);
+  t.truthy(a.findNetwork('after'));
+  const b = await Catalog.open(store(etcd, 'b'));
+  t.teardown(() => b.close());
+  t.truthy(b.findNetwork('ghost'));
 });

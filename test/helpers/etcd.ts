@@ -30,7 +30,18 @@ export function freePort(): Promise<number> {
   });
 }
 
+/** A free port is only free until someone else binds it: a start that lost that race tries new ports. */
 export async function startEtcd(): Promise<EtcdHandle> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startEtcdOnce();
+    } catch (e) {
+      if (attempt >= 3 || !/address already in use/.test((e as Error).message)) throw e;
+    }
+  }
+}
+
+async function startEtcdOnce(): Promise<EtcdHandle> {
   const dir = tempDir('vipdns-etcd-');
   const port = await freePort();
   const peer = await freePort();

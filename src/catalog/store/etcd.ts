@@ -9,7 +9,27 @@ import { Etcd3, type IRequestOp, type IWatchResponse, type Lease, type Watcher, 
 import { VipdnsError, errorMessage } from '../../errors.js';
 import type { Change, Meta } from '../changes.js';
 import { type CatalogState, FWMARK_BASE } from '../model.js';
-import { type KeyEvent, META, NODES, type RawKv, changeFromEvents, decodeMeta, decodeState, planTxn } from './etcd-keys.js';
+import { withRetries } from '../../runner.js';
+import {
+  BATCH,
+  MAX_TXN_OPS,
+  type BatchValue,
+  type KeyEvent,
+  META,
+  NODES,
+  type RawKv,
+  type TxnCompare,
+  type TxnOp,
+  batchEvents,
+  changeFromEvents,
+  decodeBatch,
+  decodeMeta,
+  decodeState,
+  fitsOneTxn,
+  parseKey,
+  planTxn,
+  stagedPlan,
+} from './etcd-keys.js';
 import { type ChangeListener, type NodeInfo, type ReplicatedStore, StoreConflict } from './store.js';
 
 export interface EtcdStoreOptions {
@@ -35,6 +55,17 @@ const silent: StoreLog = { info: () => undefined, warn: () => undefined, error: 
 const PAGE = 1000;
 const CATCH_UP_TIMEOUT_MS = 5_000;
 const ACK_TIMEOUT_MS = 30_000;
+/** A staged change still pending after this long: its writer is gone, and any daemon finishes it. */
+const TAKEOVER_MS = 3_000;
+
+/** A staged change as this daemon mirrors it: the key events of its materialization are not news. */
+interface PendingBatch {
+  rev: number;
+  value: BatchValue;
+  /** key → the value the batch puts there, or null for a delete. */
+  expected: Map<string, string | null>;
+  timer: NodeJS.Timeout;
+}
 
 interface Waiter {
   ready: () => boolean;
@@ -43,8 +74,9 @@ interface Waiter {
 
 export class EtcdStore implements ReplicatedStore {
   readonly location: string;
-  // etcd's default --max-txn-ops is 128; a commit also writes meta and compares, so leave room.
-  readonly maxObjectsPerCommit = 100;
+  // A change over one transaction is staged in one key (etcd-keys.ts), bounded by etcd's request
+  // size: ~4,000 tasks. Bigger work (removing a service of more tasks) is split by the catalog.
+  readonly maxObjectsPerCommit = 4_000;
   private readonly client: Etcd3;
   private readonly prefix: string;
   private readonly log: StoreLog;
@@ -60,6 +92,7 @@ export class EtcdStore implements ReplicatedStore {
   private leaseId: Promise<string> | undefined;
   private closed = false;
   private resyncing: Promise<void> | undefined;
+  private batch: PendingBatch | undefined;
 
   constructor(private readonly opts: EtcdStoreOptions) {
     this.prefix = opts.prefix;
@@ -95,6 +128,8 @@ export class EtcdStore implements ReplicatedStore {
     const { kvs, revision } = await this.readAll();
     const state = decodeState(this.prefix, kvs, revision);
     for (const kv of kvs) this.modRevs.set(kv.key, kv.modRevision);
+    const staged = kvs.find((kv) => parseKey(this.prefix, kv.key).type === 'batch');
+    if (staged) this.track(staged.modRevision, decodeBatch(staged.key, staged.value));
     this.meta = { nextFwmark: state.nextFwmark };
     this.applied = revision;
     const leaseId = await this.ensureLease();
@@ -152,36 +187,103 @@ export class EtcdStore implements ReplicatedStore {
     if (this.closed) throw new VipdnsError('UNAVAILABLE', 'the etcd store is closed');
     const commitId = randomBytes(8).toString('hex');
     const plan = planTxn(this.prefix, change, this.meta, (k) => this.modRevs.get(k) ?? 0, commitId);
+    if (plan.compares.length === 0) return this.applied;
     const leaseId = plan.ops.some((o) => o.type === 'put' && o.lease === 'own') ? await this.ensureLease() : undefined;
-    const [first, ...rest] = plan.compares;
-    if (!first) return this.applied;
-    const txn = this.client.if(first.key, 'Mod', '==', first.modRevision);
+    if (!fitsOneTxn(plan)) return this.commitStaged(plan, commitId, leaseId);
+    // Nothing commits while a staged change is being materialized (it would be overwritten).
+    const compares = [...plan.compares, { key: this.prefix + BATCH, modRevision: 0 }];
+    const res = await this.txn(compares, plan.ops, () => leaseId, 'the change was not made');
+    if (res.succeeded) {
+      const rev = Number(res.header.revision);
+      await this.waitFor(() => this.applied >= rev, ACK_TIMEOUT_MS);
+      return rev;
+    }
+    return this.conflict(compares, res, commitId);
+  }
+
+  /** A change too big for one transaction: one key every reader applies at once, then written out. */
+  private async commitStaged(plan: ReturnType<typeof planTxn>, commitId: string, leaseId: string | undefined): Promise<number> {
+    const staged = stagedPlan(this.prefix, plan, commitId, leaseId);
+    const res = await this.txn(staged.head.compares, staged.head.ops, () => undefined, 'the change was not made');
+    if (!res.succeeded) return this.conflict(staged.head.compares, res, commitId);
+    const rev = Number(res.header.revision);
+    const done = await this.materialize(rev, staged.batch);
+    await this.waitFor(() => this.applied >= Math.max(rev, done), ACK_TIMEOUT_MS);
+    return rev;
+  }
+
+  /**
+   * Writes a staged change out under its object keys, chunk by chunk, each guarded by the batch
+   * key's revision, then deletes the batch key. Returns the revision of that deletion (0 when
+   * another daemon finished first). A task the batch puts whose lease has expired meanwhile (its
+   * writer, or its host, died) goes on a fresh lease revoked at the end: readers, who applied the
+   * batch, see it leave as it would have.
+   */
+  private async materialize(batchRev: number, batch: BatchValue): Promise<number> {
+    const batchKey = this.prefix + BATCH;
+    const guard: TxnCompare[] = [{ key: batchKey, modRevision: batchRev }];
+    let orphans: Lease | undefined;
+    const orphaned = new Set<string>();
+    const attempt = <T>(fn: () => Promise<T>): Promise<T> =>
+      withRetries(fn, { attempts: 5, backoff: { initialMs: 50, maxMs: 1_000 }, retryable: (e) => !this.closed && !(e instanceof VipdnsError && e.code === 'BAD_REQUEST') });
+    try {
+      for (let i = 0; i < batch.ops.length; i += MAX_TXN_OPS) {
+        const chunk = batch.ops.slice(i, i + MAX_TXN_OPS);
+        const ok = await attempt(async () => {
+          const orphanLease = orphans ? String(await orphans.grant()) : undefined;
+          // An orphaned put goes on the fresh lease (as 'own'), whatever the batch said.
+          const ops = chunk.map((o): TxnOp => (o.type === 'put' && orphaned.has(o.key) ? { ...o, lease: 'own' } : o));
+          try {
+            return (await this.txn(guard, ops, (o) => (orphaned.has(o.key) ? orphanLease : batch.lease), 'a staged change was not written out')).succeeded;
+          } catch (e) {
+            if (!(e instanceof VipdnsError && /lease not found|key not found/i.test(e.message))) throw e;
+            orphans ??= this.client.lease(this.opts.leaseTtlSeconds, { autoKeepAlive: false });
+            const leaseGone = /lease not found/i.test(e.message);
+            for (const o of chunk) {
+              if (o.type !== 'put' || orphaned.has(o.key)) continue;
+              if (o.lease === 'own' && leaseGone) orphaned.add(o.key);
+              if (o.lease === 'keep' && !(await this.client.get(o.key).exists())) orphaned.add(o.key);
+            }
+            throw e; // retried with those puts on the fresh lease
+          }
+        });
+        if (!ok) return 0; // finished (or replaced) by another daemon
+      }
+      const res = await attempt(() => this.txn(guard, [{ type: 'delete', key: batchKey }], () => undefined, 'a staged change was not closed'));
+      return res.succeeded ? Number(res.header.revision) : 0;
+    } finally {
+      await orphans?.revoke().catch(() => undefined);
+    }
+  }
+
+  /** One guarded transaction; `leaseOf` gives the lease of each 'own' put. */
+  private async txn(compares: TxnCompare[], ops: TxnOp[], leaseOf: (o: TxnOp) => string | undefined, what: string) {
+    const [first, ...rest] = compares;
+    const txn = this.client.if(first!.key, 'Mod', '==', first!.modRevision);
     for (const c of rest) txn.and(c.key, 'Mod', '==', c.modRevision);
-    const ops: IRequestOp[] = plan.ops.map((o) =>
+    const req: IRequestOp[] = ops.map((o) =>
       o.type === 'delete'
         ? { request_delete_range: { key: Buffer.from(o.key) } }
         : {
             request_put: {
               key: Buffer.from(o.key),
               value: Buffer.from(o.value),
-              ...(o.lease === 'own' ? { lease: leaseId } : o.lease === 'keep' ? { ignore_lease: true } : {}),
+              ...(o.lease === 'own' ? { lease: leaseOf(o) } : o.lease === 'keep' ? { ignore_lease: true } : {}),
             },
           },
     );
     // On failure, read back what we compared: it tells what beat us, and how far to catch up.
-    txn.then(...ops).else(...plan.compares.map((c): IRequestOp => ({ request_range: { key: Buffer.from(c.key) } })));
-    let res;
+    txn.then(...req).else(...compares.map((c): IRequestOp => ({ request_range: { key: Buffer.from(c.key) } })));
     try {
-      res = await txn.commit();
+      return await txn.commit();
     } catch (e) {
-      throw storeError(e, this.opts.hosts, 'the change was not made');
+      throw storeError(e, this.opts.hosts, what);
     }
-    if (res.succeeded) {
-      const rev = Number(res.header.revision);
-      await this.waitFor(() => this.applied >= rev, ACK_TIMEOUT_MS);
-      return rev;
-    }
-    const current = plan.compares.map((c, i) => ({ compare: c, kv: res.responses[i]?.response_range?.kvs?.[0] }));
+  }
+
+  /** A commit whose compares failed: landed earlier (a retried call), or a conflict to catch up with. */
+  private async conflict(compares: TxnCompare[], res: Awaited<ReturnType<EtcdStore['txn']>>, commitId: string): Promise<number> {
+    const current = compares.map((c, i) => ({ compare: c, kv: res.responses[i]?.response_range?.kvs?.[0] }));
     const metaRead = current.find((x) => x.compare.key === this.prefix + META)?.kv;
     if (metaRead && decodeMeta(this.prefix + META, metaRead.value.toString()).commit === commitId) {
       // An earlier attempt of this very call landed (the client retried on another endpoint).
@@ -195,14 +297,20 @@ export class EtcdStore implements ReplicatedStore {
       if (kv) target = Math.max(target, Number(kv.mod_revision));
       else if (compare.modRevision !== 0) gone.push([compare.key, compare.modRevision]);
     }
+    // A staged change in the way: retry once it is written out (or taken over).
+    const staged = current.some(({ compare, kv }) => compare.key === this.prefix + BATCH && kv !== undefined);
     const changed = current.filter(({ compare, kv }) => Number(kv?.mod_revision ?? 0) !== compare.modRevision).map(({ compare }) => compare.key.slice(this.prefix.length));
-    const caughtUp = this.waitFor(() => this.applied >= target && gone.every(([k, r]) => (this.modRevs.get(k) ?? 0) !== r), CATCH_UP_TIMEOUT_MS);
+    const caughtUp = this.waitFor(
+      () => this.applied >= target && gone.every(([k, r]) => (this.modRevs.get(k) ?? 0) !== r) && !(staged && this.batch),
+      staged ? TAKEOVER_MS + CATCH_UP_TIMEOUT_MS : CATCH_UP_TIMEOUT_MS,
+    );
     throw new StoreConflict(`etcd: ${changed.join(', ') || 'the catalog'} changed since it was read`, caughtUp);
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.batch) clearTimeout(this.batch.timer);
     for (const w of this.waiters) w.resolve();
     this.waiters = [];
     // The lease is released, not revoked: this daemon's tasks expire after the TTL, as they
@@ -294,13 +402,52 @@ export class EtcdStore implements ReplicatedStore {
     this.applied = Math.max(this.applied, rev);
     let change: Change;
     try {
-      change = changeFromEvents(this.prefix, events);
+      change = changeFromEvents(this.prefix, this.unstage(rev, events));
     } catch (e) {
       this.log.error({ err: errorMessage(e), revision: rev }, 'skipping an undecodable etcd change');
       return;
     }
     if (change.meta) this.meta = change.meta;
     if (change.puts.length + change.deletes.length > 0 || change.meta) this.listener(change, rev);
+  }
+
+  /**
+   * The events of a revision as catalog news: a staged change's key becomes the change it holds;
+   * the writes that materialize it are dropped (readers applied them with the batch).
+   */
+  private unstage(rev: number, events: KeyEvent[]): KeyEvent[] {
+    const staged = events.find((ev) => parseKey(this.prefix, ev.key).type === 'batch');
+    let out = events;
+    if (staged) {
+      out = events.filter((ev) => ev !== staged);
+      if (staged.type === 'put') {
+        const value = decodeBatch(staged.key, staged.value);
+        this.track(rev, value);
+        out = [...out, ...batchEvents(value)];
+        return out; // the revision that wrote the batch holds nothing to materialize yet
+      }
+      if (this.batch) clearTimeout(this.batch.timer);
+      this.batch = undefined;
+    }
+    const b = this.batch;
+    if (!b) return out;
+    return out.filter((ev) => {
+      const want = b.expected.get(ev.key);
+      return want === undefined || (ev.type === 'put' ? ev.value !== want : want !== null);
+    });
+  }
+
+  /** Remembers a pending staged change, and finishes it if its writer has not after TAKEOVER_MS. */
+  private track(rev: number, value: BatchValue): void {
+    if (this.batch) clearTimeout(this.batch.timer);
+    const expected = new Map<string, string | null>(value.ops.map((o) => [o.key, o.type === 'put' ? o.value : null]));
+    const timer = setTimeout(() => {
+      if (this.closed || this.batch?.rev !== rev) return;
+      this.log.warn({ revision: rev, objects: value.ops.length }, 'a staged etcd change was left unfinished by its writer; finishing it');
+      this.materialize(rev, value).catch((e) => this.log.warn({ err: errorMessage(e), revision: rev }, 'cannot finish a staged etcd change; another daemon will'));
+    }, TAKEOVER_MS);
+    timer.unref();
+    this.batch = { rev, value, expected, timer };
   }
 
   /** Reads the whole prefix and delivers the difference from the mirror as one change. */
