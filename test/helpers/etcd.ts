@@ -107,3 +107,104 @@ async function startEtcdOnce(): Promise<EtcdHandle> {
     },
   };
 }
+
+export interface EtcdCluster {
+  /** http://127.0.0.1:PORT of each member */
+  endpoints: string[];
+  /** etcd://h1,h2,h3 for `vipdns serve --store` */
+  url: string;
+  /** Index of the member that leads now (asked of the live members). */
+  leader(): Promise<number>;
+  /** SIGKILL one member (its data dir stays: start() brings it back). */
+  kill(i: number): Promise<void>;
+  start(i: number): Promise<void>;
+  destroy(): Promise<void>;
+}
+
+/** A real n-member etcd cluster on loopback ports, in a temp dir. */
+export async function startEtcdCluster(n = 3): Promise<EtcdCluster> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startClusterOnce(n);
+    } catch (e) {
+      if (attempt >= 3 || !/address already in use/.test((e as Error).message)) throw e;
+    }
+  }
+}
+
+async function startClusterOnce(n: number): Promise<EtcdCluster> {
+  const dir = tempDir('vipdns-etcd-cluster-');
+  const members: Array<{ name: string; client: string; peer: string; proc?: ChildProcess; exited: Promise<void>; logs: string[] }> = [];
+  for (let i = 0; i < n; i++) members.push({ name: `m${i}`, client: `http://127.0.0.1:${await freePort()}`, peer: `http://127.0.0.1:${await freePort()}`, exited: Promise.resolve(), logs: [] });
+  const initial = members.map((m) => `${m.name}=${m.peer}`).join(',');
+  const spawnMember = (i: number): void => {
+    const m = members[i]!;
+    const p = spawn('etcd', ['--name', m.name, '--data-dir', join(dir, m.name), '--listen-client-urls', m.client, '--advertise-client-urls', m.client, '--listen-peer-urls', m.peer, '--initial-advertise-peer-urls', m.peer, '--initial-cluster', initial, '--initial-cluster-state', 'new', '--initial-cluster-token', dir, '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    m.proc = p;
+    p.stdout!.on('data', (c: Buffer) => m.logs.push(c.toString()));
+    p.stderr!.on('data', (c: Buffer) => m.logs.push(c.toString()));
+    m.exited = new Promise((r) => p.once('exit', () => r()));
+  };
+  const healthy = async (i: number): Promise<void> => {
+    const m = members[i]!;
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      if (m.proc!.exitCode !== null) throw new Error(`etcd ${m.name} exited (${m.proc!.exitCode}):\n${m.logs.join('')}`);
+      try {
+        const r = await fetch(`${m.client}/health`, { signal: AbortSignal.timeout(1000) });
+        if (r.ok && ((await r.json()) as { health?: string }).health === 'true') return;
+      } catch {
+        /* not up yet */
+      }
+      if (Date.now() > deadline) throw new Error(`etcd ${m.name} not healthy in 30 s:\n${m.logs.join('')}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+  const kill = async (i: number): Promise<void> => {
+    const p = members[i]!.proc;
+    if (p && p.exitCode === null && p.signalCode === null) {
+      p.kill('SIGKILL');
+      await members[i]!.exited;
+    }
+  };
+  const destroy = async (): Promise<void> => {
+    for (let i = 0; i < n; i++) await kill(i);
+    removeDir(dir);
+  };
+  try {
+    for (let i = 0; i < n; i++) spawnMember(i);
+    await Promise.all(members.map((_, i) => healthy(i)));
+  } catch (e) {
+    await destroy();
+    throw e;
+  }
+  return {
+    endpoints: members.map((m) => m.client),
+    url: `etcd://${members.map((m) => new URL(m.client).host).join(',')}`,
+    async leader() {
+      for (const m of members) {
+        if (!m.proc || m.proc.exitCode !== null || m.proc.signalCode !== null) continue;
+        try {
+          const r = await fetch(`${m.client}/v3/maintenance/status`, { method: 'POST', body: '{}', signal: AbortSignal.timeout(1000) });
+          const s = (await r.json()) as { header?: { member_id?: string }; leader?: string };
+          if (!s.leader || s.leader === '0') continue;
+          // Each member's status names the leader's id; find whose own id that is.
+          for (const [j, other] of members.entries()) {
+            if (!other.proc || other.proc.exitCode !== null || other.proc.signalCode !== null) continue;
+            const o = (await (await fetch(`${other.client}/v3/maintenance/status`, { method: 'POST', body: '{}', signal: AbortSignal.timeout(1000) })).json()) as { header?: { member_id?: string } };
+            if (o.header?.member_id === s.leader) return j;
+          }
+        } catch {
+          /* that member is down or electing: ask the next */
+        }
+      }
+      throw new Error('no etcd member knows a leader');
+    },
+    kill,
+    async start(i) {
+      spawnMember(i);
+      await healthy(i);
+    },
+    destroy,
+  };
+}

@@ -92,6 +92,12 @@ export class EtcdStore implements ReplicatedStore {
   private leaseId: Promise<string> | undefined;
   private closed = false;
   private resyncing: Promise<void> | undefined;
+  /**
+   * Deadline of one write. With several members it is short: a proposal a follower forwarded to a
+   * leader that died is lost, and waits for etcd's own 7 s timeout; retried on another member after
+   * 2 s instead, it lands after the election (a retry of one that did land is recognized by its id).
+   */
+  private readonly writeDeadlineMs: number;
   private batch: PendingBatch | undefined;
 
   constructor(private readonly opts: EtcdStoreOptions) {
@@ -99,6 +105,7 @@ export class EtcdStore implements ReplicatedStore {
     this.log = opts.log ?? silent;
     this.location = `etcd ${opts.hosts.join(',')} prefix ${opts.prefix}`;
     const timeout = opts.callTimeoutMs ?? 5_000;
+    this.writeDeadlineMs = opts.hosts.length > 1 ? Math.min(timeout, 2_000) : timeout;
     this.client = new Etcd3({
       hosts: opts.hosts,
       ...(opts.tls?.ca ? { credentials: { rootCertificate: opts.tls.ca, privateKey: opts.tls.key, certChain: opts.tls.cert } } : {}),
@@ -192,7 +199,7 @@ export class EtcdStore implements ReplicatedStore {
     if (!fitsOneTxn(plan)) return this.commitStaged(plan, commitId, leaseId);
     // Nothing commits while a staged change is being materialized (it would be overwritten).
     const compares = [...plan.compares, { key: this.prefix + BATCH, modRevision: 0 }];
-    const res = await this.txn(compares, plan.ops, () => leaseId, 'the change was not made');
+    const res = await this.again(() => this.txn(compares, plan.ops, () => leaseId, 'the change was not made'));
     if (res.succeeded) {
       const rev = Number(res.header.revision);
       await this.waitFor(() => this.applied >= rev, ACK_TIMEOUT_MS);
@@ -201,10 +208,19 @@ export class EtcdStore implements ReplicatedStore {
     return this.conflict(compares, res, commitId);
   }
 
+  /**
+   * The same transaction once more on a cluster when a member did not answer in time (a leader
+   * election): if the first landed, the retry's compares fail and conflict() finds our commit id.
+   */
+  private again<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.opts.hosts.length < 2) return fn();
+    return withRetries(fn, { attempts: 4, backoff: { initialMs: 100, maxMs: 1_000 }, retryable: (e) => !this.closed && e instanceof VipdnsError && e.code === 'UNAVAILABLE' });
+  }
+
   /** A change too big for one transaction: one key every reader applies at once, then written out. */
   private async commitStaged(plan: ReturnType<typeof planTxn>, commitId: string, leaseId: string | undefined): Promise<number> {
     const staged = stagedPlan(this.prefix, plan, commitId, leaseId);
-    const res = await this.txn(staged.head.compares, staged.head.ops, () => undefined, 'the change was not made');
+    const res = await this.again(() => this.txn(staged.head.compares, staged.head.ops, () => undefined, 'the change was not made'));
     if (!res.succeeded) return this.conflict(staged.head.compares, res, commitId);
     const rev = Number(res.header.revision);
     const done = await this.materialize(rev, staged.batch);
@@ -259,7 +275,7 @@ export class EtcdStore implements ReplicatedStore {
   /** One guarded transaction; `leaseOf` gives the lease of each 'own' put. */
   private async txn(compares: TxnCompare[], ops: TxnOp[], leaseOf: (o: TxnOp) => string | undefined, what: string) {
     const [first, ...rest] = compares;
-    const txn = this.client.if(first!.key, 'Mod', '==', first!.modRevision);
+    const txn = this.client.if(first!.key, 'Mod', '==', first!.modRevision).options({ deadline: Date.now() + this.writeDeadlineMs });
     for (const c of rest) txn.and(c.key, 'Mod', '==', c.modRevision);
     const req: IRequestOp[] = ops.map((o) =>
       o.type === 'delete'
