@@ -14,13 +14,12 @@
 import { cpus, loadavg } from 'node:os';
 import { readdirSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
-import { createSocket } from 'node:dgram';
-import * as packet from 'dns-packet';
 import { type CallResult, Failures, call, loadThroughApi, pool } from './scale/api.js';
 import { generateCatalog, serviceName, writeCatalogFile } from './scale/catalog.js';
 import type { DnsLoadInput, DnsLoadResult } from './scale/dns-load.js';
 import { type Daemon, type DaemonPorts, Resources, freePorts, rssBytes, scrapeStallMs, spawnDaemon, startEtcd, stopDaemon, waitReady } from './scale/procs.js';
 import { fmtCount, fmtMB, fmtMs, fmtRate, fmtSec, summarize } from './scale/stats.js';
+import { untilAnswered } from './scale/answered.js';
 
 // ---------- options ----------
 
@@ -331,38 +330,6 @@ async function migrate(res: Resources, size: Size, services: number): Promise<vo
     note(size, `migration: ${fmtSec(ms)} to /readyz; services with tasks ${gotS}/${services}, tasks ${gotT}/${wantT}; data dir after start: ${readdirSync(dir).join(' ')}`);
   } finally {
     await stopDaemon(d);
-  }
-}
-
-/** Asks `name` A over UDP until it has an answer; ms from start, or undefined after `timeoutMs`. */
-async function untilAnswered(port: number, name: string, timeoutMs: number): Promise<number | undefined> {
-  const sock = createSocket('udp4');
-  const t0 = performance.now();
-  try {
-    let id = 0;
-    for (;;) {
-      id = (id + 1) & 0xffff;
-      const q = packet.encode({ type: 'query', id, flags: packet.RECURSION_DESIRED, questions: [{ type: 'A', name }] });
-      const answer = await new Promise<Buffer | undefined>((resolve) => {
-        const timer = setTimeout(() => {
-          sock.off('message', on);
-          resolve(undefined);
-        }, 50);
-        const on = (m: Buffer): void => {
-          if (m.readUInt16BE(0) !== id) return;
-          clearTimeout(timer);
-          sock.off('message', on);
-          resolve(m);
-        };
-        sock.on('message', on);
-        sock.send(q, port, '127.0.0.1');
-      });
-      if (answer && (answer[3]! & 0x0f) === 0 && answer.readUInt16BE(6) > 0) return performance.now() - t0;
-      if (performance.now() - t0 > timeoutMs) return undefined;
-      await sleep(1);
-    }
-  } finally {
-    sock.close();
   }
 }
 

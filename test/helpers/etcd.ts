@@ -118,21 +118,23 @@ export interface EtcdCluster {
   /** SIGKILL one member (its data dir stays: start() brings it back). */
   kill(i: number): Promise<void>;
   start(i: number): Promise<void>;
+  /** Process ids of the live members (for CPU readings). */
+  pids(): number[];
   destroy(): Promise<void>;
 }
 
 /** A real n-member etcd cluster on loopback ports, in a temp dir. */
-export async function startEtcdCluster(n = 3): Promise<EtcdCluster> {
+export async function startEtcdCluster(n = 3, onSpawn?: (p: ChildProcess) => void): Promise<EtcdCluster> {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await startClusterOnce(n);
+      return await startClusterOnce(n, onSpawn);
     } catch (e) {
       if (attempt >= 3 || !/address already in use/.test((e as Error).message)) throw e;
     }
   }
 }
 
-async function startClusterOnce(n: number): Promise<EtcdCluster> {
+async function startClusterOnce(n: number, onSpawn?: (p: ChildProcess) => void): Promise<EtcdCluster> {
   const dir = tempDir('vipdns-etcd-cluster-');
   const members: Array<{ name: string; client: string; peer: string; proc?: ChildProcess; exited: Promise<void>; logs: string[] }> = [];
   for (let i = 0; i < n; i++) members.push({ name: `m${i}`, client: `http://127.0.0.1:${await freePort()}`, peer: `http://127.0.0.1:${await freePort()}`, exited: Promise.resolve(), logs: [] });
@@ -141,6 +143,7 @@ async function startClusterOnce(n: number): Promise<EtcdCluster> {
     const m = members[i]!;
     const p = spawn('etcd', ['--name', m.name, '--data-dir', join(dir, m.name), '--listen-client-urls', m.client, '--advertise-client-urls', m.client, '--listen-peer-urls', m.peer, '--initial-advertise-peer-urls', m.peer, '--initial-cluster', initial, '--initial-cluster-state', 'new', '--initial-cluster-token', dir, '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
     m.proc = p;
+    onSpawn?.(p);
     p.stdout!.on('data', (c: Buffer) => m.logs.push(c.toString()));
     p.stderr!.on('data', (c: Buffer) => m.logs.push(c.toString()));
     m.exited = new Promise((r) => p.once('exit', () => r()));
@@ -201,6 +204,7 @@ async function startClusterOnce(n: number): Promise<EtcdCluster> {
       throw new Error('no etcd member knows a leader');
     },
     kill,
+    pids: () => members.filter((m) => m.proc && m.proc.exitCode === null && m.proc.signalCode === null).map((m) => m.proc!.pid!),
     async start(i) {
       spawnMember(i);
       await healthy(i);
