@@ -2,7 +2,9 @@
 import type { ChildProcess } from 'node:child_process';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import type { ExecutionContext } from 'ava';
 import { CatalogBuilder } from '../helpers/catalog.js';
+import { type DaemonHandle, removeDir, startDaemon } from '../helpers/daemon.js';
 import { resolveTool } from '../../src/balancer/drivers/exec.js';
 import { sh, startIn, type Topology } from '../helpers/netns.js';
 
@@ -92,4 +94,15 @@ export async function hold(ns: string, host: string, port: number): Promise<Held
 
 export async function nftRuleset(ns: string): Promise<string> {
   return sh('ip', ['netns', 'exec', ns, resolveTool('nft'), 'list', 'ruleset']);
+}
+
+/** A daemon on the nftables dataplane in the topology's host namespace, stopped and cleaned up with the test. */
+export async function nftablesDaemon(t: ExecutionContext, topo: Topology, extraArgs: string[] = []): Promise<DaemonHandle> {
+  const d = await startDaemon({ wrap: ['ip', 'netns', 'exec', topo.host], args: ['--dataplane', 'nftables', ...extraArgs] });
+  t.teardown(async () => {
+    await d.stop();
+    await d.cli('dataplane', 'cleanup');
+    removeDir(d.dataDir);
+  });
+  return d;
 }

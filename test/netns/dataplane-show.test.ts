@@ -3,10 +3,9 @@
 // and a removed task shows as draining.
 import test from 'ava';
 import type { ChildProcess } from 'node:child_process';
-import { removeDir, startDaemon } from '../helpers/daemon.js';
 import { resolveTool } from '../../src/balancer/drivers/exec.js';
 import { createTopology, inNs, netnsUnavailable, uniquePrefix } from '../helpers/netns.js';
-import { VIP, burst, startBackends } from './common.js';
+import { burst, nftablesDaemon, startBackends, VIP } from './common.js';
 
 // The nft binary itself: node_modules/.bin has an unrelated `nft` ahead of it on npm's PATH.
 const NFT = resolveTool('nft');
@@ -27,12 +26,7 @@ rootTest(`dataplane show lists what nft holds and flags what differs from the pl
     await topo.destroy();
   });
   procs.push(...(await startBackends(topo)));
-  const d = await startDaemon({ wrap: ['ip', 'netns', 'exec', topo.host], args: ['--dataplane', 'nftables'] });
-  t.teardown(async () => {
-    await d.stop();
-    await d.cli('dataplane', 'cleanup');
-    removeDir(d.dataDir);
-  });
+  const d = await nftablesDaemon(t, topo);
   const ok = (...a: string[]): Promise<string> => d.ok(...a);
   await ok('network', 'create', 'n', '--subnet', '10.0.9.0/24');
   await ok('service', 'create', 'web', '--network', 'n', '--port', '80', '--publish', '8080:80');

@@ -3,9 +3,8 @@
 // healthy again, only it gets new connections.
 import test from 'ava';
 import type { ChildProcess } from 'node:child_process';
-import { removeDir, startDaemon } from '../helpers/daemon.js';
 import { createTopology, inNs, netnsUnavailable, startIn, uniquePrefix } from '../helpers/netns.js';
-import { VIP, burst, fixture, startBackends } from './common.js';
+import { burst, fixture, nftablesDaemon, startBackends, VIP } from './common.js';
 
 const why = await netnsUnavailable();
 const rootTest = why ? test.skip : test.serial;
@@ -29,12 +28,7 @@ rootTest(`all tasks unhealthy: the VIP still balances over all of them; one heal
     await topo.destroy();
   });
   procs.push(...(await startBackends(topo))); // serving port 80; nothing on the checked port 81
-  const d = await startDaemon({ wrap: ['ip', 'netns', 'exec', topo.host], args: ['--dataplane', 'nftables'] });
-  t.teardown(async () => {
-    await d.stop();
-    await d.cli('dataplane', 'cleanup');
-    removeDir(d.dataDir);
-  });
+  const d = await nftablesDaemon(t, topo);
   const ok = (...a: string[]): Promise<string> => d.ok(...a);
   await ok('network', 'create', 'n', '--subnet', '10.0.9.0/24');
   await ok('service', 'create', 'web', '--network', 'n', '--port', '80', '--health-check', 'tcp:81', '--health-interval', '300', '--health-timeout', '200');

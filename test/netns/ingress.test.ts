@@ -4,9 +4,8 @@
 // a port is published, then is re-created with another subnet.
 import test from 'ava';
 import type { ChildProcess } from 'node:child_process';
-import { removeDir, startDaemon } from '../helpers/daemon.js';
 import { createTopology, inNs, netnsUnavailable, sh, startIn, uniquePrefix } from '../helpers/netns.js';
-import { burst, fixture } from './common.js';
+import { burst, fixture, nftablesDaemon } from './common.js';
 
 const why = await netnsUnavailable();
 const rootTest = why ? test.serial.skip : test.serial;
@@ -28,12 +27,7 @@ rootTest(`ingress: published port reachable through it, no names on it, removal 
     await sh('ip', ['-n', b.ns, 'addr', 'add', `${edgeIp(i)}/24`, 'dev', 'eth0']);
     procs.push(await startIn(b.ns, fixture('echo-server'), [`b${i + 1}@{local}`, '80']));
   }
-  const d = await startDaemon({ wrap: ['ip', 'netns', 'exec', topo.host], args: ['--dataplane', 'nftables'] });
-  t.teardown(async () => {
-    await d.stop();
-    await d.cli('dataplane', 'cleanup');
-    removeDir(d.dataDir);
-  });
+  const d = await nftablesDaemon(t, topo);
   const ok = (...a: string[]): Promise<string> => d.ok(...a);
   await ok('network', 'create', 'front', '--subnet', '10.0.9.0/24');
   await ok('network', 'create', 'ingress', '--ingress', '--subnet', '10.255.0.0/24');

@@ -3,10 +3,9 @@
 // (lc, sticky) refused with the reason and nothing written.
 import test from 'ava';
 import type { ChildProcess } from 'node:child_process';
-import { removeDir, startDaemon } from '../helpers/daemon.js';
 import { resolveTool } from '../../src/balancer/drivers/exec.js';
 import { createTopology, inNs, netnsUnavailable, uniquePrefix } from '../helpers/netns.js';
-import { burst, startBackends } from './common.js';
+import { burst, nftablesDaemon, startBackends } from './common.js';
 
 // The nft binary itself: node_modules/.bin has an unrelated `nft` ahead of it on npm's PATH.
 const NFT = resolveTool('nft');
@@ -24,12 +23,7 @@ rootTest(`nftables: wrr by weight, sh per client address, weight 0 drains; lc an
   procs.push(...(await startBackends(topo)));
   const sources = ['10.0.9.100', '10.0.9.101', '10.0.9.102', '10.0.9.103', '10.0.9.104', '10.0.9.105'];
   for (const s of sources.slice(1)) await inNs(topo.client.ns, 'ip', 'addr', 'add', `${s}/24`, 'dev', 'eth0');
-  const d = await startDaemon({ wrap: ['ip', 'netns', 'exec', topo.host], args: ['--dataplane', 'nftables'] });
-  t.teardown(async () => {
-    await d.stop();
-    await d.cli('dataplane', 'cleanup');
-    removeDir(d.dataDir);
-  });
+  const d = await nftablesDaemon(t, topo);
   const ok = (...a: string[]): Promise<string> => d.ok(...a);
   const vipOf = async (svc: string): Promise<string> => (JSON.parse(await ok('--json', 'service', 'inspect', svc)) as { attachments: { vip: string }[] }).attachments[0]!.vip;
   const settle = async (vip: string, want: number): Promise<void> => {
