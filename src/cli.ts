@@ -272,7 +272,7 @@ interface ServiceRow {
 }
 
 const LB_HELP = 'scheduler for new connections: rr (round robin), wrr (by task weight), lc (least connections; IPVS only), sh (hash of the client address) (default: rr)';
-const STICKY_HELP = 'a client keeps its backend for this many seconds after its last connection (IPVS persistence)';
+const STICKY_HELP = 'a client keeps its backend for this many seconds after its last connection (IPVS persistence; on nftables a per-client memory of its slot)';
 const WEIGHT_HELP = 'share of new connections under wrr and sh; 0 drains the task (its established connections stay)';
 
 /** A whole number as a number; anything else as given, so the daemon's error shows what was typed. */

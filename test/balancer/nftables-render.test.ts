@@ -63,6 +63,23 @@ test('schedulers: rr ignores weights but 0, wrr follows them, sh hashes the clie
   t.notRegex(r.text, /t-v4-tcp-h3/, 'no second map');
 });
 
+test('sticky: its own class chain remembers each client\'s slot in a dynamic map, and slots are keyed by packet mark', (t) => {
+  const u = vs([{}, {}, {}], { persistence: 600 });
+  t.deepEqual(lines(u), [
+    'vips4 10.0.9.2 . tcp . 80 : goto c-v4-tcp-k3-s600',
+    'm-v4-tcp-k3 10.0.9.2 . tcp . 80 . 16384 : 10.0.9.11 . 80',
+    'm-v4-tcp-k3 10.0.9.2 . tcp . 80 . 16385 : 10.0.9.12 . 80',
+    'm-v4-tcp-k3 10.0.9.2 . tcp . 80 . 16386 : 10.0.9.13 . 80',
+  ]);
+  const r = renderDiff({ base: false, add: [u], change: [], remove: [], unchanged: 0 }, o, ctx());
+  t.regex(r.text, /add map inet vipdns m-v4-tcp-k3 \{ typeof ip daddr \. meta l4proto \. th dport \. meta mark : ip daddr \. tcp dport ; \}/);
+  t.regex(r.text, /add map inet vipdns s-v4-tcp-k3-s600 \{ typeof ip daddr \. meta l4proto \. th dport \. ip saddr : meta mark ; flags dynamic,timeout ; timeout 600s ; size \d+ ; \}/);
+  t.regex(r.text, /update @s-v4-tcp-k3-s600 \{ ip daddr \. meta l4proto \. th dport \. ip saddr timeout 600s : numgen inc mod 3 offset 0x4000 \} meta mark set .* map @s-v4-tcp-k3-s600 ct mark set ct mark \| 0x4000 dnat ip to ip daddr \. meta l4proto \. th dport \. meta mark map @m-v4-tcp-k3/);
+  t.deepEqual(r.classes, ['c-v4-tcp-k3-s600']);
+  // sh and sticky: the same memory, the first pick hashed.
+  t.regex(renderDiff({ base: false, add: [vs([{}, {}], { persistence: 30, scheduler: 'sh' })], change: [], remove: [], unchanged: 0 }, o, ctx()).text, /c-v4-tcp-h2-s30 .*jhash ip saddr mod 2 seed 0x[0-9a-f]+ offset 0x4000/);
+});
+
 test('IPv6 VIP: vips6 and a v6 class; nft input brackets the addresses', (t) => {
   const u = vs([{ ip: 'fd00::11', port: 53 }], { family: 6, vip: 'fd00::2', protocol: 'udp', port: 53 });
   t.deepEqual(lines(u), ['vips6 fd00::2 . udp . 53 : goto c-v6-udp-k1', 't-v6-udp-k1 fd00::2 . udp . 53 . 0 : fd00::11 . 53']);

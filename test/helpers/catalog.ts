@@ -8,6 +8,8 @@ export interface SvcSpec {
   ports?: PortSpec[];
   endpointMode?: 'vip' | 'dnsrr';
   fwmark?: number;
+  lb?: Service['lb'];
+  sticky?: number;
 }
 
 export class CatalogBuilder {
@@ -28,6 +30,8 @@ export class CatalogBuilder {
       attachments: Object.entries(s.vips).map(([network, vip]) => ({ network, vip })),
       ports: s.ports ?? [{ protocol: 'tcp', target: 80 }],
       fwmark: s.fwmark ?? this.state.nextFwmark++,
+      ...(s.lb ? { lb: s.lb } : {}),
+      ...(s.sticky ? { sticky: s.sticky } : {}),
       createdAt: '',
     };
     this.state.services[s.name] = svc;

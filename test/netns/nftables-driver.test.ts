@@ -63,7 +63,9 @@ if (why) {
   function catalog(): CatalogBuilder {
     const c = new CatalogBuilder().network('n', '10.0.9.0/24').network('six', 'fd00:9::/64');
     for (let i = 0; i < 5; i++) {
-      c.service({ name: `svc${i}`, vips: { n: `10.0.9.${2 + i}`, six: `fd00:9::${2 + i}` }, ports: [{ protocol: 'tcp', target: 80, published: 8080 + i }, { protocol: 'udp', target: 53 }] });
+      // svc3 and svc4 are sticky (sh and rr): their VIP and published-port classes, v4 and v6, read back too.
+      const balancing = i === 4 ? { sticky: 60 } : i === 3 ? { sticky: 30, lb: 'sh' as const } : {};
+      c.service({ name: `svc${i}`, vips: { n: `10.0.9.${2 + i}`, six: `fd00:9::${2 + i}` }, ports: [{ protocol: 'tcp', target: 80, published: 8080 + i }, { protocol: 'udp', target: 53 }], ...balancing });
       for (let j = 0; j < 3; j++) c.task(`svc${i}`, { n: `10.0.9.${100 + i * 10 + j}`, six: `fd00:9::${100 + i * 10 + j}` });
     }
     return c;

@@ -1,6 +1,6 @@
 // Schedulers and weights on the nftables dataplane, with real connections from a client namespace:
-// wrr by task weight, sh (a hash of the client address), weight 0 drains, and what nftables cannot do
-// (lc, sticky) refused with the reason and nothing written.
+// wrr by task weight, sh (a hash of the client address), weight 0 drains, sticky sessions, and what
+// nftables cannot do (lc) refused with the reason and nothing written.
 import test from 'ava';
 import type { ChildProcess } from 'node:child_process';
 import { resolveTool } from '../../src/balancer/drivers/exec.js';
@@ -13,7 +13,7 @@ const why = await netnsUnavailable();
 const rootTest = why ? test.skip : test.serial;
 if (why) console.log(`scheduler traffic tests skipped: ${why}`);
 
-rootTest(`nftables: wrr by weight, sh per client address, weight 0 drains; lc and sticky refused${why ? ` (skipped: ${why})` : ''}`, async (t) => {
+rootTest(`nftables: wrr by weight, sh per client address, weight 0 drains; lc refused${why ? ` (skipped: ${why})` : ''}`, async (t) => {
   const topo = await createTopology(uniquePrefix(), 3);
   const procs: ChildProcess[] = [];
   t.teardown(async () => {
@@ -77,10 +77,63 @@ rootTest(`nftables: wrr by weight, sh per client address, weight 0 drains; lc an
   const lc = await d.cli('service', 'create', 'lweb', '--network', 'n', '--lb', 'lc');
   t.not(lc.code, 0);
   t.regex(lc.stderr, /lb lc: the nftables dataplane has no least-connections scheduler/);
-  const sticky = await d.cli('service', 'update', 'wweb', '--sticky', '30');
-  t.not(sticky.code, 0);
-  t.regex(sticky.stderr, /sticky 30: the nftables dataplane has no sticky sessions/);
-  const ls = await ok('service', 'ls');
-  t.notRegex(ls, /lweb/);
-  t.notRegex(ls, /sticky/);
+  t.notRegex(await ok('service', 'ls'), /lweb/);
+});
+
+rootTest(`nftables sticky: a client keeps its backend, clients spread, after the timeout it can change, a removed backend is left at once${why ? ` (skipped: ${why})` : ''}`, async (t) => {
+  const topo = await createTopology(uniquePrefix(), 3);
+  const procs: ChildProcess[] = [];
+  t.teardown(async () => {
+    for (const p of procs) p.kill('SIGKILL');
+    await topo.destroy();
+  });
+  procs.push(...(await startBackends(topo)));
+  const sources = ['10.0.9.100', '10.0.9.101', '10.0.9.102', '10.0.9.103', '10.0.9.104', '10.0.9.105', '10.0.9.106'];
+  for (const s of sources.slice(1)) await inNs(topo.client.ns, 'ip', 'addr', 'add', `${s}/24`, 'dev', 'eth0');
+  const d = await nftablesDaemon(t, topo);
+  const ok = (...a: string[]): Promise<string> => d.ok(...a);
+  const TIMEOUT_S = 2;
+  await ok('network', 'create', 'n', '--subnet', '10.0.9.0/24');
+  await ok('service', 'create', 'sweb', '--network', 'n', '--port', '80', '--sticky', String(TIMEOUT_S));
+  for (const [i, b] of topo.backends.entries()) await ok('task', 'add', 'sweb', '--ip', b.ip, '--name', `s${i + 1}`);
+  const vip = (JSON.parse(await ok('--json', 'service', 'inspect', 'sweb')) as { attachments: { vip: string }[] }).attachments[0]!.vip;
+  const only = async (source: string, n: number): Promise<string> => {
+    const r = await burst(topo.client.ns, 'tcp', vip, 80, n, source);
+    t.is(r.errors, 0, `${source}: ${JSON.stringify(r)}`);
+    t.is(Object.keys(r.counts).length, 1, `${source} keeps one backend over ${n} connections: ${JSON.stringify(r.counts)}`);
+    return Object.keys(r.counts)[0]!;
+  };
+  for (let i = 0; i < 50 && !/-s2/.test(await inNs(topo.host, NFT, 'list', 'map', 'inet', 'vipdns', 'vips4')); i++) await new Promise((res) => setTimeout(res, 100));
+  const a = sources[0]!;
+  const first = await only(a, 20);
+  const spread = new Set([first]);
+  for (const s of sources.slice(1)) spread.add(await only(s, 5));
+  t.true(spread.size >= 2, `${sources.length} clients over ${[...spread].join(', ')}`);
+  t.regex(await ok('dataplane', 'show', 'sweb'), /sticky 2 s per client address/);
+
+  // After the timeout, a's memory is gone and it picks again: each round moves the pick by two, so
+  // within three rounds it lands on another backend.
+  let again = first;
+  for (let round = 0; round < 3 && again === first; round++) {
+    await new Promise((res) => setTimeout(res, TIMEOUT_S * 1000 + 700));
+    again = await only(a, 1);
+    if (again === first) await only(sources[round + 1]!, 1);
+  }
+  t.not(again, first, 'after the timeout the client can change backend');
+
+  // Its backend removed: the client is off it at once, and sticky on another.
+  const b = await only(a, 5);
+  const task = b.replace(/^b/, 's');
+  await ok('task', 'rm', task);
+  let moved = '';
+  for (let i = 0; i < 50; i++) {
+    const r = await burst(topo.client.ns, 'tcp', vip, 80, 10, a);
+    if (r.errors === 0 && !(b in r.counts)) {
+      moved = Object.keys(r.counts).join(',');
+      break;
+    }
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  t.true(moved !== '' && !moved.includes(','), `after ${task} left, ${a} sticks to one other backend (${moved})`);
+  t.not(await only(a, 20), b);
 });

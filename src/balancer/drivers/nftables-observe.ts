@@ -4,7 +4,7 @@
 import { formatIp, tryParseIp } from '../../net/ip.js';
 import type { ObservedState, ObservedUnit } from '../types.js';
 import type { Elem, NftOptions, NftUnitNative } from './nftables-render.js';
-import { BASE_CHAINS, CLASS_RE, DISPATCH, baseHash, baseRuleCounts, classComment, classMap, classOf, fingerprintOf } from './nftables-render.js';
+import { BASE_CHAINS, CLASS_RE, DISPATCH, baseHash, baseRuleCounts, classComment, classMap, classOf, fingerprintOf, stickyMap } from './nftables-render.js';
 
 interface JChain { name: string; table: string; hook?: string }
 interface JRule { chain: string; table: string; comment?: string }
@@ -80,7 +80,7 @@ export function parseObserved(json: string, o: NftOptions): Observed {
     const c = classOf(name);
     if (!c) continue;
     const rs = rules.get(name) ?? [];
-    if (rs.length === 1 && rs[0]!.comment === classComment(c, o) && maps.has(classMap(c))) knownClasses.add(name);
+    if (rs.length === 1 && rs[0]!.comment === classComment(c, o) && maps.has(classMap(c)) && (!c.sticky || maps.has(stickyMap(c)))) knownClasses.add(name);
   }
 
   const units = new Map<string, ObservedUnit & { native: NftUnitNative }>();
@@ -93,7 +93,9 @@ export function parseObserved(json: string, o: NftOptions): Observed {
   for (const [name, m] of maps) {
     const dispatch = DISPATCH_MAPS.has(name);
     const cls = CLASS_RE.exec(name);
-    if (!dispatch && !(cls && name.startsWith('t-') && cls[3] === 'k')) {
+    // A sticky class's client memory is the kernel's own (dynamic): kept while its chain exists.
+    if (cls && name.startsWith('s-') && chains.has(`c-${name.slice(2)}`)) continue;
+    if (!dispatch && !(cls && slotMap(name, cls))) {
       if (!name.startsWith('vipdns-probe')) unit(`map|${name}`).native.stray = { map: name };
       continue;
     }
@@ -123,6 +125,16 @@ export function parseObserved(json: string, o: NftOptions): Observed {
     if (u.native.stray || broken.has(u.id)) continue;
     u.fingerprint = fingerprintOf(u.native.elements);
   }
-  const knownMaps = new Set([...maps.keys()].filter((m) => m.startsWith('t-') && CLASS_RE.exec(m)?.[3] === 'k'));
+  const knownMaps = new Set(
+    [...maps.keys()].filter((m) => {
+      const cls = CLASS_RE.exec(m);
+      return cls !== null && slotMap(m, cls);
+    }),
+  );
   return { base, units, knownClasses, knownMaps };
+}
+
+/** A slot map: t-<class>-k<W> (by slot number) or m-<class>-k<W> (by packet mark, sticky classes). */
+function slotMap(name: string, cls: RegExpExecArray): boolean {
+  return (name.startsWith('t-') || name.startsWith('m-')) && cls[3] === 'k' && cls[5] === undefined;
 }

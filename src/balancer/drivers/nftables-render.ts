@@ -7,6 +7,11 @@
 //   c-<class>-k<W>: one rule, `dnat to <key> . numgen inc mod W map @t-<class>-k<W>`    (rr, wrr)
 //   c-<class>-h<W>: one rule, `dnat to <key> . jhash saddr mod W map @t-<class>-k<W>`    (sh)
 //   t-<class>-k<W>: one element per (VIP port, slot): slot → backend, W slots per unit
+//   c-<class>-{k,h}<W>-s<T>: sticky (--sticky T): a dynamic map s-… keyed by VIP port and client
+//     address remembers the slot picked (numgen or jhash) for T seconds after the client's last new
+//     connection; the slot goes through the packet mark into m-<class>-k<W> (the slot map keyed by
+//     mark). A slot always names a live backend, so a removed or unhealthy backend is never sticky;
+//     a change of the slot count starts a new map (clients pick again).
 // A unit's backends are *elements*, never rules: a one-endpoint change deletes and adds a few elements.
 // Measured alternatives: a rule (or anonymous map) per service makes every change O(table) — nft lists
 // every chain and anonymous set before any change, and the kernel re-validates every rule that jumps.
@@ -35,8 +40,9 @@ export type Pick = 'inc' | 'hash';
 /** What this dataplane cannot do, said to the user instead of programming something else. */
 export const NFT_LIMITS: DriverLimits = {
   schedulers: { lc: 'the nftables dataplane has no least-connections scheduler (nftables keeps no per-backend connection counts); use rr, wrr or sh, or run with --dataplane ipvs' },
-  sticky: 'the nftables dataplane has no sticky sessions (that is IPVS persistence); use --lb sh for a stable backend per client address, or run with --dataplane ipvs',
 };
+/** Clients remembered per sticky class map (client address × VIP port). */
+export const STICKY_SIZE = 1 << 20;
 // The hash seed is fixed, so a client keeps its backend across restarts and re-programming.
 const HASH_SEED = '0x76697064';
 
@@ -67,10 +73,16 @@ export interface Klass {
   proto: Protocol;
   w: number;
   pick: Pick;
+  /** Seconds a client keeps its slot (sticky sessions); absent = none. */
+  sticky?: number;
 }
-export const classChain = (c: Klass) => `c-${c.kind}-${c.proto}-${c.pick === 'hash' ? 'h' : 'k'}${c.w}`;
-export const classMap = (c: Klass) => `t-${c.kind}-${c.proto}-k${c.w}`;
-export const CLASS_RE = /^[ct]-(v4|v6|p4|p6)-(tcp|udp)-([kh])([1-9]\d{0,3})$/;
+const pickTag = (c: Klass) => `${c.pick === 'hash' ? 'h' : 'k'}${c.w}${c.sticky ? `-s${c.sticky}` : ''}`;
+export const classChain = (c: Klass) => `c-${c.kind}-${c.proto}-${pickTag(c)}`;
+/** The slot map: keyed by the slot number (t-), or for sticky classes by the packet mark (m-). */
+export const classMap = (c: Klass) => `${c.sticky ? 'm' : 't'}-${c.kind}-${c.proto}-k${c.w}`;
+/** A sticky class's memory of clients: VIP port . client address → slot (as a packet mark). */
+export const stickyMap = (c: Klass) => `s-${c.kind}-${c.proto}-${pickTag(c)}`;
+export const CLASS_RE = /^[ctms]-(v4|v6|p4|p6)-(tcp|udp)-([kh])([1-9]\d{0,3})(?:-s([1-9]\d{0,6}))?$/;
 
 function hex(n: number): string {
   return `0x${n.toString(16)}`;
@@ -123,20 +135,25 @@ export function unitId(u: Unit): string {
   return u.kind === 'vip' ? `vip|${u.vip.vip} . ${u.vip.protocol} . ${u.vip.port}` : `pub|${u.published.protocol} . ${u.published.port}`;
 }
 
-/** Every element a unit owns. A unit without active backends dispatches to c-none (counted, not NATed). */
-export function unitElements(u: Unit): Elem[] {
+/**
+ * Every element a unit owns. A unit without active backends dispatches to c-none (counted, not NATed).
+ * `markBase`: the masquerade mark, which sticky slot keys carry (the slot travels in the packet mark).
+ */
+export function unitElements(u: Unit, markBase = DEFAULT_NFT_OPTIONS.masqueradeMark): Elem[] {
   const out: Elem[] = [];
   const sched = u.kind === 'vip' ? u.vip.scheduler : u.published.scheduler;
+  const sticky = u.kind === 'vip' ? u.vip.persistence : u.published.persistence;
   const pick: Pick = sched === 'sh' ? 'hash' : 'inc';
   const add = (dispatch: string, kind: ClassKind, proto: Protocol, key: string, picks: Backend[]) => {
     if (picks.length === 0) {
       out.push({ map: dispatch, key, value: 'goto c-none' });
       return;
     }
-    const k: Klass = { kind, proto, w: picks.length, pick };
+    const k: Klass = { kind, proto, w: picks.length, pick, ...(sticky ? { sticky } : {}) };
     out.push({ map: dispatch, key, value: `goto ${classChain(k)}` });
     const map = classMap(k);
-    picks.forEach((b, s) => out.push({ map, key: `${key} . ${s}`, value: `${b.ip} . ${b.port}` }));
+    const base = sticky ? markBase : 0;
+    picks.forEach((b, s) => out.push({ map, key: `${key} . ${base + s}`, value: `${b.ip} . ${b.port}` }));
   };
   if (u.kind === 'vip') {
     const v = u.vip;
@@ -169,11 +186,11 @@ export function fingerprintOf(els: Elem[]): string {
 // ---- class chains and maps ----
 
 export function classRule(c: Klass, o: NftOptions): string {
+  if (c.sticky) return stickyRule(c, o);
   // The packet mark asks postrouting to masquerade; the same bit on the conntrack entry lets our
   // iptables FORWARD accept (nftables-forward.ts) pass both directions of the flow.
   const mark = o.masqueradeMark ? `meta mark set meta mark | ${hex(o.masqueradeMark)} ct mark set ct mark | ${hex(o.masqueradeMark)} ` : '';
-  const by = c.pick === 'hash' ? `jhash ${c.kind.endsWith('6') ? 'ip6' : 'ip'} saddr mod ${c.w} seed ${HASH_SEED}` : `numgen inc mod ${c.w}`;
-  const ng = `${by} map @${classMap(c)}`;
+  const ng = `${slotPick(c)} map @${classMap(c)}`;
   switch (c.kind) {
     case 'v4':
       return `${mark}dnat ip to ip daddr . meta l4proto . th dport . ${ng}`;
@@ -186,6 +203,43 @@ export function classRule(c: Klass, o: NftOptions): string {
   }
 }
 
+function slotPick(c: Klass): string {
+  return c.pick === 'hash' ? `jhash ${c.kind.endsWith('6') ? 'ip6' : 'ip'} saddr mod ${c.w} seed ${HASH_SEED}` : `numgen inc mod ${c.w}`;
+}
+
+/** The unit's key fields (what the dispatch map matched) as packet expressions. */
+function unitKeyExpr(c: Klass): string {
+  const ip = c.kind.endsWith('6') ? 'ip6' : 'ip';
+  return c.kind.startsWith('v') ? `${ip} daddr . meta l4proto . th dport` : 'meta l4proto . th dport';
+}
+
+/**
+ * What a sticky class remembers a slot by: the unit's key and the client address. For IPv6 VIPs
+ * without the VIP: nft 1.0 cannot build a dynamic-map key holding two IPv6 addresses and a value
+ * (an assertion in its register allocation). Then VIPs of one class on one port share a client's
+ * slot number, which still names a live backend of each.
+ */
+function stickyKeyExpr(c: Klass): string {
+  const ip = c.kind.endsWith('6') ? 'ip6' : 'ip';
+  return c.kind === 'v6' ? `meta l4proto . th dport . ip6 saddr` : `${unitKeyExpr(c)} . ${ip} saddr`;
+}
+
+/**
+ * A sticky class's one rule: remember a slot for (unit, client) unless one is remembered (then only
+ * its timeout restarts), read it into the packet mark, DNAT through the mark-keyed slot map. The
+ * remembered value is the masquerade mark plus the slot, so the mark also asks for masquerading.
+ */
+function stickyRule(c: Klass, o: NftOptions): string {
+  const ip = c.kind.endsWith('6') ? 'ip6' : 'ip';
+  const client = stickyKeyExpr(c);
+  const offset = o.masqueradeMark ? ` offset ${hex(o.masqueradeMark)}` : '';
+  const ct = o.masqueradeMark ? `ct mark set ct mark | ${hex(o.masqueradeMark)} ` : '';
+  return (
+    `update @${stickyMap(c)} { ${client} timeout ${c.sticky}s : ${slotPick(c)}${offset} } ` +
+    `meta mark set ${client} map @${stickyMap(c)} ${ct}dnat ${ip} to ${unitKeyExpr(c)} . meta mark map @${classMap(c)}`
+  );
+}
+
 export function classComment(c: Klass, o: NftOptions): string {
   return `k:${shortHash(classRule(c, o))}`;
 }
@@ -193,7 +247,7 @@ export function classComment(c: Klass, o: NftOptions): string {
 // The data half names the protocol (`tcp dport`/`udp dport`), so each class is per protocol: nft derives a
 // `meta l4proto` check from it, and fails to re-read an existing map whose data is `… . th dport`.
 function classMapType(c: Klass): string {
-  const ng = `numgen inc mod ${c.w}`;
+  const ng = c.sticky ? 'meta mark' : `numgen inc mod ${c.w}`;
   const port = `${c.proto} dport`;
   switch (c.kind) {
     case 'v4':
@@ -212,13 +266,17 @@ export function renderClass(c: Klass, o: NftOptions, out: string[], mapExists: b
   const t = `inet ${o.table}`;
   const chain = classChain(c);
   if (!mapExists) out.push(`add map ${t} ${classMap(c)} { ${classMapType(c)} ; }`);
+  if (c.sticky) {
+    // `add` leaves an existing map (and the clients it remembers) as it is.
+    out.push(`add map ${t} ${stickyMap(c)} { typeof ${stickyKeyExpr(c)} : meta mark ; flags dynamic,timeout ; timeout ${c.sticky}s ; size ${STICKY_SIZE} ; }`);
+  }
   out.push(`add chain ${t} ${chain}`, `flush chain ${t} ${chain}`);
   out.push(`add rule ${t} ${chain} ${classRule(c, o)} comment "${classComment(c, o)}"`);
 }
 
 export function classOf(chain: string): Klass | undefined {
   const m = CLASS_RE.exec(chain);
-  return m && chain.startsWith('c-') ? { kind: m[1] as ClassKind, proto: m[2] as Protocol, w: Number(m[4]), pick: m[3] === 'h' ? 'hash' : 'inc' } : undefined;
+  return m && chain.startsWith('c-') ? { kind: m[1] as ClassKind, proto: m[2] as Protocol, w: Number(m[4]), pick: m[3] === 'h' ? 'hash' : 'inc', ...(m[5] ? { sticky: Number(m[5]) } : {}) } : undefined;
 }
 
 // ---- scaffolding ----
@@ -312,7 +370,7 @@ export interface RenderContext {
  * One `nft -f` transaction for a diff. Order inside it: stale elements go first (a changed element is a
  * delete plus an add of the same key), then the scaffolding, stray objects, class chains, new elements.
  */
-export function renderDiff(d: Diff, o: NftOptions, ctx: RenderContext, expect: (u: Unit) => Elem[] = unitElements): { text: string; ops: number; classes: string[] } {
+export function renderDiff(d: Diff, o: NftOptions, ctx: RenderContext, expect: (u: Unit) => Elem[] = (u) => unitElements(u, o.masqueradeMark)): { text: string; ops: number; classes: string[] } {
   const t = o.table;
   const out: string[] = [];
   const del: Elem[] = [];

@@ -8,7 +8,7 @@ import { LoopbackVips } from '../loopback-vips.js';
 import type { ApplyResult, CleanupResult, DataplaneDriver, Diff, KernelUnit, ObservedState, ObservedUnit, ProbeResult, Unit } from '../types.js';
 import { toolError, toolRunner, type Runner } from './exec.js';
 import { parseObserved } from './nftables-observe.js';
-import { DEFAULT_NFT_OPTIONS, NFT_LIMITS, fingerprintOf, renderDiff, unitElements, unitId, type NftOptions, type NftUnitNative } from './nftables-render.js';
+import { DEFAULT_NFT_OPTIONS, NFT_LIMITS, classMap, classOf, fingerprintOf, renderDiff, unitElements, unitId, type NftOptions, type NftUnitNative } from './nftables-render.js';
 import { LoopbackVipBook } from './nftables-vips.js';
 import { ForwardGuard } from './nftables-forward.js';
 import { iptables } from '../iptables/exec.js';
@@ -67,7 +67,7 @@ export class NftablesDriver implements DataplaneDriver {
     const obj = u.kind === 'vip' ? u.vip : u.published;
     const hit = this.expected.get(obj);
     if (hit) return hit;
-    const elements = unitElements(u);
+    const elements = unitElements(u, this.options.masqueradeMark);
     const native: NftUnitNative = { elements };
     const e = { id: unitId(u), fingerprint: fingerprintOf(elements), native };
     this.expected.set(obj, e);
@@ -105,7 +105,8 @@ export class NftablesDriver implements DataplaneDriver {
       if (r.code !== 0) throw toolError('nft -f (dataplane transaction)', r);
       for (const c of classes) {
         this.knownClasses.add(c);
-        this.knownMaps.add(`t-${c.slice(2)}`);
+        const k = classOf(c);
+        if (k) this.knownMaps.add(classMap(k));
       }
     }
     // After the units: a VIP answers ARP only once its traffic is DNATed. A failure here fails the
@@ -155,6 +156,13 @@ function kernelView(id: string, n: NftUnitNative | undefined): KernelUnit {
     const [ip, port] = v.split(' . ');
     return { ip: ip!, port: Number(port), weight };
   });
-  const picks = new Set(gotos.map((g) => (g === 'goto c-none' ? 'none (no backend: the host answers)' : /-h\d+$/.test(g) ? 'jhash of the client address' : 'numgen round robin')));
+  const picks = new Set(
+    gotos.map((g) => {
+      if (g === 'goto c-none') return 'none (no backend: the host answers)';
+      const by = /-h\d+(-s\d+)?$/.test(g) ? 'jhash of the client address' : 'numgen round robin';
+      const sticky = /-s(\d+)$/.exec(g);
+      return sticky ? `${by}, sticky ${sticky[1]} s per client address` : by;
+    }),
+  );
   return { id, present: true, scheduler: [...picks].join(', '), where: gotos.join(', '), weights: 'slots', backends };
 }
