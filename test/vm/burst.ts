@@ -11,15 +11,19 @@ const TIMEOUT_MS = 10_000;
 
 function once(): Promise<string> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('timeout')), TIMEOUT_MS);
+    let abort = (): void => undefined;
+    // A timed-out socket is closed: a TCP one left open would retry its SYN for two minutes and keep us alive.
+    const timer = setTimeout(() => (abort(), reject(new Error('timeout'))), TIMEOUT_MS);
     if (proto === 'udp') {
       const s = createSocket('udp4');
+      abort = () => s.close();
       s.on('message', (m) => (clearTimeout(timer), s.close(), resolve(m.toString())));
       s.on('error', (e) => (clearTimeout(timer), s.close(), reject(e)));
       s.send('hi', port, host);
       return;
     }
     const s = connect({ host, port });
+    abort = () => s.destroy();
     let buf = '';
     s.on('data', (b) => {
       buf += b.toString();
@@ -49,3 +53,4 @@ const worker = async (): Promise<void> => {
 };
 await Promise.all(Array.from({ length: 4 }, worker));
 console.log(JSON.stringify({ counts, errors }));
+process.exit(0);

@@ -280,6 +280,37 @@ async function main(): Promise<void> {
     eq(burst('tcp', LB_CLIENT_SIDE, 8080, 30), { counts: { be1: 10, be2: 10, be3: 10 }, errors: 0 }, 'spread'));
   await check('UDP VIP: 30 datagrams even over 3 replicas', () => eq(burst('udp', '10.96.0.13', 53, 30), { counts: { be1: 10, be2: 10, be3: 10 }, errors: 0 }, 'spread'));
 
+  await check('FORWARD policy DROP with Docker-like chains (a Docker host): replies still cross, and those chains are unchanged', async () => {
+    // Docker's filter chains as a Docker host has them, with the policy that drops what they do not accept.
+    sh(`iptables -N DOCKER-USER
+iptables -N DOCKER
+iptables -A DOCKER-USER -j RETURN
+iptables -A FORWARD -j DOCKER-USER
+iptables -A FORWARD -o docker0 -j DOCKER
+iptables -A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+iptables -P FORWARD DROP`);
+    const docker = (): string[] =>
+      run('iptables-save', '-t', 'filter')
+        .split('\n')
+        .filter((l) => (l.startsWith('-A') || l.startsWith(':')) && !l.includes('VIPDNS'))
+        .map((l) => l.replace(/ \[\d+:\d+\]$/, ''));
+    const before = docker();
+    ok(burst('tcp', '10.96.0.10', 80, 2).errors === 2, 'without our accept, replies to the client are dropped in FORWARD');
+    // The resync finds its FORWARD accept missing (the scaffolding drifted) and writes it first.
+    await sync(driver, s1);
+    eq(burst('tcp', '10.96.0.10', 80, 30), { counts: { be1: 10, be2: 10, be3: 10 }, errors: 0 }, 'VIP spread under DROP');
+    eq(burst('tcp', LB_CLIENT_SIDE, 8080, 3).errors, 0, 'published port under DROP');
+    eq(docker(), before, "Docker's chains and the policy byte-for-byte");
+    ok(run('iptables-save', '-t', 'filter').split('\n').find((l) => l.startsWith('-A FORWARD')) === '-A FORWARD -j VIPDNS-FORWARD', 'our jump is first in FORWARD');
+    sh(`iptables -P FORWARD ACCEPT
+iptables -D FORWARD -j DOCKER-USER
+iptables -D FORWARD -o docker0 -j DOCKER
+iptables -D FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+iptables -F DOCKER-USER
+iptables -X DOCKER-USER
+iptables -X DOCKER`);
+  });
+
   const held = new Held('10.96.0.10', 80);
   let heldOn = '';
   await check('long-lived connection established', async () => {
@@ -365,7 +396,7 @@ ip addr del 10.96.0.14/32 dev vipdns0`);
   await check('cleanup removes our chains, services and vipdns0; foreign state unchanged', async () => {
     eq(await driver.cleanup(), { removed: true }, 'cleanup');
     const save = run('iptables-save');
-    ok(!save.includes('VIPDNS') && !save.includes('vipdns'), 'our rules remain');
+    ok(!save.includes('VIPDNS') && !save.includes('vipdns'), 'our rules remain (the FORWARD accept too)');
     eq([...ipvsadmLn().keys()].sort(), [...foreignHeads].sort(), 'IPVS services after cleanup');
     ok(spawnSync('ip', ['link', 'show', 'vipdns0']).status !== 0, 'vipdns0 still exists');
     eq(foreignIpvs(), ipvsBefore, 'ipvsadm -S -n (foreign)');

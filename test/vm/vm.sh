@@ -27,7 +27,7 @@ MODULES="virtio_pci virtio_console 9pnet_virtio 9p overlay veth dummy bridge
  nft_compat nft_chain_nat nft_masq nft_redir nft_fib_ipv4 nft_reject_inet
  ip_tables iptable_filter iptable_nat iptable_mangle ip6_tables ip6table_filter ip6table_nat
  ip6table_mangle xt_mark xt_nat xt_MASQUERADE xt_addrtype xt_conntrack xt_comment xt_multiport
- xt_state xt_tcpudp ipt_REJECT ip_set xt_set"
+ xt_state xt_tcpudp ipt_REJECT ip_set xt_set xt_connmark"
 ON_DEMAND="ip_vs_dh ip_vs_fo ip_vs_lblc ip_vs_lblcr ip_vs_nq ip_vs_ovf ip_vs_sed ip_vs_ftp
  br_netfilter nft_limit nft_fib_inet xt_statistic xt_recent"
 

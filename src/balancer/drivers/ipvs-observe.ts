@@ -42,6 +42,12 @@ export const svcKey = (family: Family, mark: number): string => `${family}/${mar
 
 export const MASQ_RULE = ['-m', 'ipvs', '--ipvs', '--vdir', 'ORIGINAL', '--vmethod', 'MASQ', '-m', 'mark', '--mark', '0x40000000/0xc0000000', '-m', 'comment', '--comment', COMMENT, '-j', 'MASQUERADE'];
 export const JUMP = (chain: string): string[] => ['-m', 'comment', '--comment', COMMENT, '-j', chain];
+/**
+ * The conntrack mark bit of the flows we balance: the FORWARD guard (forward-guard.ts) accepts flows
+ * carrying it, so a reply from a backend crosses a FORWARD policy of DROP (Docker hosts).
+ */
+export const IPVS_CONNMARK = 0x4000;
+export const CONNMARK_RULE = ['-m', 'mark', '--mark', '0x40000000/0xc0000000', '-m', 'comment', '--comment', COMMENT, '-j', 'CONNMARK', '--set-xmark', '0x4000/0x4000'];
 
 /** The scaffolding, as (table, chain, args) lists in write order. */
 export function scaffold(): { table: string; chain: string; args: string[] }[] {
@@ -51,6 +57,7 @@ export function scaffold(): { table: string; chain: string; args: string[] }[] {
     // Published first, VIPs last: the last MARK wins, so a VIP:port rule beats a published port.
     { table: 'mangle', chain: CHAINS.mark, args: ['-j', CHAINS.published] },
     { table: 'mangle', chain: CHAINS.mark, args: ['-j', CHAINS.vips] },
+    { table: 'mangle', chain: CHAINS.mark, args: CONNMARK_RULE },
     { table: 'nat', chain: 'POSTROUTING', args: JUMP(CHAINS.post) },
     { table: 'nat', chain: CHAINS.post, args: MASQ_RULE },
   ];

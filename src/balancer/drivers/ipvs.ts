@@ -17,7 +17,8 @@ import type { ApplyResult, CleanupResult, DataplaneDriver, Diff, Family, KernelU
 import { toolRunner, type Runner } from './exec.js';
 import { destChanges, initialDests } from './ipvs-dests.js';
 import { allocateMark, isOurMark } from './ipvs-marks.js';
-import { observeUnits, referencedMarks, scaffold, svcKey, type BaseView, type IpvsUnitNative } from './ipvs-observe.js';
+import { IPVS_CONNMARK, observeUnits, referencedMarks, scaffold, svcKey, type BaseView, type IpvsUnitNative } from './ipvs-observe.js';
+import { ForwardGuard } from './forward-guard.js';
 import { CHAINS, type KernelSchedulers, PLAIN_SCHEDULERS, fingerprint, planShape, ruleArgs, serviceSpec, unitChain, unitId, unitPlan, unitProtocol, unitServiceFwmark } from './ipvs-render.js';
 import { ensureSysctls, readSysctls, type SysctlState } from './ipvs-sysctl.js';
 import { vipInterface, type VipInterface } from './ipvs-vips.js';
@@ -54,6 +55,8 @@ export class IpvsDriver implements DataplaneDriver {
   private readonly log: Logger | undefined;
   private readonly procFile: string | undefined;
   private ipvs: IpvsApi | undefined;
+  /** Accepts our flows in FORWARD under a policy of DROP; part of the scaffolding. */
+  private readonly guard: ForwardGuard;
   /** Where each unit lives, from observe() and every apply(): marks, exact rules, service families. */
   private natives = new Map<string, IpvsUnitNative>();
   private early = new Map<string, Set<string>>();
@@ -68,6 +71,7 @@ export class IpvsDriver implements DataplaneDriver {
     this.families = o.ipv6 === false ? [4] : [4, 6];
     const runner = o.runner ?? ((t: string) => toolRunner(t));
     this.ipt = new Map(this.families.map((f) => [f, iptables(f, { runner })]));
+    this.guard = new ForwardGuard([...this.ipt.values()], IPVS_CONNMARK);
     this.vif = vipInterface(o.vipInterface ?? 'vipdns0', runner('ip'));
     this.sysctlRoot = o.sysctlRoot ?? '/proc/sys';
     this.log = o.logger;
@@ -192,6 +196,8 @@ export class IpvsDriver implements DataplaneDriver {
     this.natives = o.natives;
     this.base = o.base;
     for (const id of this.early.keys()) if (!o.natives.has(id)) this.early.delete(id);
+    // The FORWARD accept is part of our scaffolding: missing or edited, the next apply rewrites both.
+    if (o.state.base === 'ok' && !(await this.guard.intact())) return { ...o.state, base: 'drifted' };
     return o.state;
   }
 
@@ -211,7 +217,8 @@ export class IpvsDriver implements DataplaneDriver {
       this.log?.info({ dataplane: 'ipvs', sysctls: Object.fromEntries(this.sysctls.map((s) => [s.name, s.have])) }, 'dataplane: IPVS sysctls');
       await this.vif.ensure();
       for (const f of this.families) renderBase(script(f), this.base.get(f));
-      ops += 1;
+      // Before the units: a reply crossing a FORWARD policy of DROP must find its accept in place.
+      ops += 1 + (await this.guard.ensure());
     }
 
     // Removed units: rules now (in the transaction), services after it.
@@ -348,6 +355,7 @@ export class IpvsDriver implements DataplaneDriver {
       if (!s.isEmpty()) removed = true;
       await ipt.restore(s);
     }
+    if (await this.guard.cleanup()) removed = true;
     const ipvs = await this.client();
     const del: IpvsOp[] = [];
     for (const s of await call(() => ipvs.listServices(), 'read IPVS services')) {

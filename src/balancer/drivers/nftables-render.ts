@@ -188,7 +188,7 @@ export function fingerprintOf(els: Elem[]): string {
 export function classRule(c: Klass, o: NftOptions): string {
   if (c.sticky) return stickyRule(c, o);
   // The packet mark asks postrouting to masquerade; the same bit on the conntrack entry lets our
-  // iptables FORWARD accept (nftables-forward.ts) pass both directions of the flow.
+  // iptables FORWARD accept (forward-guard.ts) pass both directions of the flow.
   const mark = o.masqueradeMark ? `meta mark set meta mark | ${hex(o.masqueradeMark)} ct mark set ct mark | ${hex(o.masqueradeMark)} ` : '';
   const ng = `${slotPick(c)} map @${classMap(c)}`;
   switch (c.kind) {

@@ -10,7 +10,7 @@ import { toolError, toolRunner, type Runner } from './exec.js';
 import { parseObserved } from './nftables-observe.js';
 import { DEFAULT_NFT_OPTIONS, NFT_LIMITS, classMap, classOf, fingerprintOf, renderDiff, unitElements, unitId, type NftOptions, type NftUnitNative } from './nftables-render.js';
 import { LoopbackVipBook } from './nftables-vips.js';
-import { ForwardGuard } from './nftables-forward.js';
+import { ForwardGuard } from './forward-guard.js';
 import { iptables } from '../iptables/exec.js';
 import { probeNftables } from './supported.js';
 
