@@ -64,12 +64,12 @@ ip -n cl route add default via ${LB_CLIENT_SIDE}
   sh(s);
 }
 
-async function startBackends(): Promise<void> {
+async function startBackends(ports = ['80', '53']): Promise<void> {
   await Promise.all(
     BACKENDS.map(
       (b) =>
         new Promise<void>((resolve, reject) => {
-          const c = spawn('ip', ['netns', 'exec', b.name, process.execPath, join(fixtures, 'echo-server.js'), b.name, '80', '53'], { stdio: ['ignore', 'pipe', 'inherit'] });
+          const c = spawn('ip', ['netns', 'exec', b.name, process.execPath, join(fixtures, 'echo-server.js'), b.name, ...ports], { stdio: ['ignore', 'pipe', 'inherit'] });
           children.push(c);
           const timer = setTimeout(() => reject(new Error(`${b.name} did not start`)), 60_000);
           createInterface({ input: c.stdout! }).on('line', (l) => {
@@ -373,6 +373,21 @@ iptables -X DOCKER`);
     ok(!(ipvsadmLn().get(`FWM ${driver.unitMarks().get('vip/net1/web/tcp/80')} rr`) ?? []).some((l) => l.includes(`10.99.${n}.2`)), 'drained dest still there');
   });
   held.close();
+
+  await check('IPv6 VIP: 30 TCP connections over v6, even over 3 replicas', async () => {
+    let v6 = 'echo 1 >/proc/sys/net/ipv6/conf/all/forwarding\n';
+    v6 += 'ip -6 addr add fd00:99:100::1/64 dev vc nodad\nip -n cl -6 addr add fd00:99:100::2/64 dev eth0 nodad\nip -n cl -6 route add default via fd00:99:100::1\n';
+    for (const n of [1, 2, 3]) v6 += `ip -6 addr add fd00:99:${n}::1/64 dev vb${n} nodad\nip -n be${n} -6 addr add fd00:99:${n}::2/64 dev eth0 nodad\nip -n be${n} -6 route add default via fd00:99:${n}::1\n`;
+    sh(v6);
+    await startBackends(['6:80']);
+    const backends6 = [1, 2, 3].map((n): Backend => ({ task: `t6-${n}`, ip: `fd00:99:${n}::2`, port: 80, weight: 1, draining: false }));
+    const s6 = desired();
+    s6.services = [...s6.services, { ...vs('web6', 0x106, 'fd00:96::10', 'tcp', 80, backends6), family: 6 as const }].sort((a, b) => (a.key < b.key ? -1 : 1));
+    await sync(driver, s6);
+    ok(run('ip', '-6', 'addr', 'show', 'dev', 'vipdns0').includes('fd00:96::10'), 'the v6 VIP is on vipdns0');
+    eq(burst('tcp', 'fd00:96::10', 80, 30), { counts: { be1: 10, be2: 10, be3: 10 }, errors: 0 }, 'v6 spread');
+    ok(isEmpty(diff(s6, await driver.observe(), driver)), 'the v6 unit reads back as planned');
+  });
 
   await check('drift repaired: edited weight, deleted rule, removed VIP', async () => {
     const m = driver.unitMarks();

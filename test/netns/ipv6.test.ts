@@ -1,0 +1,56 @@
+// IPv6 through the nftables dataplane, with real TCP connections over v6 in namespaces: a v6 VIP
+// and a published port reached on the host's v6 address spread over v6 backends. The client is on
+// another /64 and routes the service network through the balancing host (a v6 VIP is routed to the
+// host, not owned by it: see the README).
+import test from 'ava';
+import type { ChildProcess } from 'node:child_process';
+import { createTopology, inNs, netnsUnavailable, sh, startIn, uniquePrefix } from '../helpers/netns.js';
+import { burst, fixture, nftablesDaemon } from './common.js';
+
+const why = await netnsUnavailable();
+const rootTest = why ? test.serial.skip : test.serial;
+if (why) console.log(`IPv6 traffic test skipped: ${why}`);
+
+rootTest(`IPv6: a v6 VIP and a v6 published port balance real TCP connections${why ? ` (skipped: ${why})` : ''}`, async (t) => {
+  const topo = await createTopology(uniquePrefix(), 2);
+  const procs: ChildProcess[] = [];
+  t.teardown(async () => {
+    for (const p of procs) p.kill('SIGKILL');
+    await topo.destroy();
+  });
+  // nodad: addresses usable at once (duplicate address detection would hold them for a second).
+  await sh('ip', ['-n', topo.host, '-batch', '-'], 'addr add fd00:9::1/64 dev br0 nodad\naddr add fd00:100::1/64 dev br0 nodad\n');
+  await inNs(topo.host, 'sysctl', '-qw', 'net.ipv6.conf.all.forwarding=1');
+  const ips = topo.backends.map((_, i) => `fd00:9::${11 + i}`);
+  for (const [i, b] of topo.backends.entries()) {
+    await sh('ip', ['-n', b.ns, '-batch', '-'], `addr add ${ips[i]}/64 dev eth0 nodad\nroute add default via fd00:9::1\n`);
+    procs.push(await startIn(b.ns, fixture('echo-server'), [`b${i + 1}`, '6:80']));
+  }
+  await sh('ip', ['-n', topo.client.ns, '-batch', '-'], 'addr add fd00:100::100/64 dev eth0 nodad\nroute add fd00:9::/64 via fd00:100::1\n');
+  const d = await nftablesDaemon(t, topo);
+  const ok = (...a: string[]): Promise<string> => d.ok(...a);
+  await ok('network', 'create', 'n6', '--subnet', 'fd00:9::/64');
+  await ok('service', 'create', 'web6', '--network', 'n6', '--port', '80', '--publish', '8080:80');
+  for (const ip of ips) await ok('task', 'add', 'web6', '--ip', ip);
+  const vip = (JSON.parse(await ok('--json', 'service', 'inspect', 'web6')) as { attachments: { vip: string }[] }).attachments[0]!.vip;
+  t.regex(vip, /^fd00:9::/);
+  const aaaa = await inNs(topo.host, 'dig', '@127.0.0.1', '-p', String(d.dnsPort), '+short', 'web6', 'AAAA');
+  t.is(aaaa.trim(), vip, 'AAAA answers the v6 VIP');
+
+  const spread = async (host: string, port: number): Promise<void> => {
+    let last: unknown;
+    for (let i = 0; i < 50; i++) {
+      const r = await burst(topo.client.ns, 'tcp', host, port, 20);
+      last = r;
+      if (r.errors === 0 && r.counts.b1 === 10 && r.counts.b2 === 10) {
+        t.pass();
+        return;
+      }
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    t.fail(`[${host}]:${port} never spread 10/10 over v6: last ${JSON.stringify(last)}`);
+  };
+  await spread(vip, 80);
+  await spread('fd00:100::1', 8080);
+  t.regex(await ok('dataplane', 'show', 'web6'), new RegExp(`\\[${vip}\\]:80/tcp`));
+});
