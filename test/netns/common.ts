@@ -6,7 +6,7 @@ import type { ExecutionContext } from 'ava';
 import { CatalogBuilder } from '../helpers/catalog.js';
 import { type DaemonHandle, removeDir, startDaemon } from '../helpers/daemon.js';
 import { resolveTool } from '../../src/balancer/drivers/exec.js';
-import { sh, startIn, type Topology } from '../helpers/netns.js';
+import { createTopology, sh, startIn, type Topology, uniquePrefix } from '../helpers/netns.js';
 
 export const fixture = (name: string) => fileURLToPath(new URL(`./fixtures/${name}.js`, import.meta.url));
 
@@ -105,4 +105,15 @@ export async function nftablesDaemon(t: ExecutionContext, topo: Topology, extraA
     removeDir(d.dataDir);
   });
   return d;
+}
+
+/** A topology of `backends` backends and the processes started in it, all removed with the test. */
+export async function testTopology(t: ExecutionContext, backends: number): Promise<{ topo: Topology; procs: ChildProcess[] }> {
+  const topo = await createTopology(uniquePrefix(), backends);
+  const procs: ChildProcess[] = [];
+  t.teardown(async () => {
+    for (const p of procs) p.kill('SIGKILL');
+    await topo.destroy();
+  });
+  return { topo, procs };
 }

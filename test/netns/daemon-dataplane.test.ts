@@ -2,10 +2,9 @@
 // (nftables in a namespace of the test's own), traffic spreads, removed tasks get no new
 // connections, and kill -9 plus a restart keeps a long-lived connection alive.
 import test from 'ava';
-import type { ChildProcess } from 'node:child_process';
 import { type DaemonHandle, removeDir, startDaemon } from '../helpers/daemon.js';
-import { createTopology, netnsUnavailable, uniquePrefix } from '../helpers/netns.js';
-import { VIP, burst, hold, nftRuleset, startBackends } from './common.js';
+import { netnsUnavailable } from '../helpers/netns.js';
+import { burst, hold, nftRuleset, startBackends, testTopology, VIP } from './common.js';
 import { inNs } from '../helpers/netns.js';
 
 const why = await netnsUnavailable();
@@ -13,12 +12,7 @@ const rootTest = why ? test.skip : test.serial;
 if (why) console.log(`daemon dataplane tests skipped: ${why}`);
 
 rootTest(`the daemon programs nftables from the catalog; kill -9 and restart keep a held connection${why ? ` (skipped: ${why})` : ''}`, async (t) => {
-  const topo = await createTopology(uniquePrefix(), 3);
-  const procs: ChildProcess[] = [];
-  t.teardown(async () => {
-    for (const p of procs) p.kill('SIGKILL');
-    await topo.destroy();
-  });
+  const { topo, procs } = await testTopology(t, 3);
   procs.push(...(await startBackends(topo)));
   // A foreign address on lo: ours are told apart by their label and this one must survive.
   await inNs(topo.host, 'ip', 'addr', 'add', '10.0.9.250/32', 'dev', 'lo', 'label', 'lo:other');

@@ -2,9 +2,8 @@
 // connections to its VIP still reach all of them (as DNS answers still list them); once one task is
 // healthy again, only it gets new connections.
 import test from 'ava';
-import type { ChildProcess } from 'node:child_process';
-import { createTopology, inNs, netnsUnavailable, startIn, uniquePrefix } from '../helpers/netns.js';
-import { burst, fixture, nftablesDaemon, startBackends, VIP } from './common.js';
+import { inNs, netnsUnavailable, startIn } from '../helpers/netns.js';
+import { burst, fixture, nftablesDaemon, startBackends, testTopology, VIP } from './common.js';
 
 const why = await netnsUnavailable();
 const rootTest = why ? test.skip : test.serial;
@@ -21,12 +20,7 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutM
 }
 
 rootTest(`all tasks unhealthy: the VIP still balances over all of them; one healthy: only it${why ? ` (skipped: ${why})` : ''}`, async (t) => {
-  const topo = await createTopology(uniquePrefix(), 3);
-  const procs: ChildProcess[] = [];
-  t.teardown(async () => {
-    for (const p of procs) p.kill('SIGKILL');
-    await topo.destroy();
-  });
+  const { topo, procs } = await testTopology(t, 3);
   procs.push(...(await startBackends(topo))); // serving port 80; nothing on the checked port 81
   const d = await nftablesDaemon(t, topo);
   const ok = (...a: string[]): Promise<string> => d.ok(...a);

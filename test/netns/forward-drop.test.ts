@@ -2,10 +2,9 @@
 // nftables dataplane to backends behind a bridge is forwarded by the host, so it must be accepted
 // there: vipdns's own VIPDNS-FORWARD chain does it, and Docker's chains stay byte-for-byte.
 import test from 'ava';
-import type { ChildProcess } from 'node:child_process';
 import { type DaemonHandle, removeDir, startDaemon } from '../helpers/daemon.js';
-import { createTopology, inNs, netnsUnavailable, uniquePrefix } from '../helpers/netns.js';
-import { VIP, burst, startBackends } from './common.js';
+import { inNs, netnsUnavailable } from '../helpers/netns.js';
+import { burst, startBackends, testTopology, VIP } from './common.js';
 
 const why = await netnsUnavailable();
 const rootTest = why ? test.skip : test.serial;
@@ -31,12 +30,7 @@ const DOCKER_RULES = [
 ];
 
 rootTest(`FORWARD policy DROP with Docker's chains: the VIP still balances; Docker's chains unchanged${why ? ` (skipped: ${why})` : ''}`, async (t) => {
-  const topo = await createTopology(uniquePrefix(), 3);
-  const procs: ChildProcess[] = [];
-  t.teardown(async () => {
-    for (const p of procs) p.kill('SIGKILL');
-    await topo.destroy();
-  });
+  const { topo, procs } = await testTopology(t, 3);
   procs.push(...(await startBackends(topo)));
   const ipt = (...a: string[]) => inNs(topo.host, 'iptables', ...a);
   await ipt('-P', 'FORWARD', 'DROP');

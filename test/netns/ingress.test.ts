@@ -3,21 +3,15 @@
 // that one), nothing on ingress is answered in DNS, and the ingress network cannot be removed while
 // a port is published, then is re-created with another subnet.
 import test from 'ava';
-import type { ChildProcess } from 'node:child_process';
-import { createTopology, inNs, netnsUnavailable, sh, startIn, uniquePrefix } from '../helpers/netns.js';
-import { burst, fixture, nftablesDaemon } from './common.js';
+import { inNs, netnsUnavailable, sh, startIn } from '../helpers/netns.js';
+import { burst, fixture, nftablesDaemon, testTopology } from './common.js';
 
 const why = await netnsUnavailable();
 const rootTest = why ? test.serial.skip : test.serial;
 if (why) console.log(`ingress traffic test skipped: ${why}`);
 
 rootTest(`ingress: published port reachable through it, no names on it, removal refused while used${why ? ` (skipped: ${why})` : ''}`, async (t) => {
-  const topo = await createTopology(uniquePrefix(), 2);
-  const procs: ChildProcess[] = [];
-  t.teardown(async () => {
-    for (const p of procs) p.kill('SIGKILL');
-    await topo.destroy();
-  });
+  const { topo, procs } = await testTopology(t, 2);
   // The ingress subnet on the same bridge: each backend has an address on both networks.
   await sh('ip', ['-n', topo.host, 'addr', 'add', '10.255.0.1/24', 'dev', 'br0']);
   const ingressIp = (i: number): string => `10.255.0.${11 + i}`;

@@ -3,21 +3,15 @@
 // another /64 and routes the service network through the balancing host (a v6 VIP is routed to the
 // host, not owned by it: see the README).
 import test from 'ava';
-import type { ChildProcess } from 'node:child_process';
-import { createTopology, inNs, netnsUnavailable, sh, startIn, uniquePrefix } from '../helpers/netns.js';
-import { burst, fixture, nftablesDaemon } from './common.js';
+import { inNs, netnsUnavailable, sh, startIn } from '../helpers/netns.js';
+import { burst, fixture, nftablesDaemon, testTopology } from './common.js';
 
 const why = await netnsUnavailable();
 const rootTest = why ? test.serial.skip : test.serial;
 if (why) console.log(`IPv6 traffic test skipped: ${why}`);
 
 rootTest(`IPv6: a v6 VIP and a v6 published port balance real TCP connections${why ? ` (skipped: ${why})` : ''}`, async (t) => {
-  const topo = await createTopology(uniquePrefix(), 2);
-  const procs: ChildProcess[] = [];
-  t.teardown(async () => {
-    for (const p of procs) p.kill('SIGKILL');
-    await topo.destroy();
-  });
+  const { topo, procs } = await testTopology(t, 2);
   // nodad: addresses usable at once (duplicate address detection would hold them for a second).
   await sh('ip', ['-n', topo.host, '-batch', '-'], 'addr add fd00:9::1/64 dev br0 nodad\naddr add fd00:100::1/64 dev br0 nodad\n');
   await inNs(topo.host, 'sysctl', '-qw', 'net.ipv6.conf.all.forwarding=1');

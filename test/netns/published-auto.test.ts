@@ -2,22 +2,16 @@
 // the port comes from --publish-range, skips a port the host listens on, is reachable from a
 // client namespace, survives a restart unchanged, and an exhausted range is one clear error.
 import test from 'ava';
-import type { ChildProcess } from 'node:child_process';
 import { type DaemonHandle, removeDir, startDaemon } from '../helpers/daemon.js';
-import { createTopology, netnsUnavailable, startIn, uniquePrefix } from '../helpers/netns.js';
-import { burst, fixture, startBackends } from './common.js';
+import { netnsUnavailable, startIn } from '../helpers/netns.js';
+import { burst, fixture, startBackends, testTopology } from './common.js';
 
 const why = await netnsUnavailable();
 const rootTest = why ? test.serial.skip : test.serial;
 if (why) console.log(`published-port traffic test skipped: ${why}`);
 
 rootTest(`a published port from the range: reachable, kept across a restart, exhaustion refused${why ? ` (skipped: ${why})` : ''}`, async (t) => {
-  const topo = await createTopology(uniquePrefix(), 2);
-  const procs: ChildProcess[] = [];
-  t.teardown(async () => {
-    for (const p of procs) p.kill('SIGKILL');
-    await topo.destroy();
-  });
+  const { topo, procs } = await testTopology(t, 2);
   procs.push(...(await startBackends(topo)));
   // Something on the host already listens on 30000: the range's first port is not free.
   procs.push(await startIn(topo.host, fixture('echo-server'), ['host', '30000']));

@@ -2,10 +2,9 @@
 // wrr by task weight, sh (a hash of the client address), weight 0 drains, sticky sessions, and what
 // nftables cannot do (lc) refused with the reason and nothing written.
 import test from 'ava';
-import type { ChildProcess } from 'node:child_process';
 import { resolveTool } from '../../src/balancer/drivers/exec.js';
-import { createTopology, inNs, netnsUnavailable, uniquePrefix } from '../helpers/netns.js';
-import { burst, nftablesDaemon, startBackends } from './common.js';
+import { inNs, netnsUnavailable } from '../helpers/netns.js';
+import { burst, nftablesDaemon, startBackends, testTopology } from './common.js';
 
 // The nft binary itself: node_modules/.bin has an unrelated `nft` ahead of it on npm's PATH.
 const NFT = resolveTool('nft');
@@ -14,12 +13,7 @@ const rootTest = why ? test.skip : test.serial;
 if (why) console.log(`scheduler traffic tests skipped: ${why}`);
 
 rootTest(`nftables: wrr by weight, sh per client address, weight 0 drains; lc refused${why ? ` (skipped: ${why})` : ''}`, async (t) => {
-  const topo = await createTopology(uniquePrefix(), 3);
-  const procs: ChildProcess[] = [];
-  t.teardown(async () => {
-    for (const p of procs) p.kill('SIGKILL');
-    await topo.destroy();
-  });
+  const { topo, procs } = await testTopology(t, 3);
   procs.push(...(await startBackends(topo)));
   const sources = ['10.0.9.100', '10.0.9.101', '10.0.9.102', '10.0.9.103', '10.0.9.104', '10.0.9.105'];
   for (const s of sources.slice(1)) await inNs(topo.client.ns, 'ip', 'addr', 'add', `${s}/24`, 'dev', 'eth0');
@@ -81,12 +75,7 @@ rootTest(`nftables: wrr by weight, sh per client address, weight 0 drains; lc re
 });
 
 rootTest(`nftables sticky: a client keeps its backend, clients spread, after the timeout it can change, a removed backend is left at once${why ? ` (skipped: ${why})` : ''}`, async (t) => {
-  const topo = await createTopology(uniquePrefix(), 3);
-  const procs: ChildProcess[] = [];
-  t.teardown(async () => {
-    for (const p of procs) p.kill('SIGKILL');
-    await topo.destroy();
-  });
+  const { topo, procs } = await testTopology(t, 3);
   procs.push(...(await startBackends(topo)));
   const sources = ['10.0.9.100', '10.0.9.101', '10.0.9.102', '10.0.9.103', '10.0.9.104', '10.0.9.105', '10.0.9.106'];
   for (const s of sources.slice(1)) await inNs(topo.client.ns, 'ip', 'addr', 'add', `${s}/24`, 'dev', 'eth0');
