@@ -97,6 +97,8 @@ export class Balancer {
   // Serialises syncs (requests during one collapse into one follow-up, strongest reason), coalesces
   // updates, runs the periodic resyncs and retries a failed sync with back-off.
   private readonly runner: Runner<SyncReason>;
+  /** Settles when the sync in flight (if any) has finished, applied or failed. */
+  private syncing: Promise<void> | undefined;
   private drainTimer: NodeJS.Timeout | undefined;
   private drains = new Map<string, number>(); // service → earliest deadline of its draining backends, in applied
   private resyncCount = 0;
@@ -176,6 +178,8 @@ export class Balancer {
 
   /** Each programmed unit (of one service, if given) beside the kernel's view of it, for `dataplane show`. */
   async show(service?: string): Promise<ShowUnit[]> {
+    // A sync in flight writes the kernel before its plan becomes the applied one: read after it.
+    await this.syncing;
     const want = this.applied ? unitsOf(this.applied, service) : [];
     if (!this.driver.inspect) return showUnits(want, [], () => undefined);
     const kernel = await this.driver.inspect(want);
@@ -212,6 +216,8 @@ export class Balancer {
 
   private async run(reason: SyncReason): Promise<void> {
     if (!this.catalog) return; // never write before knowing what is wanted
+    let done = (): void => undefined;
+    this.syncing = new Promise<void>((r) => (done = r));
     const t0 = performance.now();
     const report: SyncReport = { reason, ms: 0, ops: 0, added: 0, changed: 0, removed: 0, unchanged: 0, base: false };
     let stage: SyncReport['stage'];
@@ -278,6 +284,8 @@ export class Balancer {
     } finally {
       report.ms = performance.now() - t0;
       this.stats.lastSyncMs = report.ms;
+      this.syncing = undefined;
+      done();
       if (report.ops > 0 || report.error) {
         const { reason: r, ms, ops, added, changed, removed, unchanged } = report;
         this.log.info({ driver: this.driver.name, reason: r, ms: Math.round(ms), ops, added, changed, removed, unchanged }, 'dataplane: synced');

@@ -225,6 +225,8 @@ class BulkSink implements Sink {
 
 /** Index keys of PTR entries: an address, in a namespace of its own. */
 const PTR_KEY = '#';
+/** A journal key that says a client's own networks changed (the resolver recomputes its view). */
+export const CLIENT_KEY = '@';
 /**
  * A unit is a service (keyed by its record id, which is its name: tasks name their service)
  * or a container. Unit ids sort services before containers, each by name, and a service's
@@ -251,6 +253,13 @@ export class AnswerIndex {
   // tasks by id would cost a whole build ~10%.
   private tasksBySvc = new Map<string, Map<string, Task>>();
   private containers = new Map<string, Container>();
+  /**
+   * Every address of a task or container on two or more networks → all of its networks: a client
+   * sees every network its container is on, whichever address it asks from (as in Docker).
+   */
+  private owners = new Map<string, string[]>();
+  /** Addresses whose owner entry changed during the current apply. */
+  private ownerTouched: string[] = [];
   /** Touched keys per generation (undefined: everything), oldest first. */
   private journal: Array<{ generation: number; keys: string[] | undefined }> = [];
   private journalKeys = 0;
@@ -284,9 +293,11 @@ export class AnswerIndex {
     this.networks = mapOf(state.networks);
     this.services = mapOf(state.services);
     this.tasksBySvc = new Map();
+    this.owners = new Map();
     const tasks = state.tasks;
     for (const id of Object.keys(tasks)) this.putTask(id, tasks[id]!);
     this.containers = mapOf(state.containers);
+    for (const c of this.containers.values()) this.own(c);
     this.names = new Map();
     this.ptrs = new Map();
     this.unitKeys = new Map();
@@ -305,6 +316,7 @@ export class AnswerIndex {
       sink.end();
     }
     sink.finish();
+    this.ownerTouched = []; // a rebuild is news for everything anyway
     this.rescope();
     this.revision = state.revision;
     this.structure++;
@@ -340,7 +352,9 @@ export class AnswerIndex {
           break;
         }
         case 'container':
+          this.unown(this.containers.get(p.id));
           this.containers.set(p.id, p.value);
+          this.own(p.value);
           dirty.add(CONTAINER_UNIT + p.id);
           break;
       }
@@ -360,12 +374,15 @@ export class AnswerIndex {
           break;
         }
         case 'container':
+          this.unown(this.containers.get(d.id));
           this.containers.delete(d.id);
           dirty.add(CONTAINER_UNIT + d.id);
           break;
       }
     }
     const keys: string[] = [];
+    for (const ip of this.ownerTouched) keys.push(CLIENT_KEY + ip);
+    this.ownerTouched = [];
     for (const unit of dirty) this.install(unit, keys);
     if (scopes) this.rescope();
     this.revision = change.revision;
@@ -499,10 +516,18 @@ export class AnswerIndex {
       else this.services.delete(id);
       // A task filed under another service in the mirror shows there as an answer that
       // service should not give: its own audit repairs it.
+      for (const t of this.tasksBySvc.get(id)?.values() ?? []) this.unown(t);
       this.tasksBySvc.delete(id);
       for (const t of truth.tasks ?? []) this.putTask(t.id, t);
-    } else if (truth.container) this.containers.set(id, truth.container);
-    else this.containers.delete(id);
+    } else {
+      this.unown(this.containers.get(id));
+      if (truth.container) {
+        this.containers.set(id, truth.container);
+        this.own(truth.container);
+      } else this.containers.delete(id);
+    }
+    for (const ip of this.ownerTouched) touched.push(CLIENT_KEY + ip);
+    this.ownerTouched = [];
     for (const k of truth.strays ?? []) {
       const dropped = k.startsWith(PTR_KEY) ? dropRun(this.ptrs, k.slice(PTR_KEY.length), unit) : dropRun(this.names, k, unit);
       if (dropped) touched.push(k);
@@ -611,6 +636,29 @@ export class AnswerIndex {
     let m = this.tasksBySvc.get(t.service);
     if (!m) this.tasksBySvc.set(t.service, (m = new Map()));
     m.set(id, t);
+    this.own(t);
+  }
+
+  /** Records the networks of an object on two or more networks under each of its addresses. */
+  private own(o: { addresses: Record<string, string> } | undefined): void {
+    if (!o) return;
+    const nets = Object.keys(o.addresses);
+    if (nets.length < 2) return;
+    for (const n of nets) {
+      const ip = o.addresses[n]!;
+      this.owners.set(ip, nets);
+      this.ownerTouched.push(ip);
+    }
+  }
+
+  private unown(o: { addresses: Record<string, string> } | undefined): void {
+    if (!o) return;
+    const nets = Object.keys(o.addresses);
+    if (nets.length < 2) return;
+    for (const n of nets) {
+      const ip = o.addresses[n]!;
+      if (this.owners.delete(ip)) this.ownerTouched.push(ip);
+    }
   }
 
   private dropTask(id: string, service: string | undefined): Task | undefined {
@@ -619,6 +667,7 @@ export class AnswerIndex {
     if (!t) return undefined;
     m!.delete(id);
     if (m!.size === 0) this.tasksBySvc.delete(service!);
+    this.unown(t);
     return t;
   }
 
@@ -774,6 +823,8 @@ export class AnswerIndex {
     const nets = new Set<string>();
     // An address on the ingress network gives no view: nothing on it is answered.
     for (const p of this.prefixes) if (!p.ingress && contains(p.prefix, a)) nets.add(p.name);
+    // A task or container on several networks sees all of them, from any of its addresses.
+    if (this.owners.size > 0) for (const n of this.owners.get(formatIp(a)) ?? []) nets.add(n);
     if (nets.size === 0 && this.opts.othersSeeAll) return 'all';
     return nets;
   }

@@ -154,8 +154,11 @@ function clientView(ctx: ExplainContext, from: string, vis: 'all' | Set<string>)
     const why = nets.length === 0 && !ctx.index.isKnownClient(addr) ? 'outside every network, and othersSeeAll shows such clients every network' : 'loopback: sees every network (loopbackSeesAll)';
     return { sees: 'all', why };
   }
-  if (nets.length === 0) return { sees: [], why: `outside every network: sees no internal names (othersSeeAll is off)${onIngress}` };
-  return { sees: nets.map((n) => n.name).sort(), why: `inside ${nets.map((n) => `${n.name} (${n.subnet})`).join(', ')}${onIngress}` };
+  // A task or container on several networks sees all of them, whichever address it asks from.
+  const also = [...vis].filter((n) => !nets.some((x) => x.name === n)).sort();
+  const owner = also.length ? `; the task or container with this address is also on ${also.join(', ')}, and sees it` : '';
+  if (nets.length === 0 && also.length === 0) return { sees: [], why: `outside every network: sees no internal names (othersSeeAll is off)${onIngress}` };
+  return { sees: [...vis].sort(), why: `${nets.length ? `inside ${nets.map((n) => `${n.name} (${n.subnet})`).join(', ')}` : 'outside every subnet'}${owner}${onIngress}` };
 }
 
 /** A service named `key` whose only networks are the ingress network: why it has no answer. */

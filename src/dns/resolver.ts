@@ -4,7 +4,7 @@
 // for known clients, and turn every failure into a DNS error rather than an exception.
 import { type Addr, tryParseIp } from '../net/ip.js';
 import { AnswerTable, type Cell, type Compiled, questionHash } from './answer-table.js';
-import type { AnswerIndex, Resolution } from './answers.js';
+import { type AnswerIndex, CLIENT_KEY, type Resolution } from './answers.js';
 import { MessageWriter, type Rr, typeName } from './encode.js';
 import type { ForwardResult } from './forward/forwarder.js';
 import type { AnswerSource, DnsMetrics } from './metrics.js';
@@ -142,7 +142,13 @@ export class Resolver {
       this.table.clear();
       this.clients = new Map();
       this.scopeIds = new Map();
-    } else for (const k of touched) this.table.drop(k);
+    } else {
+      for (const k of touched) {
+        // A client's own networks changed (a container joined a second network): views are recomputed.
+        if (k.startsWith(CLIENT_KEY)) this.clients = new Map();
+        else this.table.drop(k);
+      }
+    }
   }
 
   private client(client: Addr | string): ClientInfo | undefined {

@@ -100,3 +100,38 @@ test('when every task is unhealthy the answers fail open to all tasks', (t) => {
   i.rebuild(s);
   t.deepEqual(data(i.resolve('api', 'A', LO)), ['10.0.10.3', '10.0.10.4', '10.0.10.5']);
 });
+
+test('a container on two networks sees both from either address, as in Docker; joining or leaving one updates the view and the resolver', async (t) => {
+  const { applyChange, diffStates } = await import('../../src/catalog/changes.js');
+  const { Resolver } = await import('../../src/dns/resolver.js');
+  const packet = await import('dns-packet');
+  const before = state();
+  const i = new AnswerIndex({ suffix: 'vipdns.internal', ttl: DEFAULT_TTL, loopbackSeesAll: true, othersSeeAll: false });
+  i.rebuild(before);
+  const fromBack = parseIp('10.0.10.77');
+  t.deepEqual(data(i.resolve('web', 'A', fromBack)), ['nxdomain'], 'only on back: web (front) is not visible');
+  const r = new Resolver({ index: i });
+  const ask = async (): Promise<string> => {
+    const reply = await r.handle(packet.encode({ type: 'query', id: 7, questions: [{ type: 'A', name: 'web' }] }), '10.0.10.77', 'udp');
+    return (packet.decode(reply!) as { rcode?: string }).rcode ?? '';
+  };
+  t.is(await ask(), 'NXDOMAIN');
+  // The container joins front too: from its back address it now sees front's names.
+  const after = structuredClone(before);
+  after.containers.probe = { id: 'p', name: 'probe', aliases: [], addresses: { back: '10.0.10.77', front: '10.0.9.77' }, createdAt: '' };
+  after.revision = 1;
+  const joined = applyChange(structuredClone(before), diffStates(before, after), 1);
+  i.apply(joined.applied);
+  t.deepEqual(data(i.resolve('web', 'A', fromBack)), ['10.0.9.2']);
+  t.deepEqual(data(i.resolve('api', 'A', parseIp('10.0.9.77'))), ['10.0.10.3', '10.0.10.4'], 'and from its front address, back');
+  t.is(await ask(), 'NOERROR', 'the resolver recomputed the client\'s view');
+  // It leaves: back to its subnet alone.
+  const left = applyChange(structuredClone(after), diffStates(after, before), 2);
+  i.apply(left.applied);
+  t.deepEqual(data(i.resolve('web', 'A', fromBack)), ['nxdomain']);
+  t.is(await ask(), 'NXDOMAIN');
+  // A rebuild gives the same view as the incremental path.
+  const whole = new AnswerIndex({ suffix: 'vipdns.internal', ttl: DEFAULT_TTL, loopbackSeesAll: true, othersSeeAll: false });
+  whole.rebuild(after);
+  t.deepEqual(data(whole.resolve('web', 'A', fromBack)), ['10.0.9.2']);
+});

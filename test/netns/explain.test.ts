@@ -54,6 +54,9 @@ rootTest(`explain's answer equals dig -b SOURCE for every row of the table${can.
   sh('ip', ['-n', host, 'addr', 'add', '10.89.9.1/24', 'dev', 'to-c']);
   sh('ip', ['-n', cl, 'addr', 'add', `${BACK}/24`, 'dev', 'eth0']);
   sh('ip', ['-n', cl, 'addr', 'add', `${NOWHERE}/24`, 'dev', 'eth0']);
+  // A container on both networks asks from either of its addresses.
+  sh('ip', ['-n', cl, 'addr', 'add', '10.89.1.70/24', 'dev', 'eth0']);
+  sh('ip', ['-n', cl, 'addr', 'add', '10.89.2.70/24', 'dev', 'eth0']);
   // The one healthy task of `hc` answers its check on 7777 in the client namespace.
   procs.push(await startIn(cl, fixture('echo-server'), ['hc', '7777']));
 
@@ -72,6 +75,7 @@ rootTest(`explain's answer equals dig -b SOURCE for every row of the table${can.
   await ok('task', 'add', 'rr');
   await ok('task', 'add', 'rr');
   await ok('container', 'add', 'db', '--network', 'back', '--alias', 'database');
+  await ok('container', 'add', 'multi', '--network', 'front', '--ip', '10.89.1.70', '--network', 'back', '--ip', '10.89.2.70');
   await ok('service', 'create', 'hc', '--network', 'front', '--endpoint-mode', 'dnsrr', '--health-check', 'tcp:7777', '--health-interval', '300', '--health-timeout', '200');
   await ok('task', 'add', 'hc', '--ip', FRONT);
   await ok('task', 'add', 'hc', '--ip', '10.89.1.51'); // nobody there: unhealthy
@@ -118,6 +122,8 @@ rootTest(`explain's answer equals dig -b SOURCE for every row of the table${can.
     ['nope', 'A', FRONT],
     ['tasks.nope', 'A', FRONT],
     ['outside.invalid', 'A', FRONT],
+    ['rr', 'A', '10.89.2.70'], // rr is on front only: seen from multi's back address
+    ['db', 'A', '10.89.1.70'], // db is on back only: seen from multi's front address
   ];
   const rows: string[] = [];
   for (const [name, type, src] of cases) {
@@ -132,6 +138,9 @@ rootTest(`explain's answer equals dig -b SOURCE for every row of the table${can.
   // The explanation around the answer.
   const back = JSON.parse(await ok('--json', 'explain', 'web', '--from', BACK)) as { client: { sees: string[] }; matches: Array<{ network: string; visible: boolean; hidden?: string }> };
   t.deepEqual(back.client.sees, ['back']);
+  const multi = JSON.parse(await ok('--json', 'explain', 'rr', '--from', '10.89.2.70')) as { client: { sees: string[]; why: string } };
+  t.deepEqual(multi.client.sees, ['back', 'front']);
+  t.regex(multi.client.why, /inside back \(10\.89\.2\.0\/24\); the task or container with this address is also on front/);
   t.deepEqual(back.matches.map((m) => [m.network, m.visible, m.hidden ?? '']).sort(), [['back', true, ''], ['front', false, 'the client is not on network front']]);
   const hc = JSON.parse(await ok('--json', 'explain', 'hc', '--from', FRONT)) as { matches: Array<{ health: { unhealthy: number; failOpen: boolean } }> };
   t.like(hc.matches[0]!.health, { unhealthy: 1, failOpen: false });
