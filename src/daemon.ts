@@ -85,7 +85,8 @@ export class Daemon {
     const store: ReplicatedStore = config.store.kind === 'etcd' ? await openEtcdStore(config.store, config.nodeName, address, log) : await LocalStore.open(config.dataDir);
     let catalog: Catalog;
     try {
-      catalog = await Catalog.open(store, { host: { addresses: hostAddresses(), listening: listeningPorts(), publishRange: config.publishRange, node: config.nodeName } });
+      // Tasks name their host only on a shared store (on one host every task is its own: no bytes per task).
+      catalog = await Catalog.open(store, { host: { addresses: hostAddresses(), listening: listeningPorts(), publishRange: config.publishRange, ...(config.store.kind === 'etcd' ? { node: config.nodeName } : {}) } });
     } catch (e) {
       await store.close();
       throw e;
