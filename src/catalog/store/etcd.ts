@@ -221,8 +221,8 @@ export class EtcdStore implements ReplicatedStore {
   private async commitStaged(plan: ReturnType<typeof planTxn>, commitId: string, leaseId: string | undefined): Promise<number> {
     const staged = stagedPlan(this.prefix, plan, commitId, leaseId);
     const res = await this.again(() => this.txn(staged.head.compares, staged.head.ops, () => undefined, 'the change was not made'));
-    if (!res.succeeded) return this.conflict(staged.head.compares, res, commitId);
-    const rev = Number(res.header.revision);
+    // Not succeeded: a conflict (thrown), or an earlier attempt of this head that landed (its revision).
+    const rev = res.succeeded ? Number(res.header.revision) : await this.conflict(staged.head.compares, res, commitId);
     const done = await this.materialize(rev, staged.batch);
     await this.waitFor(() => this.applied >= Math.max(rev, done), ACK_TIMEOUT_MS);
     return rev;
