@@ -641,23 +641,22 @@ export class AnswerIndex {
 
   /** Records the networks of an object on two or more networks under each of its addresses. */
   private own(o: { addresses: Record<string, string> } | undefined): void {
-    if (!o) return;
-    const nets = Object.keys(o.addresses);
-    if (nets.length < 2) return;
-    for (const n of nets) {
-      const ip = o.addresses[n]!;
-      this.owners.set(ip, nets);
-      this.ownerTouched.push(ip);
-    }
+    this.ownership(o, true);
   }
 
   private unown(o: { addresses: Record<string, string> } | undefined): void {
+    this.ownership(o, false);
+  }
+
+  private ownership(o: { addresses: Record<string, string> } | undefined, held: boolean): void {
     if (!o) return;
     const nets = Object.keys(o.addresses);
-    if (nets.length < 2) return;
+    if (nets.length < 2) return; // one network: its subnet already says it
     for (const n of nets) {
       const ip = o.addresses[n]!;
-      if (this.owners.delete(ip)) this.ownerTouched.push(ip);
+      if (held) this.owners.set(ip, nets);
+      else if (!this.owners.delete(ip)) continue;
+      this.ownerTouched.push(ip);
     }
   }
 
