@@ -471,11 +471,14 @@ container
   .requiredOption('--network <net>', 'attachable network, repeatable', collect)
   .option('--ip <ip>', 'IP on the network whose subnet holds it, repeatable', collect, [])
   .option('--alias <name>', 'another DNS name, repeatable', collect, [])
-  .action(async (name: string, o: { network: string[]; ip: string[]; alias: string[] }) => {
+  .option('--client-address <ip>', "the container's address on no network of vipdns (e.g. docker_gwbridge): its DNS queries from there see its networks, repeatable", collect, [])
+  .action(async (name: string, o: { network: string[]; ip: string[]; alias: string[]; clientAddress: string[] }) => {
     if (o.ip.length > o.network.length) throw new VipdnsError('BAD_REQUEST', 'more --ip values than --network values');
     // IPs pair with networks in order, as with `docker network connect --ip`.
     const networks = o.network.map((n, i) => (o.ip[i] ? { network: n, ip: o.ip[i] } : n));
-    const c = await client().call<ContainerRow>('POST', '/v1/containers', { name, networks, aliases: o.alias });
+    const body: Record<string, unknown> = { name, networks, aliases: o.alias };
+    if (o.clientAddress.length) body.clientAddresses = o.clientAddress;
+    const c = await client().call<ContainerRow>('POST', '/v1/containers', body);
     out(c, () => `${c.name}\t${Object.values(c.addresses).join(',')}\n`);
   });
 container

@@ -53,6 +53,9 @@ const sticky = { description: 'seconds a client keeps its backend, 0 (off) to 86
 const weight = { description: 'share of new connections, 0 (drain) to 10000' } as const;
 const mode = { type: 'string' } as const;
 
+/** A container's addresses on no network of ours (Docker's bridge, docker_gwbridge): they identify it as a DNS client. */
+const clientAddresses = { type: 'array', maxItems: 16, items: ip } as const;
+
 export const SCHEMAS = {
   createNetwork: {
     type: 'object',
@@ -94,14 +97,14 @@ export const SCHEMAS = {
     type: 'object',
     required: ['service'],
     additionalProperties: false,
-    properties: { service: name, ips: { type: 'array', maxItems: 100, items: ip }, name: { anyOf: [name, { type: 'null' }] }, weight },
+    properties: { service: name, ips: { type: 'array', maxItems: 100, items: ip }, name: { anyOf: [name, { type: 'null' }] }, weight, clientAddresses },
   },
   updateTask: { type: 'object', additionalProperties: false, properties: { weight } },
   addContainer: {
     type: 'object',
     required: ['name', 'networks'],
     additionalProperties: false,
-    properties: { name, networks: { type: 'array', minItems: 1, maxItems: 100, items: attachment('ip') }, aliases: strings },
+    properties: { name, networks: { type: 'array', minItems: 1, maxItems: 100, items: attachment('ip') }, aliases: strings, clientAddresses },
   },
   explainQuery: {
     type: 'object',

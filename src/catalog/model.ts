@@ -82,6 +82,8 @@ export interface Task {
   weight?: number;
   /** The host that registered it (its node name): on a shared store, only that host probes it. */
   node?: string;
+  /** Its container's addresses on no network of ours (Docker's bridge, docker_gwbridge): a DNS query from one is its. */
+  clientAddresses?: string[];
   createdAt: string;
 }
 
@@ -90,6 +92,8 @@ export interface Container {
   name: string;
   aliases: string[];
   addresses: Record<string, string>; // network name -> IP
+  /** Its addresses on no network of ours (Docker's bridge, docker_gwbridge): a DNS query from one is its. */
+  clientAddresses?: string[];
   createdAt: string;
 }
 

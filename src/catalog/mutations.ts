@@ -49,6 +49,8 @@ export interface TaskRequest {
   ips?: string[]; // each matched to the service network whose subnet contains it
   name?: string;
   weight?: number;
+  /** Its container's addresses on no network of ours (Docker's bridge, docker_gwbridge). */
+  clientAddresses?: string[];
 }
 
 export interface TaskUpdate {
@@ -59,6 +61,8 @@ export interface ContainerRequest {
   name: string;
   networks: AttachmentRequest[]; // {network, ip?}
   aliases?: string[];
+  /** Its addresses on no network of ours (Docker's bridge, docker_gwbridge). */
+  clientAddresses?: string[];
 }
 
 const newId = (): string => randomBytes(6).toString('hex');
@@ -171,7 +175,7 @@ export function addTask(tx: Txn, req: TaskRequest): Task {
   }
   const addresses: Record<string, string> = {};
   for (const a of svc.attachments) addresses[a.network] = wanted.get(a.network) ?? allocateOn(tx, a.network);
-  const task: Task = { id, name, service: svc.name, slot, addresses, health: 'unknown', ...(tx.host.node ? { node: tx.host.node } : {}), createdAt: now() };
+  const task: Task = { id, name, service: svc.name, slot, addresses, health: 'unknown', ...(tx.host.node ? { node: tx.host.node } : {}), ...clientAddressesOf(tx, req.clientAddresses, addresses), createdAt: now() };
   if (req.weight !== undefined && req.weight !== null) {
     const w = checkWeight(req.weight);
     if (w !== 1) task.weight = w;
@@ -214,7 +218,7 @@ export function addContainer(tx: Txn, req: ContainerRequest): Container {
     if (net.name in addresses) throw new VipdnsError('BAD_REQUEST', `network "${net.name}" is listed twice`);
     addresses[net.name] = addressOn(tx, net.name, ip, 'container IP');
   }
-  const c: Container = { id: newId(), name, aliases, addresses, createdAt: now() };
+  const c: Container = { id: newId(), name, aliases, addresses, ...clientAddressesOf(tx, req.clientAddresses, addresses), createdAt: now() };
   tx.put('container', name, c);
   return c;
 }
@@ -296,6 +300,25 @@ export function setTaskHealth(tx: Txn, id: string, health: Health): void {
 }
 
 // ---------- domain rules, on a transaction ----------
+
+/**
+ * Addresses that identify a DNS client as this object without being on a network of ours: each a
+ * valid IP, canonical, outside every network (an address there would be another object's).
+ */
+function clientAddressesOf(tx: Txn, raw: unknown, own: Record<string, string>): { clientAddresses?: string[] } {
+  const list = checkStrings('clientAddresses', raw);
+  if (list.length === 0) return {};
+  const nets = tx.all('network').map((n) => ({ name: n.name, prefix: parseCidr(n.subnet) }));
+  const out = new Set<string>();
+  for (const text of list) {
+    const a = parseIp(text);
+    const inside = nets.find((n) => contains(n.prefix, a));
+    if (inside) throw new VipdnsError('BAD_REQUEST', `client address ${text} is inside network "${inside.name}": give it as the object's address on that network instead`);
+    const ip = formatIp(a);
+    if (!Object.values(own).includes(ip)) out.add(ip);
+  }
+  return out.size ? { clientAddresses: [...out].sort() } : {};
+}
 
 function checkMode(m: unknown): EndpointMode {
   if (m !== 'vip' && m !== 'dnsrr') throw new VipdnsError('BAD_REQUEST', `endpoint mode must be vip or dnsrr, got "${String(m)}"`);

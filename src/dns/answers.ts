@@ -225,6 +225,8 @@ class BulkSink implements Sink {
 
 /** Index keys of PTR entries: an address, in a namespace of its own. */
 const PTR_KEY = '#';
+/** What a client's view derives from: a task's or container's addresses. */
+type ClientOwner = { addresses: Record<string, string>; clientAddresses?: string[] };
 /** A journal key that says a client's own networks changed (the resolver recomputes its view). */
 export const CLIENT_KEY = '@';
 /**
@@ -254,8 +256,9 @@ export class AnswerIndex {
   private tasksBySvc = new Map<string, Map<string, Task>>();
   private containers = new Map<string, Container>();
   /**
-   * Every address of a task or container on two or more networks → all of its networks: a client
-   * sees every network its container is on, whichever address it asks from (as in Docker).
+   * Every address of a task or container on two or more networks, and every client address (its
+   * container's addresses on no network of ours, e.g. docker_gwbridge) → all of its networks: a
+   * client sees every network its container is on, whichever address it asks from (as in Docker).
    */
   private owners = new Map<string, string[]>();
   /** Addresses whose owner entry changed during the current apply. */
@@ -639,21 +642,25 @@ export class AnswerIndex {
     this.own(t);
   }
 
-  /** Records the networks of an object on two or more networks under each of its addresses. */
-  private own(o: { addresses: Record<string, string> } | undefined): void {
+  /**
+   * Records an object's networks under each address a client may ask from: its addresses when it
+   * is on two or more networks, and its client addresses (on no network of ours) always.
+   */
+  private own(o: ClientOwner | undefined): void {
     this.ownership(o, true);
   }
 
-  private unown(o: { addresses: Record<string, string> } | undefined): void {
+  private unown(o: ClientOwner | undefined): void {
     this.ownership(o, false);
   }
 
-  private ownership(o: { addresses: Record<string, string> } | undefined, held: boolean): void {
+  private ownership(o: ClientOwner | undefined, held: boolean): void {
     if (!o) return;
     const nets = Object.keys(o.addresses);
-    if (nets.length < 2) return; // one network: its subnet already says it
-    for (const n of nets) {
-      const ip = o.addresses[n]!;
+    const extra = o.clientAddresses ?? [];
+    if (nets.length === 0 || (nets.length < 2 && extra.length === 0)) return; // one network: its subnet already says it
+    const ips = nets.length >= 2 ? [...nets.map((n) => o.addresses[n]!), ...extra] : extra;
+    for (const ip of ips) {
       if (held) this.owners.set(ip, nets);
       else if (!this.owners.delete(ip)) continue;
       this.ownerTouched.push(ip);

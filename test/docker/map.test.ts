@@ -64,11 +64,14 @@ test('mapping: containers, aliases, stopped, ignored, invalid names, health, sha
     container('api-3', { front: { ip: '10.0.9.32' } }, { 'vipdns.service': 'api', 'vipdns.endpoint-mode': 'dnsrr' }, 'exited'),
     { ...container('web-1', { front: { ip: '10.0.9.40' } }, { 'vipdns.service': 'web' }), Status: 'Up 1 minute (unhealthy)' },
     container('bad', { front: { ip: '10.0.9.50' } }, { 'vipdns.service': 'x.y' }),
+    // A swarm container reaches a host-side resolver from its docker_gwbridge address: that one is its too.
+    container('gw', { front: { ip: '10.0.9.60' }, docker_gwbridge: { ip: '172.18.0.5' }, 'my.net': { ip: '10.2.0.60' } }),
   ];
   const d = mapDocker(nets, cs);
   t.false(d.networks.has('my.net'));
   t.is(d.networks.get('ov')!.attachable, false, 'a swarm overlay is attachable only when Docker says so');
-  t.deepEqual(d.containers.get('db'), { name: 'db', containerId: cs[0]!.Id!, aliases: ['database', 'pg'], addresses: { front: '10.0.9.20' } });
+  t.deepEqual(d.containers.get('db'), { name: 'db', containerId: cs[0]!.Id!, aliases: ['database', 'pg'], addresses: { front: '10.0.9.20' }, clientAddresses: [] }, 'an address on a mapped network (ov) is never a client address');
+  t.deepEqual(d.containers.get('gw')?.clientAddresses, ['10.2.0.60', '172.18.0.5'], 'addresses on unmapped networks identify the container as a DNS client');
   t.false(d.containers.has('gone'));
   t.false(d.containers.has('quiet'));
   t.deepEqual(d.containers.get('on-dots')?.addresses, { front: '10.0.9.23' }, 'dots in a container name become dashes');
@@ -178,6 +181,7 @@ test("plan: its catalog lookups are bounded by Docker's and the owned entries, n
     const counting: CatalogReader = {
       find: (kind, name) => (n++, inner.find(kind, name)),
       addresses: (net) => (n++, inner.addresses(net)),
+      all: (kind) => (n++, inner.all(kind)),
     };
     t.deepEqual(plan(mapDocker(nets, cs), counting, emptyOwned()).ops.map((o) => o.op), ['createNetwork', 'createService', 'addTask', 'addContainer']);
     return n;

@@ -57,6 +57,8 @@ rootTest(`explain's answer equals dig -b SOURCE for every row of the table${can.
   // A container on both networks asks from either of its addresses.
   sh('ip', ['-n', cl, 'addr', 'add', '10.89.1.70/24', 'dev', 'eth0']);
   sh('ip', ['-n', cl, 'addr', 'add', '10.89.2.70/24', 'dev', 'eth0']);
+  // A container on front that also asks from an address on no network of ours (docker_gwbridge's role).
+  sh('ip', ['-n', cl, 'addr', 'add', '10.89.9.80/24', 'dev', 'eth0']);
   // The one healthy task of `hc` answers its check on 7777 in the client namespace.
   procs.push(await startIn(cl, fixture('echo-server'), ['hc', '7777']));
 
@@ -76,6 +78,9 @@ rootTest(`explain's answer equals dig -b SOURCE for every row of the table${can.
   await ok('task', 'add', 'rr');
   await ok('container', 'add', 'db', '--network', 'back', '--alias', 'database');
   await ok('container', 'add', 'multi', '--network', 'front', '--ip', '10.89.1.70', '--network', 'back', '--ip', '10.89.2.70');
+  await ok('container', 'add', 'gwc', '--network', 'front', '--ip', '10.89.1.80', '--client-address', '10.89.9.80');
+  const inside = await d.cli('container', 'add', 'bad-client', '--network', 'front', '--client-address', '10.89.2.99');
+  t.regex(inside.stderr, /client address 10\.89\.2\.99 is inside network "back"/);
   await ok('service', 'create', 'hc', '--network', 'front', '--endpoint-mode', 'dnsrr', '--health-check', 'tcp:7777', '--health-interval', '300', '--health-timeout', '200');
   await ok('task', 'add', 'hc', '--ip', FRONT);
   await ok('task', 'add', 'hc', '--ip', '10.89.1.51'); // nobody there: unhealthy
@@ -124,6 +129,8 @@ rootTest(`explain's answer equals dig -b SOURCE for every row of the table${can.
     ['outside.invalid', 'A', FRONT],
     ['rr', 'A', '10.89.2.70'], // rr is on front only: seen from multi's back address
     ['db', 'A', '10.89.1.70'], // db is on back only: seen from multi's front address
+    ['rr', 'A', '10.89.9.80'], // from gwc's client address: gwc's networks (front)
+    ['db', 'A', '10.89.9.80'], // db (back) is not on them
   ];
   const rows: string[] = [];
   for (const [name, type, src] of cases) {

@@ -30,6 +30,8 @@ export interface DesiredTask {
   service: string;
   containerId: string;
   addresses: Record<string, string>;
+  /** The container's addresses on networks vipdns does not map (bridge, docker_gwbridge): DNS clients too. */
+  clientAddresses: string[];
   health: Health;
 }
 
@@ -38,6 +40,7 @@ export interface DesiredContainer {
   containerId: string;
   aliases: string[];
   addresses: Record<string, string>;
+  clientAddresses: string[];
 }
 
 export interface Desired {
@@ -133,6 +136,24 @@ interface Endpoint {
   ep: DockerEndpointSettings;
 }
 
+/**
+ * A container's addresses on networks not mapped (the default bridge, swarm's docker_gwbridge, any
+ * network without a subnet of ours): a query from one comes from this container, which is how a
+ * swarm container reaches a host-side resolver. Addresses inside a mapped subnet are left out.
+ */
+function clientAddresses(c: DockerContainer, nets: Map<string, DesiredNetwork>): string[] {
+  const mapped = [...nets.values()].map((n) => parseCidr(n.subnet));
+  const out = new Set<string>();
+  for (const [name, ep] of Object.entries(c.NetworkSettings?.Networks ?? {})) {
+    if (nets.has(lc(name))) continue;
+    for (const raw of [ep.IPAddress, ep.GlobalIPv6Address]) {
+      const a = raw ? tryParseIp(raw) : undefined;
+      if (a && !mapped.some((p) => contains(p, a))) out.add(formatIp(a));
+    }
+  }
+  return [...out].sort();
+}
+
 function endpoints(c: DockerContainer, nets: Map<string, DesiredNetwork>): Endpoint[] {
   const out: Endpoint[] = [];
   for (const [name, ep] of Object.entries(c.NetworkSettings?.Networks ?? {})) {
@@ -220,7 +241,7 @@ export function mapDocker(networkList: DockerNetwork[], containerList: DockerCon
       // Task names are DNS names too: the container's name when it is a valid one.
       const tname = validName('task', cname, true) ? cname : `${name}.${c.Id!.slice(0, 12)}`;
       if (tasks.has(lc(tname))) continue;
-      tasks.set(lc(tname), { name: tname, service: name, containerId: c.Id!, addresses, health: healthOf(c) });
+      tasks.set(lc(tname), { name: tname, service: name, containerId: c.Id!, addresses, clientAddresses: clientAddresses(c, networks), health: healthOf(c) });
     }
   }
 
@@ -265,7 +286,7 @@ export function mapDocker(networkList: DockerNetwork[], containerList: DockerCon
       warnings.push(`container "${raw}" skipped: another container maps to the name "${name}"`);
       continue;
     }
-    containers.set(lc(name), { name, containerId: c.Id!, aliases, addresses });
+    containers.set(lc(name), { name, containerId: c.Id!, aliases, addresses, clientAddresses: clientAddresses(c, networks) });
   }
   return { networks, services, tasks, containers, held, warnings };
 }

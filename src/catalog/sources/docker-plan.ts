@@ -4,7 +4,7 @@
 // (ownership, by name). The plan reads the catalog only through indexed lookups, so a pass costs
 // what Docker holds, not what the catalog holds. VIPs are not picked here: the catalog's
 // allocator picks them at commit, from the top of the subnet, skipping every address Docker holds.
-import { formatIp, parseIp } from '../../net/ip.js';
+import { contains, formatIp, parseCidr, parseIp } from '../../net/ip.js';
 import type { ContainerRequest, NetworkRequest, ServiceRequest, ServiceUpdate, TaskRequest } from '../catalog.js';
 import type { ObjectKind, ObjectTypes } from '../changes.js';
 import type { Health, PortSpec } from '../model.js';
@@ -59,6 +59,8 @@ export interface CatalogReader {
   find<K extends ObjectKind>(kind: K, name: string): ObjectTypes[K] | undefined;
   /** The addresses in use on a network. */
   addresses(network: string): { has(ip: string): boolean };
+  /** Every object of a kind (networks are few). */
+  all<K extends ObjectKind>(kind: K): Array<ObjectTypes[K]>;
 }
 
 const KIND: Record<keyof Owned, ObjectKind> = { networks: 'network', services: 'service', tasks: 'task', containers: 'container' };
@@ -81,6 +83,10 @@ export function plan(desired: Desired, view: CatalogReader, ownedIn: Owned): Pla
   const service = (n: string) => view.find('service', n);
   const task = (n: string) => view.find('task', n);
   const ctr = (n: string) => view.find('container', n);
+  // Client addresses inside any network of the catalog (one not from Docker too) would be refused.
+  const ours = view.all('network').map((n) => parseCidr(n.subnet));
+  const clientOf = (ips: string[]): string[] => ips.filter((ip) => !ours.some((p) => contains(p, parseIp(ip))));
+  const sameClients = (d: { clientAddresses: string[] }, cur: { clientAddresses?: string[] }): boolean => sameSet(clientOf(d.clientAddresses), cur.clientAddresses ?? []);
   // Addresses this plan frees (per lower-case network): a VIP asked for may reuse one in the same batch.
   const freed = new Map<string, Set<string>>();
   const free = (net: string, ip: string | undefined): void => {
@@ -136,7 +142,7 @@ export function plan(desired: Desired, view: CatalogReader, ownedIn: Owned): Pla
     const cur = task(n)!;
     if (recreateSvc.has(lc(cur.service))) continue; // removed with its service
     const d = desired.tasks.get(n);
-    const why = !d ? 'its container stopped or is gone' : lc(d.service) !== lc(cur.service) ? 'its service label changed' : !sameAddresses(d.addresses, cur.addresses) ? 'its addresses changed' : undefined;
+    const why = !d ? 'its container stopped or is gone' : lc(d.service) !== lc(cur.service) ? 'its service label changed' : !sameAddresses(d.addresses, cur.addresses) || !sameClients(d, cur) ? 'its addresses changed' : undefined;
     if (why) {
       removals.unshift({ op: 'removeTask', name: cur.name, why });
       for (const [net, ip] of Object.entries(cur.addresses)) free(net, ip);
@@ -150,7 +156,7 @@ export function plan(desired: Desired, view: CatalogReader, ownedIn: Owned): Pla
   for (const n of Object.keys(owned.containers)) {
     const cur = ctr(n)!;
     const d = desired.containers.get(n);
-    const why = !d ? 'it stopped or is gone' : !sameAddresses(d.addresses, cur.addresses) || touchesChanged(cur.addresses) ? 'its addresses changed' : !sameSet(aliasesOf(d), cur.aliases) ? 'its aliases changed' : undefined;
+    const why = !d ? 'it stopped or is gone' : !sameAddresses(d.addresses, cur.addresses) || touchesChanged(cur.addresses) || !sameClients(d, cur) ? 'its addresses changed' : !sameSet(aliasesOf(d), cur.aliases) ? 'its aliases changed' : undefined;
     if (why) {
       removals.unshift({ op: 'removeContainer', name: cur.name, why });
       for (const [net, ip] of Object.entries(cur.addresses)) free(net, ip);
@@ -243,7 +249,7 @@ export function plan(desired: Desired, view: CatalogReader, ownedIn: Owned): Pla
         continue;
       }
     }
-    creates.push({ op: 'addTask', req: taskRequest(d, svc), containerId: d.containerId });
+    creates.push({ op: 'addTask', req: taskRequest(d, svc, clientOf(d.clientAddresses)), containerId: d.containerId });
     if (d.health !== 'unknown') health.push({ op: 'setHealth', task: d.name, health: d.health });
   }
 
@@ -258,7 +264,8 @@ export function plan(desired: Desired, view: CatalogReader, ownedIn: Owned): Pla
       continue;
     }
     if (Object.keys(d.addresses).some((k) => !available.has(lc(k)))) continue;
-    creates.push({ op: 'addContainer', req: { name: d.name, aliases, networks: Object.entries(d.addresses).map(([network, ip]) => ({ network, ip })) }, containerId: d.containerId });
+    const clients = clientOf(d.clientAddresses);
+    creates.push({ op: 'addContainer', req: { name: d.name, aliases, networks: Object.entries(d.addresses).map(([network, ip]) => ({ network, ip })), ...(clients.length ? { clientAddresses: clients } : {}) }, containerId: d.containerId });
   }
 
   // Removals first (tasks and containers, then services, then networks), then creations in dependency order.
@@ -302,10 +309,10 @@ function serviceNetworks(
   return out;
 }
 
-function taskRequest(d: DesiredTask, svc: { attachments: Array<{ network: string }> } | undefined): TaskRequest & { name: string } {
+function taskRequest(d: DesiredTask, svc: { attachments: Array<{ network: string }> } | undefined, clients: string[]): TaskRequest & { name: string } {
   // A hand-made service may be on fewer networks than the container: give only the ones it has.
   const nets = svc ? new Set(svc.attachments.map((a) => lc(a.network))) : undefined;
   const ips = Object.entries(d.addresses).filter(([k]) => !nets || nets.has(lc(k))).map(([, ip]) => ip);
-  return { service: d.service, name: d.name, ips };
+  return { service: d.service, name: d.name, ips, ...(clients.length ? { clientAddresses: clients } : {}) };
 }
 
