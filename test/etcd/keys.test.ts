@@ -2,7 +2,7 @@
 import test from 'ava';
 import { applyChange, diffStates } from '../../src/catalog/changes.js';
 import { type CatalogState, emptyState } from '../../src/catalog/model.js';
-import { DEFAULT_PREFIX, MAX_TXN_OPS, changeFromEvents, decodeState, fitsOneTxn, parseKey, planTxn, stagedPlan } from '../../src/catalog/store/etcd-keys.js';
+import { DEFAULT_PREFIX, MAX_TXN_OPS, changeFromEvents, chunksOf, decodeState, fitsOneTxn, parseKey, planTxn, stagedPlan } from '../../src/catalog/store/etcd-keys.js';
 import { parseEtcdUrl } from '../../src/catalog/store/etcd-url.js';
 import { loadConfig } from '../../src/config.js';
 
@@ -94,14 +94,15 @@ test('staged: a change over one transaction is one batch key with meta, then chu
   t.deepEqual(staged.head.compares[0], { key: `${P}batch`, modRevision: 0 }, 'the batch key must not exist');
   t.true(staged.head.compares.some((c) => c.key === `${P}meta`), 'meta is compared: no serial change slips in');
   t.deepEqual(staged.head.ops.map((o) => o.key), [`${P}batch`, `${P}meta`]);
-  t.deepEqual(staged.chunks.map((c) => c.length), [120, 120, 60]);
+  const chunks = chunksOf(staged.batch.ops);
+  t.deepEqual(chunks.map((c) => c.length), [120, 120, 60]);
   t.is(staged.batch.lease, '42');
   t.is(staged.batch.ops.length, 300);
   // A reader that reads the keys while only the first chunk is written sees all 300 tasks.
   const kvs = [
     { key: `${P}networks/front`, value: JSON.stringify(before.networks.front), modRevision: 2 },
     { key: `${P}batch`, value: staged.head.ops[0]!.type === 'put' ? staged.head.ops[0]!.value : '', modRevision: 3 },
-    ...staged.chunks[0]!.map((o) => ({ key: o.key, value: o.type === 'put' ? o.value : '', modRevision: 4 })),
+    ...chunks[0]!.map((o) => ({ key: o.key, value: o.type === 'put' ? o.value : '', modRevision: 4 })),
   ];
   t.is(Object.keys(decodeState(P, kvs, 4).tasks).length, 300);
   before = after;

@@ -136,9 +136,15 @@ export function batchEvents(b: BatchValue): KeyEvent[] {
 export interface StagedPlan {
   /** One transaction: the batch key (which must not exist), meta, and the compares that fit. */
   head: TxnPlan;
+  /** Then each of chunksOf(batch.ops) as a transaction guarded by the batch key's revision, then its deletion. */
   batch: BatchValue;
-  /** Then each chunk as a transaction guarded by the batch key's revision, then its deletion. */
-  chunks: TxnOp[][];
+}
+
+/** How a staged change is written out: chunks that each fit one transaction. */
+export function chunksOf(ops: TxnOp[]): TxnOp[][] {
+  const out: TxnOp[][] = [];
+  for (let i = 0; i < ops.length; i += MAX_TXN_OPS) out.push(ops.slice(i, i + MAX_TXN_OPS));
+  return out;
 }
 
 /** Whether `plan` fits one transaction. */
@@ -165,9 +171,7 @@ export function stagedPlan(prefix: string, plan: TxnPlan, commitId: string, leas
   const others = plan.compares.filter((c) => c.key !== metaKey);
   const compares = [{ key: batchKey, modRevision: 0 }, ...meta, ...others.slice(0, MAX_TXN_OPS - 1 - meta.length)];
   const ops: TxnOp[] = [{ type: 'put', key: batchKey, value, lease: 'none' }, ...(metaOp ? [metaOp] : [])];
-  const chunks: TxnOp[][] = [];
-  for (let i = 0; i < objectOps.length; i += MAX_TXN_OPS) chunks.push(objectOps.slice(i, i + MAX_TXN_OPS));
-  return { head: { compares, ops }, batch, chunks };
+  return { head: { compares, ops }, batch };
 }
 
 /** One watch event, as the store decodes it into catalog terms. */

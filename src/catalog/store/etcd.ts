@@ -12,7 +12,6 @@ import { type CatalogState, FWMARK_BASE } from '../model.js';
 import { withRetries } from '../../runner.js';
 import {
   BATCH,
-  MAX_TXN_OPS,
   type BatchValue,
   type KeyEvent,
   META,
@@ -22,6 +21,7 @@ import {
   type TxnOp,
   batchEvents,
   changeFromEvents,
+  chunksOf,
   decodeBatch,
   decodeMeta,
   decodeState,
@@ -243,8 +243,7 @@ export class EtcdStore implements ReplicatedStore {
     const attempt = <T>(fn: () => Promise<T>): Promise<T> =>
       withRetries(fn, { attempts: 5, backoff: { initialMs: 50, maxMs: 1_000 }, retryable: (e) => !this.closed && !(e instanceof VipdnsError && e.code === 'BAD_REQUEST') });
     try {
-      for (let i = 0; i < batch.ops.length; i += MAX_TXN_OPS) {
-        const chunk = batch.ops.slice(i, i + MAX_TXN_OPS);
+      for (const chunk of chunksOf(batch.ops)) {
         const ok = await attempt(async () => {
           const orphanLease = orphans ? String(await orphans.grant()) : undefined;
           // An orphaned put goes on the fresh lease (as 'own'), whatever the batch said.
@@ -326,7 +325,7 @@ export class EtcdStore implements ReplicatedStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.batch) clearTimeout(this.batch.timer);
+    this.untrack();
     for (const w of this.waiters) w.resolve();
     this.waiters = [];
     // The lease is released, not revoked: this daemon's tasks expire after the TTL, as they
@@ -442,8 +441,7 @@ export class EtcdStore implements ReplicatedStore {
         out = [...out, ...batchEvents(value)];
         return out; // the revision that wrote the batch holds nothing to materialize yet
       }
-      if (this.batch) clearTimeout(this.batch.timer);
-      this.batch = undefined;
+      this.untrack();
     }
     const b = this.batch;
     if (!b) return out;
@@ -455,7 +453,7 @@ export class EtcdStore implements ReplicatedStore {
 
   /** Remembers a pending staged change, and finishes it if its writer has not after TAKEOVER_MS. */
   private track(rev: number, value: BatchValue): void {
-    if (this.batch) clearTimeout(this.batch.timer);
+    this.untrack();
     const expected = new Map<string, string | null>(value.ops.map((o) => [o.key, o.type === 'put' ? o.value : null]));
     const timer = setTimeout(() => {
       if (this.closed || this.batch?.rev !== rev) return;
@@ -464,6 +462,12 @@ export class EtcdStore implements ReplicatedStore {
     }, TAKEOVER_MS);
     timer.unref();
     this.batch = { rev, value, expected, timer };
+  }
+
+  /** Forgets the pending staged change (written out, or the store closes) and its takeover timer. */
+  private untrack(): void {
+    if (this.batch) clearTimeout(this.batch.timer);
+    this.batch = undefined;
   }
 
   /** Reads the whole prefix and delivers the difference from the mirror as one change. */
