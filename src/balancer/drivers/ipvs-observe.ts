@@ -47,7 +47,8 @@ export const JUMP = (chain: string): string[] => ['-m', 'comment', '--comment', 
  * carrying it, so a reply from a backend crosses a FORWARD policy of DROP (Docker hosts).
  */
 export const IPVS_CONNMARK = 0x4000;
-export const CONNMARK_RULE = ['-m', 'mark', '--mark', '0x40000000/0xc0000000', '-m', 'comment', '--comment', COMMENT, '-j', 'CONNMARK', '--set-xmark', '0x4000/0x4000'];
+const connmark = `0x${IPVS_CONNMARK.toString(16)}`;
+export const CONNMARK_RULE = ['-m', 'mark', '--mark', '0x40000000/0xc0000000', '-m', 'comment', '--comment', COMMENT, '-j', 'CONNMARK', '--set-xmark', `${connmark}/${connmark}`];
 
 /** The scaffolding, as (table, chain, args) lists in write order. */
 export function scaffold(): { table: string; chain: string; args: string[] }[] {

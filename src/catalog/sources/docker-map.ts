@@ -139,16 +139,15 @@ interface Endpoint {
 /**
  * A container's addresses on networks not mapped (the default bridge, swarm's docker_gwbridge, any
  * network without a subnet of ours): a query from one comes from this container, which is how a
- * swarm container reaches a host-side resolver. Addresses inside a mapped subnet are left out.
+ * swarm container reaches a host-side resolver. The plan leaves out any inside a subnet of ours.
  */
 function clientAddresses(c: DockerContainer, nets: Map<string, DesiredNetwork>): string[] {
-  const mapped = [...nets.values()].map((n) => parseCidr(n.subnet));
   const out = new Set<string>();
   for (const [name, ep] of Object.entries(c.NetworkSettings?.Networks ?? {})) {
     if (nets.has(lc(name))) continue;
     for (const raw of [ep.IPAddress, ep.GlobalIPv6Address]) {
       const a = raw ? tryParseIp(raw) : undefined;
-      if (a && !mapped.some((p) => contains(p, a))) out.add(formatIp(a));
+      if (a) out.add(formatIp(a));
     }
   }
   return [...out].sort();

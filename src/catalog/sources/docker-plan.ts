@@ -83,8 +83,8 @@ export function plan(desired: Desired, view: CatalogReader, ownedIn: Owned): Pla
   const service = (n: string) => view.find('service', n);
   const task = (n: string) => view.find('task', n);
   const ctr = (n: string) => view.find('container', n);
-  // Client addresses inside any network of the catalog (one not from Docker too) would be refused.
-  const ours = view.all('network').map((n) => parseCidr(n.subnet));
+  // Client addresses inside a network of ours (the catalog's, or one this plan creates) would be refused.
+  const ours = [...view.all('network'), ...desired.networks.values()].map((n) => parseCidr(n.subnet));
   const clientOf = (ips: string[]): string[] => ips.filter((ip) => !ours.some((p) => contains(p, parseIp(ip))));
   const sameClients = (d: { clientAddresses: string[] }, cur: { clientAddresses?: string[] }): boolean => sameSet(clientOf(d.clientAddresses), cur.clientAddresses ?? []);
   // Addresses this plan frees (per lower-case network): a VIP asked for may reuse one in the same batch.
