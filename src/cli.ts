@@ -4,6 +4,7 @@
 import { Command, Help, Option } from 'commander';
 import { ApiClient, DEFAULT_API } from './api/client.js';
 import type { PortRequest, PortSpec, Protocol } from './catalog/model.js';
+import { parseHealthSpec } from './catalog/validate.js';
 import { DEFAULT_DOCKER, DEFAULT_LEASE_TTL, DEFAULTS, type HostPort, loadConfig, readTls, readToken } from './config.js';
 import { VipdnsError, errorMessage } from './errors.js';
 import { VERSION } from './version.js';
@@ -259,11 +260,30 @@ function parseVips(specs: string[]): Map<string, string> {
   return m;
 }
 
+/** --network-alias NET=NAME (repeatable) → aliases per network; each NET must be one of `nets`. */
+function parseNetworkAliases(specs: string[], nets: string[], flag: string): Map<string, string[]> {
+  const m = new Map<string, string[]>();
+  for (const s of specs) {
+    const i = s.indexOf('=');
+    if (i <= 0 || i === s.length - 1) throw new VipdnsError('BAD_REQUEST', `--network-alias takes NETWORK=NAME, got "${s}"`);
+    const net = s.slice(0, i);
+    if (!nets.includes(net)) throw new VipdnsError('BAD_REQUEST', `--network-alias names network "${net}", which is not one of the ${flag} values`);
+    m.set(net, [...(m.get(net) ?? []), s.slice(i + 1)]);
+  }
+  return m;
+}
+
+/** One attachment as the API takes it: a bare name when nothing else is given. */
+function attachment(network: string, addrKey: 'vip' | 'ip', addr: string | undefined, aliases: string[] | undefined): string | Record<string, unknown> {
+  if (!addr && !aliases) return network;
+  return { network, ...(addr ? { [addrKey]: addr } : {}), ...(aliases ? { aliases } : {}) };
+}
+
 interface ServiceRow {
   id: string;
   name: string;
   endpointMode: string;
-  attachments: Array<{ network: string; vip?: string }>;
+  attachments: Array<{ network: string; vip?: string; aliases?: string[] }>;
   ports: PortSpec[];
   replicas: number;
   aliases: string[];
@@ -307,19 +327,21 @@ service
   .option('--publish <[p:]t[/udp]>', 'publish a port on every host address (routing mesh); without p, one from the daemon\'s --publish-range; repeatable', collect, [])
   .option('--port <[name=]t[/udp]>', 'a target port (named ports get SRV records), repeatable', collect, [])
   .option('--alias <name>', 'another DNS name, repeatable', collect, [])
+  .option('--network-alias <net=name>', 'another DNS name answered only to clients on that network, repeatable', collect, [])
   .option('--health-check <type:port[/path]>', 'active check: tcp:PORT or http:PORT/PATH')
   .addOption(new Option('--health-interval <ms>', 'health check interval').default('2000', '2000 ms'))
   .addOption(new Option('--health-timeout <ms>', 'health check timeout').default('1000', '1000 ms'))
   .option('--lb <scheduler>', LB_HELP)
   .option('--sticky <seconds>', STICKY_HELP)
-  .action(async (name: string, o: { network: string[]; endpointMode: string; vip: string[]; publish: string[]; port: string[]; alias: string[]; healthCheck?: string; healthInterval: string; healthTimeout: string; lb?: string; sticky?: string }) => {
+  .action(async (name: string, o: { network: string[]; endpointMode: string; vip: string[]; publish: string[]; port: string[]; alias: string[]; networkAlias: string[]; healthCheck?: string; healthInterval: string; healthTimeout: string; lb?: string; sticky?: string }) => {
     const vips = parseVips(o.vip);
     for (const n of vips.keys()) if (!o.network.includes(n)) throw new VipdnsError('BAD_REQUEST', `--vip names network "${n}", which is not one of the --network values`);
+    const named = parseNetworkAliases(o.networkAlias, o.network, '--network');
     const ports = [...o.publish.map((p) => parsePort(p, true)), ...o.port.map((p) => parsePort(p, false))];
     const body: Record<string, unknown> = {
       name,
       endpointMode: o.endpointMode,
-      networks: o.network.map((n) => (vips.has(n) ? { network: n, vip: vips.get(n) } : n)),
+      networks: o.network.map((n) => attachment(n, 'vip', vips.get(n), named.get(n))),
       ports,
       aliases: o.alias,
     };
@@ -333,6 +355,7 @@ service
   .command('update <name>')
   .description('change a service')
   .option('--network-add <net>', 'attach to a network, repeatable', collect, [])
+  .option('--network-alias <net=name>', 'a DNS name answered only on a network being added, repeatable', collect, [])
   .option('--network-rm <net>', 'detach from a network, repeatable', collect, [])
   .addOption(new Option('--endpoint-mode <mode>', 'vip or dnsrr').choices(['vip', 'dnsrr']))
   .option('--alias-add <name>', 'add a DNS alias, repeatable', collect, [])
@@ -341,13 +364,14 @@ service
   .option('--sticky <seconds>', `${STICKY_HELP}; 0 turns it off`)
   .option('--publish-add <[p:]t[/udp]>', 'publish another port (without p: one from the publish range), repeatable', collect, [])
   .option('--publish-rm <p[/udp]>', 'stop publishing this published port (or the published ports of this target), repeatable', collect, [])
-  .action(async (name: string, o: { networkAdd: string[]; networkRm: string[]; endpointMode?: string; aliasAdd: string[]; aliasRm: string[]; lb?: string; sticky?: string; publishAdd: string[]; publishRm: string[] }) => {
+  .action(async (name: string, o: { networkAdd: string[]; networkAlias: string[]; networkRm: string[]; endpointMode?: string; aliasAdd: string[]; aliasRm: string[]; lb?: string; sticky?: string; publishAdd: string[]; publishRm: string[] }) => {
     const body: Record<string, unknown> = {};
+    const named = parseNetworkAliases(o.networkAlias, o.networkAdd, '--network-add');
     if (o.publishAdd.length || o.publishRm.length) {
       const cur = await client().call<ServiceRow>('GET', `/v1/services/${encodeURIComponent(name)}`);
       body.ports = [...withoutPublished(cur.ports, o.publishRm), ...o.publishAdd.map((p) => parsePort(p, true))];
     }
-    if (o.networkAdd.length) body.networkAdd = o.networkAdd;
+    if (o.networkAdd.length) body.networkAdd = o.networkAdd.map((n) => attachment(n, 'vip', undefined, named.get(n)));
     if (o.networkRm.length) body.networkRm = o.networkRm;
     if (o.endpointMode) body.endpointMode = o.endpointMode;
     if (o.aliasAdd.length) body.aliasAdd = o.aliasAdd;
@@ -394,11 +418,7 @@ service
   });
 
 function parseHealth(spec: string, interval: string, timeout: string): Record<string, unknown> {
-  const m = /^(tcp|http):(\d+)(\/.*)?$/.exec(spec);
-  if (!m) throw new VipdnsError('BAD_REQUEST', `--health-check takes tcp:PORT or http:PORT/PATH, got "${spec}"`);
-  const h: Record<string, unknown> = { type: m[1], port: Number(m[2]), intervalMs: Number(interval), timeoutMs: Number(timeout) };
-  if (m[1] === 'http') h.path = m[3] ?? '/';
-  return h;
+  return { ...parseHealthSpec(spec, '--health-check'), intervalMs: Number(interval), timeoutMs: Number(timeout) };
 }
 
 // ---------- tasks ----------
@@ -462,8 +482,13 @@ interface ContainerRow {
   id: string;
   name: string;
   aliases: string[];
+  networkAliases?: Record<string, string[]>;
   addresses: Record<string, string>;
 }
+
+/** Aliases for a listing: its own, then each network alias as NAME@NETWORK. */
+const aliasList = (own: string[], perNet: Array<[string, string[] | undefined]>): string =>
+  [...own, ...perNet.flatMap(([net, list]) => (list ?? []).map((a) => `${a}@${net}`))].join(',') || '-';
 const container = program.command('container').description('manage standalone containers on attachable networks');
 container
   .command('add <name>')
@@ -471,11 +496,13 @@ container
   .requiredOption('--network <net>', 'attachable network, repeatable', collect)
   .option('--ip <ip>', 'IP on the network whose subnet holds it, repeatable', collect, [])
   .option('--alias <name>', 'another DNS name, repeatable', collect, [])
+  .option('--network-alias <net=name>', 'another DNS name answered only to clients on that network, repeatable', collect, [])
   .option('--client-address <ip>', "the container's address on no network of vipdns (e.g. docker_gwbridge): its DNS queries from there see its networks, repeatable", collect, [])
-  .action(async (name: string, o: { network: string[]; ip: string[]; alias: string[]; clientAddress: string[] }) => {
+  .action(async (name: string, o: { network: string[]; ip: string[]; alias: string[]; networkAlias: string[]; clientAddress: string[] }) => {
     if (o.ip.length > o.network.length) throw new VipdnsError('BAD_REQUEST', 'more --ip values than --network values');
+    const named = parseNetworkAliases(o.networkAlias, o.network, '--network');
     // IPs pair with networks in order, as with `docker network connect --ip`.
-    const networks = o.network.map((n, i) => (o.ip[i] ? { network: n, ip: o.ip[i] } : n));
+    const networks = o.network.map((n, i) => attachment(n, 'ip', o.ip[i], named.get(n)));
     const body: Record<string, unknown> = { name, networks, aliases: o.alias };
     if (o.clientAddress.length) body.clientAddresses = o.clientAddress;
     const c = await client().call<ContainerRow>('POST', '/v1/containers', body);
@@ -489,7 +516,7 @@ container
     out(list, () =>
       columns(
         ['ID', 'NAME', 'ALIASES', 'ADDRESSES'],
-        list.map((c) => [c.id, c.name, c.aliases.join(',') || '-', Object.entries(c.addresses).map(([n, ip]) => `${n}=${ip}`).join(',')]),
+        list.map((c) => [c.id, c.name, aliasList(c.aliases, Object.entries(c.networkAliases ?? {})), Object.entries(c.addresses).map(([n, ip]) => `${n}=${ip}`).join(',')]),
       ),
     );
   });

@@ -16,7 +16,7 @@ const attachment = (addr: 'vip' | 'ip') =>
         type: 'object',
         required: ['network'],
         additionalProperties: false,
-        properties: { network: name, [addr]: { anyOf: [ip, { type: 'string', maxLength: 0 }, { type: 'null' }] } },
+        properties: { network: name, [addr]: { anyOf: [ip, { type: 'string', maxLength: 0 }, { type: 'null' }] }, aliases: strings },
       },
     ],
   }) as const;

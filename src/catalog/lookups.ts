@@ -23,9 +23,18 @@ export function addressesOf(kind: ObjectKind, o: AnyObject): Array<[string, stri
   return [];
 }
 
-/** Aliases of a service or container. */
+/** Aliases of a service or container: its own and its network aliases (one name may be both). */
 export function aliasesOf(kind: ObjectKind, o: AnyObject): string[] {
-  return kind === 'service' || kind === 'container' ? (o as ObjectTypes['service']).aliases : [];
+  if (kind === 'service') {
+    const s = o as ObjectTypes['service'];
+    const perNet = s.attachments.flatMap((a) => a.aliases ?? []);
+    return perNet.length ? [...s.aliases, ...perNet] : s.aliases;
+  }
+  if (kind === 'container') {
+    const c = o as ObjectTypes['container'];
+    return c.networkAliases ? [...c.aliases, ...Object.values(c.networkAliases).flat()] : c.aliases;
+  }
+  return [];
 }
 
 function addTo<K, V>(m: Map<K, Set<V>>, k: K, v: V): void {

@@ -52,6 +52,8 @@ export interface HealthCheckSpec {
 export interface ServiceAttachment {
   network: string;
   vip?: string; // vip mode only: allocated from the network's subnet
+  /** Network aliases: more names for the service, answered only to clients on this network. */
+  aliases?: string[];
 }
 
 export interface Service {
@@ -92,6 +94,8 @@ export interface Container {
   name: string;
   aliases: string[];
   addresses: Record<string, string>; // network name -> IP
+  /** Network aliases (Docker's --network-alias): names answered only to clients on that network. */
+  networkAliases?: Record<string, string[]>;
   /** Its addresses on no network of ours (Docker's bridge, docker_gwbridge): a DNS query from one is its. */
   clientAddresses?: string[];
   createdAt: string;

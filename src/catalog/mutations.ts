@@ -19,7 +19,7 @@ export interface NetworkRequest {
   ingress?: boolean;
 }
 
-export type AttachmentRequest = string | { network: string; vip?: string; ip?: string };
+export type AttachmentRequest = string | { network: string; vip?: string; ip?: string; aliases?: string[] };
 
 export interface ServiceRequest {
   name: string;
@@ -209,16 +209,21 @@ export function addContainer(tx: Txn, req: ContainerRequest): Container {
     throw new VipdnsError('BAD_REQUEST', `container "${name}" needs a network (--network NET)`);
   }
   const addresses: Record<string, string> = {};
+  const perNet: Record<string, string[]> = {};
   for (const r of req.networks) {
-    const { network, addr: ip } = checkAttachment(r, 'ip');
+    const { network, addr: ip, aliases: netAliases } = checkAttachment(r, 'ip');
     const net = tx.network(network);
     if (!net.attachable) {
       throw new VipdnsError('NETWORK_NOT_ATTACHABLE', `network "${net.name}" is not attachable: create it with --attachable to add standalone containers`);
     }
     if (net.name in addresses) throw new VipdnsError('BAD_REQUEST', `network "${net.name}" is listed twice`);
     addresses[net.name] = addressOn(tx, net.name, ip, 'container IP');
+    const named = networkAliases(tx, net, netAliases, name).aliases;
+    if (named) perNet[net.name] = named;
   }
-  const c: Container = { id: newId(), name, aliases, addresses, ...clientAddressesOf(tx, req.clientAddresses, addresses), createdAt: now() };
+  const c: Container = { id: newId(), name, aliases, addresses, createdAt: now() };
+  if (Object.keys(perNet).length) c.networkAliases = perNet;
+  Object.assign(c, clientAddressesOf(tx, req.clientAddresses, addresses));
   tx.put('container', name, c);
   return c;
 }
@@ -255,9 +260,10 @@ export function updateService(tx: Txn, name: string, upd: ServiceUpdate, limit?:
   }
 
   // VIPs: kept attachments keep theirs (vip→vip), get one (dnsrr→vip) or drop it (vip→dnsrr).
-  const attachments: ServiceAttachment[] = kept.map((a) =>
-    mode === 'dnsrr' || tx.network(a.network).ingress ? { network: a.network } : a.vip ? { ...a } : { network: a.network, vip: allocateOn(tx, a.network) },
-  );
+  const attachments: ServiceAttachment[] = kept.map((a) => {
+    const named = a.aliases ? { aliases: a.aliases } : {};
+    return mode === 'dnsrr' || tx.network(a.network).ingress ? { network: a.network, ...named } : a.vip ? { ...a } : { network: a.network, vip: allocateOn(tx, a.network), ...named };
+  });
   const added = planAttachments(tx, adds, mode, svc.name, kept.map((a) => a.network));
   attachments.push(...added);
   const next: Service = { ...svc, attachments, endpointMode: mode, ports, aliases };
@@ -329,16 +335,17 @@ function planAttachments(tx: Txn, reqs: AttachmentRequest[], mode: EndpointMode,
   const out: ServiceAttachment[] = [];
   const seen = new Set(existing);
   for (const r of reqs) {
-    const { network, addr: vip } = checkAttachment(r, 'vip');
+    const { network, addr: vip, aliases } = checkAttachment(r, 'vip');
     const net = tx.network(network);
     if (seen.has(net.name)) throw new VipdnsError('CONFLICT', `service "${svcName}" is already attached to network "${net.name}"`);
     seen.add(net.name);
+    const named = networkAliases(tx, net, aliases, svcName);
     if (mode === 'dnsrr' || net.ingress) {
       if (vip) throw new VipdnsError('BAD_REQUEST', net.ingress ? `a VIP was given for network "${net.name}", the ingress network: services get no VIP on it (it carries published ports only)` : `a VIP was given for network "${net.name}" but service "${svcName}" uses endpoint mode dnsrr`);
-      out.push({ network: net.name });
+      out.push({ network: net.name, ...named });
       continue;
     }
-    out.push({ network: net.name, vip: addressOn(tx, net.name, vip, 'VIP', alloc) });
+    out.push({ network: net.name, vip: addressOn(tx, net.name, vip, 'VIP', alloc), ...named });
   }
   return out;
 }
@@ -349,6 +356,14 @@ function checkPrimaryNameFree(tx: Txn, name: string): void {
   if (c) throw new VipdnsError('DUPLICATE_NAME', `name "${name}" is already used by container "${c.name}"`);
   const alias = tx.aliasHolder(name);
   if (alias) throw new VipdnsError('DUPLICATE_NAME', `name "${name}" is already an alias of ${alias}`);
+}
+
+/** Checked network aliases as an object's field (absent when none); nothing is answered on ingress. */
+function networkAliases(tx: Txn, net: Network, raw: string[] | undefined, owner: string): { aliases?: string[] } {
+  if (!raw?.length) return {};
+  if (net.ingress) throw new VipdnsError('BAD_REQUEST', `network aliases on "${net.name}", the ingress network: nothing on it is answered in DNS`);
+  const aliases = checkAliases(tx, raw, owner);
+  return aliases.length ? { aliases } : {};
 }
 
 /** Aliases may be shared (answers merge, as Docker's network aliases do) but never shadow a name. */

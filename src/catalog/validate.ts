@@ -108,6 +108,16 @@ export function checkHealthCheck(raw: unknown): HealthCheckSpec | undefined {
   return spec;
 }
 
+/** "tcp:PORT" or "http:PORT/PATH" (the CLI's --health-check and the vipdns.health label) → a check to validate. */
+export function parseHealthSpec(spec: string, what: string): Partial<HealthCheckSpec> {
+  const m = /^(tcp|http):(\d+)(\/.*)?$/.exec(spec.trim());
+  if (!m) throw new VipdnsError('BAD_REQUEST', `${what} takes tcp:PORT or http:PORT/PATH, got "${spec}"`);
+  const h: Partial<HealthCheckSpec> = { type: m[1] as 'tcp' | 'http', port: Number(m[2]) };
+  if (m[1] === 'http') h.path = m[3] ?? '/';
+  else if (m[3]) throw new VipdnsError('BAD_REQUEST', `${what}: a tcp check has no path, got "${spec}"`);
+  return h;
+}
+
 /** A list from a request body: absent is empty, anything but an array is refused. */
 export function checkList(what: string, v: unknown): unknown[] {
   if (v === undefined || v === null) return [];
@@ -123,17 +133,22 @@ export function checkStrings(what: string, v: unknown): string[] {
 }
 
 /** "net" or {network: "net", vip?/ip?: "addr"}, as the API and the CLI send them. */
-export function checkAttachment(x: unknown, addrKey: 'vip' | 'ip'): { network: string; addr?: string } {
+export function checkAttachment(x: unknown, addrKey: 'vip' | 'ip'): { network: string; addr?: string; aliases?: string[] } {
   if (typeof x === 'string') return { network: x };
   const o = x as Record<string, unknown> | null;
   if (typeof o !== 'object' || o === null || typeof o.network !== 'string') {
-    throw new VipdnsError('BAD_REQUEST', `a network must be a name or {"network": NAME, "${addrKey}": ADDRESS}, got ${JSON.stringify(x)}`);
+    throw new VipdnsError('BAD_REQUEST', `a network must be a name or {"network": NAME, "${addrKey}": ADDRESS, "aliases": [NAME]}, got ${JSON.stringify(x)}`);
   }
   const addr = o[addrKey];
   if (addr !== undefined && addr !== null && addr !== '' && typeof addr !== 'string') {
     throw new VipdnsError('BAD_REQUEST', `"${addrKey}" of network "${o.network}" must be an address string, got ${JSON.stringify(addr)}`);
   }
-  return typeof addr === 'string' && addr !== '' ? { network: o.network, addr } : { network: o.network };
+  const out: { network: string; addr?: string; aliases?: string[] } = { network: o.network };
+  if (typeof addr === 'string' && addr !== '') out.addr = addr;
+  // Network aliases (Docker's --network-alias): names answered only to clients on that network.
+  const aliases = checkStrings(`aliases of network "${o.network}"`, o.aliases ?? undefined);
+  if (aliases.length > 0) out.aliases = aliases;
+  return out;
 }
 
 /** Own-property lookup: a record indexed by a user-chosen name must not find "constructor". */

@@ -728,7 +728,8 @@ export class AnswerIndex {
       out.name(`tasks.${svcName}`, taskTarget);
       const main = isVip && a.vip ? target(unit, net, [a.vip], false, ttl.vip) : target(unit, net, ips, true, ttl.dnsrr);
       out.name(svcName, main);
-      for (const al of aliases) {
+      const named = a.aliases ? [...aliases, ...a.aliases.map((al) => al.toLowerCase())] : aliases;
+      for (const al of named) {
         out.name(al, main);
         out.name(`tasks.${al}`, taskTarget);
       }
@@ -747,7 +748,7 @@ export class AnswerIndex {
         const st: Target = { unit, network: net, v4: EMPTY, v6: EMPTY, srv, shuffle: !isVip, ttl: main.ttl };
         const suffix = `._${p.protocol.toLowerCase()}.`;
         out.name(`_${p.name.toLowerCase()}${suffix}${svcName}`, st);
-        for (const al of aliases) out.name(`_${p.name.toLowerCase()}${suffix}${al}`, st);
+        for (const al of named) out.name(`_${p.name.toLowerCase()}${suffix}${al}`, st);
       }
       for (const t of tasks) {
         const ip = t.addresses[net];
@@ -765,6 +766,7 @@ export class AnswerIndex {
       const t = target(unit, network, [ip], false, this.opts.ttl.container);
       out.name(name, t);
       for (const al of c.aliases) out.name(al.toLowerCase(), t);
+      for (const al of c.networkAliases?.[network] ?? []) out.name(al.toLowerCase(), t);
       out.ptr(ip, { unit, network, name: c.name, ttl: this.opts.ttl.ptr });
     }
   }

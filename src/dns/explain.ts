@@ -4,6 +4,7 @@
 // and says which catalog objects they are, which the client cannot see and why, and task health.
 import * as packet from 'dns-packet';
 import type { CatalogState, Service, Task } from '../catalog/model.js';
+import { aliasesOf } from '../catalog/lookups.js';
 import { servingTasks } from '../catalog/model.js';
 import { VipdnsError } from '../errors.js';
 import { contains, formatIp, parseCidr, parseReverseName, tryParseIp } from '../net/ip.js';
@@ -164,7 +165,7 @@ function clientView(ctx: ExplainContext, from: string, vis: 'all' | Set<string>)
 /** A service named `key` whose only networks are the ingress network: why it has no answer. */
 function ingressOnly(ctx: ExplainContext, key: string): string | undefined {
   const name = key.startsWith('tasks.') ? key.slice(6) : key;
-  const svc = Object.values(ctx.state.services).find((s) => s.name.toLowerCase() === name || s.aliases.some((a) => a.toLowerCase() === name));
+  const svc = Object.values(ctx.state.services).find((s) => s.name.toLowerCase() === name || aliasesOf('service', s).some((a) => a.toLowerCase() === name));
   if (!svc || !svc.attachments.every((a) => ctx.state.networks[a.network]?.ingress)) return undefined;
   return `service ${svc.name} is attached to the ingress network only: the ingress network carries published ports, and nothing on it is answered`;
 }
@@ -192,7 +193,7 @@ function describe(ctx: ExplainContext, key: string, t: Target): ExplainMatch {
   if (key === lname) as = `${svc.endpointMode} service`;
   else if (key === `tasks.${lname}`) as = 'tasks';
   else if (key.startsWith('_')) as = 'srv';
-  else if (svc.aliases.some((a) => a.toLowerCase() === key)) as = `alias (${svc.endpointMode})`;
+  else if (aliasesOf('service', svc).some((a) => a.toLowerCase() === key)) as = `alias (${svc.endpointMode})`;
   else if (key.startsWith('tasks.')) as = 'tasks (of an alias)';
   else {
     as = 'task';
