@@ -13,7 +13,7 @@ import { type CatalogReader, emptyOwned, plan } from '../../src/catalog/sources/
 import { JsonObjectSplitter } from '../../src/catalog/sources/docker-stream.js';
 import { isRelevant } from '../../src/catalog/sources/docker.js';
 import { parseDockerUrl } from '../../src/catalog/sources/docker-api.js';
-import type { DockerContainer, DockerNetwork } from '../../src/catalog/sources/docker-types.js';
+import type { DockerContainer, DockerNetwork, DockerService } from '../../src/catalog/sources/docker-types.js';
 import { ROOT } from '../helpers/daemon.js';
 import { container, network } from './fake-engine.js';
 
@@ -70,7 +70,11 @@ test('mapping: containers, aliases, stopped, ignored, invalid names, health, sha
   const d = mapDocker(nets, cs);
   t.false(d.networks.has('my.net'));
   t.is(d.networks.get('ov')!.attachable, false, 'a swarm overlay is attachable only when Docker says so');
-  t.deepEqual(d.containers.get('db'), { name: 'db', containerId: cs[0]!.Id!, aliases: ['database', 'pg'], addresses: { front: '10.0.9.20' }, clientAddresses: [] }, 'an address on a mapped network (ov) is never a client address');
+  t.deepEqual(
+    d.containers.get('db'),
+    { name: 'db', containerId: cs[0]!.Id!, aliases: ['pg'], networkAliases: { front: ['database'] }, addresses: { front: '10.0.9.20' }, clientAddresses: [] },
+    "Docker's network aliases stay on their network; an address on a mapped network (ov) is never a client address",
+  );
   t.deepEqual(d.containers.get('gw')?.clientAddresses, ['10.2.0.60', '172.18.0.5'], 'addresses on unmapped networks identify the container as a DNS client');
   t.false(d.containers.has('gone'));
   t.false(d.containers.has('quiet'));
@@ -96,7 +100,8 @@ test('plan: creates in dependency order; converged state plans nothing; stale ow
   t.deepEqual(svc.req.networks, ['front'], 'the VIP is picked at commit, by the catalog allocator');
   t.deepEqual([...p.held.get('front')!].sort(), ['10.0.9.2', '10.0.9.3'], "Docker's addresses are held from VIP picks");
   const ctr = p.ops[3] as Extract<(typeof p.ops)[number], { op: 'addContainer' }>;
-  t.deepEqual(ctr.req.aliases, ['database'], 'an alias that is a service name is dropped');
+  t.deepEqual(ctr.req.aliases, []);
+  t.deepEqual(ctr.req.networks, [{ network: 'front', ip: '10.0.9.3', aliases: ['database'] }], 'a network alias that is a service name is dropped');
 
   // Apply it to a real catalog, then: no ops on the next plan; stop web-1 → only its task goes.
   const { Catalog } = await import('../../src/catalog/catalog.js');
@@ -220,4 +225,56 @@ test('hostile engine input: events and listings of the wrong shape are ignored, 
   const out = [...s.push(big.slice(0, MAX_EVENT_BYTES + 100)), ...s.push(big.slice(MAX_EVENT_BYTES + 100)), ...s.push('{"Type":"container","Action":"start"}\n')];
   t.deepEqual(out, [{ Type: 'container', Action: 'start' }]);
   t.is(s.dropped, 1);
+});
+
+test('swarm: tasks map to their swarm service with its mode, VIPs and network aliases; ingress is the ingress network', async (t) => {
+  const nets: DockerNetwork[] = [
+    { ...network('ingress', '10.0.0.0/24', '10.0.0.1'), Id: 'ing-id', Scope: 'swarm', Driver: 'overlay', Ingress: true },
+    { ...network('ov', '10.0.1.0/24', '10.0.1.1'), Id: 'ov-id', Scope: 'swarm', Driver: 'overlay', Attachable: true },
+    network('docker_gwbridge', '172.18.0.0/16', '172.18.0.1'),
+  ];
+  const swarm = (svc: string, slot: number, ov: string, extra: Record<string, { ip: string }> = {}): DockerContainer =>
+    container(`${svc}.${slot}.task${svc}${slot}`, { ov: { ip: ov }, docker_gwbridge: { ip: `172.18.0.${slot + 10}` }, ...extra }, { 'com.docker.swarm.service.name': svc, 'com.docker.swarm.service.id': `${svc}-sid`, 'com.docker.swarm.task.name': `${svc}.${slot}.task${svc}${slot}` });
+  const cs = [
+    swarm('sw', 1, '10.0.1.3', { ingress: { ip: '10.0.0.3' } }),
+    swarm('sw', 2, '10.0.1.4', { ingress: { ip: '10.0.0.4' } }),
+    swarm('rr', 1, '10.0.1.6'),
+    swarm('lone', 1, '10.0.1.8'),
+    container('probe', { ov: { ip: '10.0.1.9', aliases: ['looker'] }, docker_gwbridge: { ip: '172.18.0.9' } }),
+  ];
+  const services: DockerService[] = [
+    {
+      ID: 'sw-sid',
+      Spec: { Name: 'sw', Labels: { 'vipdns.health': 'http:80/healthz' }, TaskTemplate: { Networks: [{ Target: 'ov-id', Aliases: ['foo', 'sw'] }] }, EndpointSpec: { Mode: 'vip' } },
+      Endpoint: { Ports: [{ Protocol: 'tcp', TargetPort: 80, PublishedPort: 8080, PublishMode: 'ingress' }], VirtualIPs: [{ NetworkID: 'ing-id', Addr: '10.0.0.2/24' }, { NetworkID: 'ov-id', Addr: '10.0.1.2/24' }] },
+    },
+    { ID: 'rr-sid', Spec: { Name: 'rr', EndpointSpec: { Mode: 'dnsrr' } }, Endpoint: {} },
+  ];
+  const d = mapDocker(nets, cs, services);
+  t.deepEqual([...d.networks.values()].map((n) => [n.name, n.ingress, n.attachable]), [['ingress', true, false], ['ov', false, true]], "swarm's ingress is vipdns's ingress network; the gwbridge is a default network");
+  const sw = d.services.get('sw')!;
+  t.like(sw, { endpointMode: 'vip', networks: ['ov'], vips: { ov: '10.0.1.2' }, networkAliases: { ov: ['foo'] }, ports: [{ protocol: 'tcp', target: 80 }] });
+  t.like(sw.healthCheck, { type: 'http', port: 80, path: '/healthz' }, 'vipdns.health from the service labels');
+  t.like(d.services.get('rr'), { endpointMode: 'dnsrr', networks: ['ov'], vips: {} });
+  t.like(d.services.get('lone'), { endpointMode: 'vip', vips: {} });
+  t.true(d.warnings.some((w) => /swarm service "lone": its endpoint mode and VIPs are not known here/.test(w)));
+  t.deepEqual(
+    [...d.tasks.values()].map((x) => [x.name, x.service, x.addresses, x.clientAddresses]),
+    [
+      ['lone.1.tasklone1', 'lone', { ov: '10.0.1.8' }, ['172.18.0.11']],
+      ['rr.1.taskrr1', 'rr', { ov: '10.0.1.6' }, ['172.18.0.11']],
+      ['sw.1.tasksw1', 'sw', { ov: '10.0.1.3' }, ['172.18.0.11']],
+      ['sw.2.tasksw2', 'sw', { ov: '10.0.1.4' }, ['172.18.0.12']],
+    ],
+    'task names are the swarm task names; the ingress address is not a service address',
+  );
+  t.deepEqual(d.containers.get('probe')?.networkAliases, { ov: ['looker'] });
+
+  // Planned onto an empty catalog: the ingress network as ingress, the swarm VIP kept, the alias on its network.
+  const p = plan(d, viewOf(emptyState()), emptyOwned());
+  const net = p.ops.find((o) => o.op === 'createNetwork' && o.req.name === 'ingress') as Extract<(typeof p.ops)[number], { op: 'createNetwork' }>;
+  t.like(net.req, { ingress: true, attachable: false });
+  const create = p.ops.find((o) => o.op === 'createService' && o.req.name === 'sw') as Extract<(typeof p.ops)[number], { op: 'createService' }>;
+  t.deepEqual(create.req.networks, [{ network: 'ov', vip: '10.0.1.2', aliases: ['foo'] }]);
+  t.like(create.req.healthCheck, { type: 'http', port: 80 });
 });

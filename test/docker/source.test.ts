@@ -96,7 +96,7 @@ test('converges on start, follows events, a stopped container leaves, bursts coa
   t.deepEqual(Object.keys(catalog.state.networks), ['front']);
   t.is(catalog.service('web').attachments[0]!.vip, '10.0.9.254', 'VIP from the top of the subnet');
   t.deepEqual(catalog.tasksOf('web').map((x) => [x.name, x.addresses.front]), [['web-1', '10.0.9.2']]);
-  t.deepEqual(catalog.findContainer('db')?.aliases, ['database']);
+  t.deepEqual(catalog.findContainer('db')?.networkAliases, { front: ['database'] }, "Docker's network alias, on its network");
   t.true(existsSync(join(dir, 'docker-source.json')));
 
   // A burst of events costs one pass.

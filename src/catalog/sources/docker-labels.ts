@@ -1,6 +1,7 @@
 // The container labels the Docker source reads, and their parsers. Pure; see docs/docker-source.md.
 import { VipdnsError } from '../../errors.js';
-import type { EndpointMode, PortSpec, Protocol } from '../model.js';
+import type { EndpointMode, HealthCheckSpec, PortSpec, Protocol } from '../model.js';
+import { checkHealthCheck, parseHealthSpec } from '../validate.js';
 
 export const LABEL = {
   service: 'vipdns.service',
@@ -10,6 +11,13 @@ export const LABEL = {
   alias: 'vipdns.alias',
   vip: 'vipdns.vip',
   ignore: 'vipdns.ignore',
+  health: 'vipdns.health',
+} as const;
+
+/** Labels the engine puts on the containers of swarm tasks. */
+export const SWARM = {
+  service: 'com.docker.swarm.service.name',
+  serviceId: 'com.docker.swarm.service.id',
 } as const;
 
 /** "a, b,,c" → ["a", "b", "c"]. */
@@ -77,4 +85,10 @@ export function parseVips(v: string | undefined): { any: string[]; byNetwork: Ma
     else any.push(item);
   }
   return { any, byNetwork };
+}
+
+/** vipdns.health="http:80/healthz" or "tcp:5432" → an active check with the default timing. */
+export function parseHealth(v: string | undefined): HealthCheckSpec | undefined {
+  if (v === undefined || v.trim() === '') return undefined;
+  return checkHealthCheck(parseHealthSpec(v, `label ${LABEL.health}`));
 }

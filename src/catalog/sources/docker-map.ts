@@ -2,16 +2,18 @@
 // catalog access; the planner (docker-plan.ts) compares the result with the catalog.
 import { errorMessage } from '../../errors.js';
 import { contains, formatCidr, formatIp, parseCidr, tryParseIp } from '../../net/ip.js';
-import type { EndpointMode, Health, PortSpec } from '../model.js';
+import type { EndpointMode, Health, HealthCheckSpec, PortSpec, Protocol } from '../model.js';
 import { checkName, checkPorts } from '../validate.js';
-import { LABEL, parseBool, parseEndpointMode, parseList, parsePorts, parseVips } from './docker-labels.js';
-import type { DockerContainer, DockerEndpointSettings, DockerNetwork } from './docker-types.js';
+import { LABEL, SWARM, parseBool, parseEndpointMode, parseHealth, parseList, parsePorts, parseVips } from './docker-labels.js';
+import type { DockerContainer, DockerEndpointSettings, DockerNetwork, DockerService } from './docker-types.js';
 
 export interface DesiredNetwork {
   name: string;
   subnet: string; // canonical CIDR
   gateway?: string;
   attachable: boolean;
+  /** Swarm's routing-mesh network: nothing on it is answered (vipdns's ingress network). */
+  ingress: boolean;
   dockerId: string;
 }
 
@@ -21,7 +23,10 @@ export interface DesiredService {
   aliases: string[];
   ports: PortSpec[];
   networks: string[]; // sorted
-  vips: Record<string, string>; // network → VIP asked for by label
+  vips: Record<string, string>; // network → VIP asked for by label, or the swarm service's own
+  /** Network → aliases answered only there (a swarm service's `--network name=N,alias=A`). */
+  networkAliases: Record<string, string[]>;
+  healthCheck?: HealthCheckSpec;
   from: string; // the container whose labels define it, for messages
 }
 
@@ -38,7 +43,10 @@ export interface DesiredTask {
 export interface DesiredContainer {
   name: string;
   containerId: string;
+  /** vipdns.alias: answered on every network of the container. */
   aliases: string[];
+  /** Docker's network aliases: answered only on their network. */
+  networkAliases: Record<string, string[]>;
   addresses: Record<string, string>;
   clientAddresses: string[];
 }
@@ -57,8 +65,11 @@ export interface Desired {
   warnings: string[];
 }
 
-/** Docker's default networks have no service discovery in Docker either (legacy links only). */
-const DEFAULT_NETWORKS = new Set(['bridge', 'host', 'none']);
+/**
+ * Docker's default networks have no service discovery in Docker either (legacy links only); swarm's
+ * docker_gwbridge only carries containers' traffic to and from the host (their client addresses).
+ */
+const DEFAULT_NETWORKS = new Set(['bridge', 'host', 'none', 'docker_gwbridge']);
 const NO_IP_DRIVERS = new Set(['host', 'null', 'none']);
 
 const lc = (s: string): string => s.toLowerCase();
@@ -108,11 +119,13 @@ export function mapNetworks(list: DockerNetwork[], warnings: string[]): Map<stri
       warnings.push(`network "${name}" skipped: ${errorMessage(e)}`);
       continue;
     }
+    const ingress = n.Ingress === true;
     const d: DesiredNetwork = {
       name,
       subnet,
       // Local networks (bridge, macvlan, ipvlan) take standalone containers; swarm overlays only if attachable.
-      attachable: n.Scope === 'swarm' ? n.Attachable === true : true,
+      attachable: !ingress && (n.Scope === 'swarm' ? n.Attachable === true : true),
+      ingress,
       dockerId: n.Id ?? name,
     };
     const gw = cfg.Gateway ? tryParseIp(cfg.Gateway) : undefined;
@@ -162,9 +175,18 @@ function endpoints(c: DockerContainer, nets: Map<string, DesiredNetwork>): Endpo
   return out;
 }
 
-export function mapDocker(networkList: DockerNetwork[], containerList: DockerContainer[]): Desired {
+/** The service a container is a task of: vipdns.service, else its swarm service. */
+const serviceLabel = (c: DockerContainer): string | undefined => (c.Labels?.[LABEL.service] ?? c.Labels?.[SWARM.service])?.trim() || undefined;
+
+/**
+ * `swarmServices`: GET /services on a swarm manager (empty elsewhere): the endpoint mode, VIPs and
+ * network aliases of each swarm service, which its containers do not carry.
+ */
+export function mapDocker(networkList: DockerNetwork[], containerList: DockerContainer[], swarmServices: DockerService[] = []): Desired {
   const warnings: string[] = [];
   const networks = mapNetworks(networkList, warnings);
+  const swarmById = new Map<string, DockerService>();
+  for (const s of swarmServices) if (typeof s?.ID === 'string') swarmById.set(s.ID, s);
   const services = new Map<string, DesiredService>();
   const tasks = new Map<string, DesiredTask>();
   const containers = new Map<string, DesiredContainer>();
@@ -189,10 +211,10 @@ export function mapDocker(networkList: DockerNetwork[], containerList: DockerCon
   // so a service's VIP survives its containers restarting; tasks are the running ones.
   const bySvc = new Map<string, DockerContainer[]>();
   for (const c of live) {
-    const svc = c.Labels?.[LABEL.service]?.trim();
+    const svc = serviceLabel(c);
     if (!svc) continue;
     if (!validName('service', svc)) {
-      warnings.push(`container "${containerName(c)}": label ${LABEL.service}="${svc}" is not a valid service name; container skipped`);
+      warnings.push(`container "${containerName(c)}": label ${c.Labels?.[LABEL.service] ? LABEL.service : SWARM.service}="${svc}" is not a valid service name; container skipped`);
       continue;
     }
     const list = bySvc.get(lc(svc)) ?? [];
@@ -203,16 +225,23 @@ export function mapDocker(networkList: DockerNetwork[], containerList: DockerCon
     const up = members.filter(running);
     const basis = up.length > 0 ? up : members;
     const first = basis[0]!;
-    const name = first.Labels![LABEL.service]!.trim();
+    const name = serviceLabel(first)!;
+    const swarmId = first.Labels?.[LABEL.service] ? undefined : first.Labels?.[SWARM.serviceId];
     let svc: DesiredService;
     try {
-      svc = serviceFrom(name, first, networks);
+      if (swarmId === undefined) svc = serviceFrom(name, first, networks);
+      else {
+        const spec = swarmById.get(swarmId);
+        if (!spec) warnings.push(`swarm service "${name}": its endpoint mode and VIPs are not known here (GET /services needs a swarm manager); answered in vip mode with VIPs of vipdns's own`);
+        svc = swarmServiceFrom(name, spec, first, networks);
+      }
     } catch (e) {
       warnings.push(`service "${name}" skipped: container "${containerName(first)}": ${errorMessage(e)}`);
       continue;
     }
     // A service spans the networks all its containers share: a task address must be real on every one.
-    const shared = basis.map((c) => new Set(endpoints(c, networks).map((e) => e.net.name)));
+    // Not the ingress network: published ports of the engine's own services are its routing mesh's.
+    const shared = basis.map((c) => new Set(endpoints(c, networks).filter((e) => !e.net.ingress).map((e) => e.net.name)));
     svc.networks = [...shared[0]!].filter((n) => shared.every((s) => s.has(n))).sort();
     if (svc.networks.length === 0) {
       warnings.push(`service "${name}" skipped: its containers share no network vipdns knows (user-defined networks with a subnet; not the default bridge)`);
@@ -221,7 +250,7 @@ export function mapDocker(networkList: DockerNetwork[], containerList: DockerCon
     for (const c of basis.slice(1)) {
       if (specKey(c) !== specKey(first)) warnings.push(`service "${name}": container "${containerName(c)}" has different vipdns.* labels from "${containerName(first)}"; using "${containerName(first)}"'s`);
     }
-    for (const n of new Set(basis.flatMap((c) => endpoints(c, networks).map((e) => e.net.name)))) {
+    for (const n of new Set(basis.flatMap((c) => endpoints(c, networks).filter((e) => !e.net.ingress).map((e) => e.net.name)))) {
       if (!svc.networks.includes(n)) warnings.push(`service "${name}": network "${n}" left out: not every container of the service is on it`);
     }
     services.set(lc(name), svc);
@@ -246,7 +275,7 @@ export function mapDocker(networkList: DockerNetwork[], containerList: DockerCon
 
   // ---- standalone containers: running, no service label, on attachable networks.
   for (const c of live) {
-    if (!running(c) || c.Labels?.[LABEL.service]) continue;
+    if (!running(c) || serviceLabel(c)) continue;
     const raw = containerName(c);
     const name = raw.replace(/\./g, '-');
     const eps = endpoints(c, networks);
@@ -260,32 +289,26 @@ export function mapDocker(networkList: DockerNetwork[], containerList: DockerCon
       continue;
     }
     const addresses: Record<string, string> = {};
-    const aliases: string[] = [];
-    const seen = new Set([lc(name)]);
-    const addAlias = (a: string): void => {
-      // Docker adds the short container ID as an alias; it only clutters listings here.
-      if (c.Id!.startsWith(a) && /^[0-9a-f]{12,}$/.test(a)) return;
-      if (seen.has(lc(a)) || !validName('alias', a)) return;
-      seen.add(lc(a));
-      aliases.push(a);
-    };
+    const aliases = parseList(c.Labels?.[LABEL.alias]).filter((a, i, all) => lc(a) !== lc(name) && validName('alias', a) && all.findIndex((x) => lc(x) === lc(a)) === i);
+    const networkAliases: Record<string, string[]> = {};
     for (const e of eps) {
       if (!e.net.attachable) {
-        warnings.push(`container "${raw}": network "${e.net.name}" left out: it is a swarm network that is not attachable`);
+        if (!e.net.ingress) warnings.push(`container "${raw}": network "${e.net.name}" left out: it is a swarm network that is not attachable`);
         continue;
       }
       const ip = addressOn(e.ep, e.net);
       if (!ip) continue;
       addresses[e.net.name] = ip;
-      for (const a of e.ep.Aliases ?? []) addAlias(a);
+      // Docker adds the short container ID as an alias; it only clutters listings here.
+      const own = (e.ep.Aliases ?? []).filter((a, i, all) => !(c.Id!.startsWith(a) && /^[0-9a-f]{12,}$/.test(a)) && lc(a) !== lc(name) && !aliases.some((x) => lc(x) === lc(a)) && validName('alias', a) && all.findIndex((x) => lc(x) === lc(a)) === i);
+      if (own.length > 0) networkAliases[e.net.name] = own;
     }
-    for (const a of parseList(c.Labels?.[LABEL.alias])) addAlias(a);
     if (Object.keys(addresses).length === 0) continue;
     if (containers.has(lc(name))) {
       warnings.push(`container "${raw}" skipped: another container maps to the name "${name}"`);
       continue;
     }
-    containers.set(lc(name), { name, containerId: c.Id!, aliases, addresses, clientAddresses: clientAddresses(c, networks) });
+    containers.set(lc(name), { name, containerId: c.Id!, aliases, networkAliases, addresses, clientAddresses: clientAddresses(c, networks) });
   }
   return { networks, services, tasks, containers, held, warnings };
 }
@@ -308,10 +331,47 @@ function serviceFrom(name: string, c: DockerContainer, networks: Map<string, Des
     if (!a) throw new Error(`${LABEL.vip}: "${ip}" is not an IP address`);
     for (const n of networks.values()) if (contains(parseCidr(n.subnet), a)) vips[n.name] = formatIp(a);
   }
-  return { name, endpointMode, aliases, ports, networks: [], vips, from: containerName(c) };
+  const healthCheck = parseHealth(l[LABEL.health]);
+  return { name, endpointMode, aliases, ports, networks: [], vips, networkAliases: {}, ...(healthCheck ? { healthCheck } : {}), from: containerName(c) };
+}
+
+/**
+ * A swarm service: its mode, VIPs and network aliases from the engine's service object (when this
+ * node is a manager); target ports from its endpoint (published ports stay with the engine's routing
+ * mesh); vipdns.alias and vipdns.health from the service's labels or its containers'.
+ */
+function swarmServiceFrom(name: string, spec: DockerService | undefined, c: DockerContainer, networks: Map<string, DesiredNetwork>): DesiredService {
+  const labels = { ...(c.Labels ?? {}), ...(spec?.Spec?.Labels ?? {}) };
+  const endpointMode = parseEndpointMode(spec?.Spec?.EndpointSpec?.Mode ?? 'vip');
+  const byId = new Map([...networks.values()].map((n) => [n.dockerId, n]));
+  const netOf = (ref: string | undefined): DesiredNetwork | undefined => (ref ? byId.get(ref) ?? networks.get(lc(ref)) : undefined);
+  const vips: Record<string, string> = {};
+  if (endpointMode === 'vip') {
+    for (const v of spec?.Endpoint?.VirtualIPs ?? []) {
+      const n = netOf(v.NetworkID);
+      const ip = tryParseIp((v.Addr ?? '').split('/')[0]!);
+      if (n && !n.ingress && ip && contains(parseCidr(n.subnet), ip)) vips[n.name] = formatIp(ip);
+    }
+  }
+  const networkAliases: Record<string, string[]> = {};
+  for (const sn of spec?.Spec?.TaskTemplate?.Networks ?? spec?.Spec?.Networks ?? []) {
+    const n = netOf(sn.Target);
+    const list = (sn.Aliases ?? []).filter((a) => lc(a) !== lc(name) && validName('alias', a));
+    if (n && !n.ingress && list.length > 0) networkAliases[n.name] = list;
+  }
+  const ports: PortSpec[] = [];
+  for (const p of spec?.Endpoint?.Ports ?? []) {
+    const protocol = (p.Protocol ?? 'tcp').toLowerCase() as Protocol;
+    if ((protocol !== 'tcp' && protocol !== 'udp') || typeof p.TargetPort !== 'number') continue;
+    if (!ports.some((x) => x.target === p.TargetPort && x.protocol === protocol)) ports.push({ protocol, target: p.TargetPort });
+  }
+  const aliases = parseList(labels[LABEL.alias]).filter((a) => lc(a) !== lc(name));
+  for (const a of aliases) checkName('alias', a);
+  const healthCheck = parseHealth(labels[LABEL.health]);
+  return { name, endpointMode, aliases, ports: checkPorts(ports), networks: [], vips, networkAliases, ...(healthCheck ? { healthCheck } : {}), from: containerName(c) };
 }
 
 function specKey(c: DockerContainer): string {
   const l = c.Labels ?? {};
-  return JSON.stringify([LABEL.endpointMode, LABEL.ports, LABEL.publish, LABEL.alias, LABEL.vip].map((k) => l[k] ?? ''));
+  return JSON.stringify([LABEL.endpointMode, LABEL.ports, LABEL.publish, LABEL.alias, LABEL.vip, LABEL.health].map((k) => l[k] ?? ''));
 }

@@ -52,6 +52,12 @@ const sameSet = (a: string[], b: string[]): boolean => {
 };
 const portKey = (ports: PortSpec[]): string =>
   JSON.stringify(ports.map((p) => [p.protocol, p.target, p.published ?? 0, p.name ?? '']).sort());
+/** Network aliases, compared per network ignoring order and case. */
+const sameNetworkAliases = (a: Record<string, string[]>, b: Record<string, string[] | undefined>): boolean => {
+  const nets = new Set([...Object.keys(a), ...Object.keys(b)].map(lc));
+  const get = (r: Record<string, string[] | undefined>, n: string): string[] => Object.entries(r).find(([k]) => lc(k) === n)?.[1] ?? [];
+  return [...nets].every((n) => sameSet(get(a, n), get(b, n)));
+};
 
 /** The catalog lookups a plan needs; a transaction (catalog.view()) has them, indexed. */
 export interface CatalogReader {
@@ -102,7 +108,7 @@ export function plan(desired: Desired, view: CatalogReader, ownedIn: Owned): Pla
   for (const [n] of Object.entries(owned.networks)) {
     const cur = network(n)!;
     const d = desired.networks.get(n);
-    if (!d || d.subnet !== cur.subnet || d.attachable !== cur.attachable || (d.gateway !== undefined && d.gateway !== cur.gateway)) changedNets.add(n);
+    if (!d || d.subnet !== cur.subnet || d.attachable !== cur.attachable || d.ingress !== (cur.ingress === true) || (d.gateway !== undefined && d.gateway !== cur.gateway)) changedNets.add(n);
   }
   for (const [n, d] of desired.networks) {
     const cur = network(n);
@@ -113,6 +119,11 @@ export function plan(desired: Desired, view: CatalogReader, ownedIn: Owned): Pla
   }
   const touchesChanged = (addrs: Record<string, string>): boolean => Object.keys(addrs).some((k) => changedNets.has(lc(k)));
 
+  // Aliases may not be the name of a service or container (the catalog refuses it).
+  const isPrimary = (a: string): boolean => desired.services.has(lc(a)) || desired.containers.has(lc(a)) || !!service(a) || !!ctr(a);
+  const aliasesOf = (d: { aliases: string[] }): string[] => d.aliases.filter((a) => !isPrimary(a));
+  const networkAliasesOf = (d: { networkAliases: Record<string, string[]> }): Record<string, string[]> =>
+    Object.fromEntries(Object.entries(d.networkAliases).map(([net, list]) => [net, list.filter((a) => !isPrimary(a))]).filter(([, list]) => list!.length > 0));
   // ---- services: recreate when the mode, networks or asked-for VIPs change
   const recreateSvc = new Set<string>();
   for (const n of Object.keys(owned.services)) {
@@ -128,7 +139,9 @@ export function plan(desired: Desired, view: CatalogReader, ownedIn: Owned): Pla
             ? 'its networks changed'
             : Object.entries(d.vips).some(([net, ip]) => cur.attachments.find((a) => lc(a.network) === lc(net))?.vip !== ip)
               ? 'its VIP label changed'
-              : undefined;
+              : !sameNetworkAliases(networkAliasesOf(d), Object.fromEntries(cur.attachments.map((a) => [a.network, a.aliases])))
+                ? 'its network aliases changed'
+                : undefined;
     if (why) {
       recreateSvc.add(n);
       removals.push({ op: 'removeService', name: cur.name, why });
@@ -149,14 +162,18 @@ export function plan(desired: Desired, view: CatalogReader, ownedIn: Owned): Pla
     } else keptTasks.add(n);
   }
 
-  // ---- containers. Aliases may not be the name of a service or container (the catalog refuses it).
-  const isPrimary = (a: string): boolean => desired.services.has(lc(a)) || desired.containers.has(lc(a)) || !!service(a) || !!ctr(a);
-  const aliasesOf = (d: { aliases: string[] }): string[] => d.aliases.filter((a) => !isPrimary(a));
+  // ---- containers
   const keptCtrs = new Set<string>();
   for (const n of Object.keys(owned.containers)) {
     const cur = ctr(n)!;
     const d = desired.containers.get(n);
-    const why = !d ? 'it stopped or is gone' : !sameAddresses(d.addresses, cur.addresses) || touchesChanged(cur.addresses) || !sameClients(d, cur) ? 'its addresses changed' : !sameSet(aliasesOf(d), cur.aliases) ? 'its aliases changed' : undefined;
+    const why = !d
+      ? 'it stopped or is gone'
+      : !sameAddresses(d.addresses, cur.addresses) || touchesChanged(cur.addresses) || !sameClients(d, cur)
+        ? 'its addresses changed'
+        : !sameSet(aliasesOf(d), cur.aliases) || !sameNetworkAliases(networkAliasesOf(d), cur.networkAliases ?? {})
+          ? 'its aliases changed'
+          : undefined;
     if (why) {
       removals.unshift({ op: 'removeContainer', name: cur.name, why });
       for (const [net, ip] of Object.entries(cur.addresses)) free(net, ip);
@@ -174,7 +191,7 @@ export function plan(desired: Desired, view: CatalogReader, ownedIn: Owned): Pla
       available.set(n, cur);
       continue;
     }
-    const req: NetworkRequest = { name: d.name, subnet: d.subnet, attachable: d.attachable };
+    const req: NetworkRequest = { name: d.name, subnet: d.subnet, attachable: d.attachable, ...(d.ingress ? { ingress: true } : {}) };
     if (d.gateway) req.gateway = d.gateway;
     creates.push({ op: 'createNetwork', req, dockerId: d.dockerId });
     available.set(n, d);
@@ -217,13 +234,14 @@ export function plan(desired: Desired, view: CatalogReader, ownedIn: Owned): Pla
         upd.aliasRm = cur.aliases.filter((a) => !d.aliases.some((x) => lc(x) === lc(a)));
       }
       if (portKey(d.ports) !== portKey(cur.ports)) upd.ports = d.ports;
+      if (JSON.stringify(d.healthCheck ?? null) !== JSON.stringify(cur.healthCheck ?? null)) upd.healthCheck = d.healthCheck ?? null;
       if (Object.keys(upd).length > 0) creates.push({ op: 'updateService', name: cur.name, upd });
       continue;
     }
     if (cur === undefined && n in owned.services) continue; // cannot happen after pruneOwned
-    const networks = serviceNetworks(d, available, vipTaken, claim, warnings);
+    const networks = serviceNetworks({ ...d, networkAliases: networkAliasesOf(d) }, available, vipTaken, claim, warnings);
     if (!networks) continue;
-    creates.push({ op: 'createService', req: { name: d.name, networks, endpointMode: d.endpointMode, aliases: d.aliases, ports: d.ports }, from: d.from });
+    creates.push({ op: 'createService', req: { name: d.name, networks, endpointMode: d.endpointMode, aliases: d.aliases, ports: d.ports, ...(d.healthCheck ? { healthCheck: d.healthCheck } : {}) }, from: d.from });
     usableSvc.add(n);
   }
 
@@ -265,7 +283,9 @@ export function plan(desired: Desired, view: CatalogReader, ownedIn: Owned): Pla
     }
     if (Object.keys(d.addresses).some((k) => !available.has(lc(k)))) continue;
     const clients = clientOf(d.clientAddresses);
-    creates.push({ op: 'addContainer', req: { name: d.name, aliases, networks: Object.entries(d.addresses).map(([network, ip]) => ({ network, ip })), ...(clients.length ? { clientAddresses: clients } : {}) }, containerId: d.containerId });
+    const named = networkAliasesOf(d);
+    const networks = Object.entries(d.addresses).map(([network, ip]) => ({ network, ip, ...(named[network] ? { aliases: named[network] } : {}) }));
+    creates.push({ op: 'addContainer', req: { name: d.name, aliases, networks, ...(clients.length ? { clientAddresses: clients } : {}) }, containerId: d.containerId });
   }
 
   // Removals first (tasks and containers, then services, then networks), then creations in dependency order.
@@ -294,8 +314,10 @@ function serviceNetworks(
   for (const net of d.networks) {
     const n = available.get(lc(net))!;
     const asked = d.vips[n.name];
+    const aliases = d.networkAliases[n.name];
+    const named = aliases?.length ? { aliases } : {};
     if (d.endpointMode === 'dnsrr' || !asked) {
-      out.push(n.name);
+      out.push(aliases?.length ? { network: n.name, ...named } : n.name);
       continue;
     }
     const a = formatIp(parseIp(asked));
@@ -304,7 +326,7 @@ function serviceNetworks(
       return undefined;
     }
     claim(n.name, a);
-    out.push({ network: n.name, vip: a });
+    out.push({ network: n.name, vip: a, ...named });
   }
   return out;
 }

@@ -14,6 +14,8 @@ export interface DockerNetwork {
   Scope?: string; // local | swarm | global
   Driver?: string; // bridge, overlay, macvlan, ipvlan, host, null
   Attachable?: boolean;
+  /** Swarm's routing-mesh network (`ingress`). */
+  Ingress?: boolean;
   Internal?: boolean;
   IPAM?: { Config?: DockerIpamConfig[] | null } | null;
   Labels?: Record<string, string> | null;
@@ -42,4 +44,27 @@ export interface DockerEvent {
   status?: string;
   id?: string;
   Actor?: { ID?: string; Attributes?: Record<string, string> | null } | null;
+}
+
+/** One entry of GET /services (swarm managers only): what a swarm service's containers do not carry. */
+export interface DockerService {
+  ID?: string;
+  Spec?: {
+    Name?: string;
+    Labels?: Record<string, string> | null;
+    TaskTemplate?: { Networks?: DockerServiceNetwork[] | null } | null;
+    /** Deprecated place of the same list (API < 1.25 clients). */
+    Networks?: DockerServiceNetwork[] | null;
+    EndpointSpec?: { Mode?: string } | null;
+  } | null;
+  Endpoint?: {
+    Ports?: Array<{ Protocol?: string; TargetPort?: number; PublishedPort?: number; PublishMode?: string }> | null;
+    VirtualIPs?: Array<{ NetworkID?: string; Addr?: string }> | null;
+  } | null;
+}
+
+export interface DockerServiceNetwork {
+  /** Network ID (or name, as given at creation). */
+  Target?: string;
+  Aliases?: string[] | null;
 }

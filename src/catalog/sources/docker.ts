@@ -13,7 +13,8 @@ import { type Outcome, opName, record, runOps } from './docker-apply.js';
 import { mapDocker } from './docker-map.js';
 import { loadOwned, saveOwned } from './docker-owned.js';
 import { type Owned, type Plan, plan, pruneOwned } from './docker-plan.js';
-import type { DockerContainer, DockerEvent, DockerNetwork } from './docker-types.js';
+import { SWARM } from './docker-labels.js';
+import type { DockerContainer, DockerEvent, DockerNetwork, DockerService } from './docker-types.js';
 
 export interface DockerSourceOptions {
   url: string;
@@ -35,6 +36,8 @@ export interface DockerSourceOptions {
 /** Events that can change what the catalog should hold; the rest (exec, attach, top...) are noise. */
 const CONTAINER_ACTIONS = new Set(['create', 'start', 'restart', 'die', 'died', 'stop', 'kill', 'destroy', 'remove', 'rename', 'pause', 'unpause', 'update', 'connect', 'disconnect']);
 const NETWORK_ACTIONS = new Set(['create', 'destroy', 'remove', 'connect', 'disconnect', 'update']);
+/** Swarm service events (managers only): a new mode, VIP or network alias shows in GET /services. */
+const SERVICE_ACTIONS = new Set(['create', 'update', 'remove']);
 
 export function isRelevant(e: DockerEvent): boolean {
   // The engine is trusted to be an engine, not to send well-formed JSON: check the shape.
@@ -43,6 +46,7 @@ export function isRelevant(e: DockerEvent): boolean {
   const action = raw.split(':')[0]!.trim();
   if (e.Type === 'container') return CONTAINER_ACTIONS.has(action) || action === 'health_status';
   if (e.Type === 'network') return NETWORK_ACTIONS.has(action);
+  if (e.Type === 'service') return SERVICE_ACTIONS.has(action);
   return false;
 }
 
@@ -132,7 +136,7 @@ export class DockerSource {
    * ends in a throw unless stopped, so the runner reconnects after its back-off delay.
    */
   private async follow(): Promise<void> {
-    const stream = this.client.events({ type: ['container', 'network'] }, (e) => {
+    const stream = this.client.events({ type: ['container', 'network', 'service'] }, (e) => {
       if (!isRelevant(e as DockerEvent)) return;
       this.m?.events.inc();
       this.passRunner.request();
@@ -181,13 +185,15 @@ export class DockerSource {
       this.o.log.warn({ err: this.lastError }, 'docker listing failed; will retry');
       return;
     }
+    const swarm = await this.swarmServices(containers);
+    if (swarm === undefined || this.stopped) return;
     const cat = this.o.catalog;
     let desired: ReturnType<typeof mapDocker>;
     let p: Plan;
     // Indexed lookups over the committed catalog: the pass costs what Docker holds, not what the catalog holds.
     const view = cat.view();
     try {
-      desired = mapDocker(networks, containers);
+      desired = mapDocker(networks, containers, swarm);
       p = plan(desired, view, this.owned);
     } catch (e) {
       // A listing of the wrong shape (fields of the wrong type) must cost one pass, not the daemon.
@@ -213,6 +219,26 @@ export class DockerSource {
     this.synced = true;
     this.passes++;
     this.m?.passes.inc({ result: failed > 0 ? 'partial' : 'ok' });
+  }
+
+  /**
+   * GET /services when a container belongs to a swarm service: their modes and VIPs. [] when this node
+   * is not a manager (the engine answers 503; the mapping says what it cannot know); undefined when the
+   * engine could not be asked (the pass is counted as unreachable and retried).
+   */
+  private async swarmServices(containers: DockerContainer[]): Promise<DockerService[] | undefined> {
+    if (!containers.some((c) => typeof c?.Labels?.[SWARM.service] === 'string')) return [];
+    try {
+      const list = await this.client.request<DockerService[]>('GET', '/services');
+      return Array.isArray(list) ? list : [];
+    } catch (e) {
+      if (e instanceof VipdnsError && e.code !== 'UNAVAILABLE') return [];
+      if (e instanceof VipdnsError && /not a swarm manager|swarm/i.test(e.message)) return [];
+      this.lastError = errorMessage(e);
+      this.m?.passes.inc({ result: 'unreachable' });
+      this.o.log.warn({ err: this.lastError }, 'docker listing of swarm services failed; will retry');
+      return undefined;
+    }
   }
 
   /**
