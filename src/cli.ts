@@ -94,6 +94,7 @@ program
   .option('--node-name <name>', 'this host in a shared store (default: the hostname)')
   .option('--publish-range <lo-hi>', `host ports for a --publish without a published port (default: ${DEFAULTS.publishRange.lo}-${DEFAULTS.publishRange.hi})`)
   .option('--docker [socket|url]', `follow a Docker engine: its containers and networks become catalog entries (default: $DOCKER_HOST or ${DEFAULT_DOCKER})`)
+  .option('--docker-tls-dir <dir>', 'TLS to a tcp:// engine with the client files ca.pem, cert.pem and key.pem in DIR (default: $DOCKER_CERT_PATH when $DOCKER_TLS_VERIFY is set)')
   .addHelpText('after', '\nExamples:\n  vipdns serve\n  vipdns serve --config /etc/vipdns/vipdns.json\n  vipdns serve --docker --dns-listen 0.0.0.0:53\n  vipdns serve --docker unix:///run/podman/podman.sock --dataplane none\n')
   .action(async (o: Record<string, unknown>) => {
     const config = loadConfig({
@@ -124,6 +125,7 @@ program
         apiTlsKey: o.apiTlsKey ?? g().apiTlsKey,
         apiTlsCa: o.apiTlsCa ?? g().apiTlsCa,
         docker: o.docker,
+        dockerTlsDir: o.dockerTlsDir,
       },
     });
     const heap = await import('./heap.js');

@@ -62,6 +62,8 @@ export interface DaemonConfig {
   dnsWorkers: number;
   /** Docker engine to follow (unix:///..., /path or tcp://host:port); undefined: no Docker source. */
   docker?: string;
+  /** TLS client files for a TCP engine (ca.pem, cert.pem, key.pem), as Docker's DOCKER_CERT_PATH. */
+  dockerTlsDir?: string;
 }
 
 export interface PortRange {
@@ -232,6 +234,7 @@ export interface FlagValues {
   etcdLeaseTtl: string | number;
   nodeName: string;
   docker: string | boolean;
+  dockerTlsDir: string;
   resolvConf: string;
   forwardPolicy: string;
   hedgeMs: string | number;
@@ -272,6 +275,7 @@ const ENV: Record<keyof FlagValues, string> = {
   etcdLeaseTtl: 'VIPDNS_ETCD_LEASE_TTL',
   nodeName: 'VIPDNS_NODE_NAME',
   docker: 'VIPDNS_DOCKER', // true/false, or the engine's socket or URL
+  dockerTlsDir: 'VIPDNS_DOCKER_TLS_DIR',
   resolvConf: 'VIPDNS_RESOLV_CONF',
   forwardPolicy: 'VIPDNS_FORWARD_POLICY',
   hedgeMs: 'VIPDNS_HEDGE_MS',
@@ -406,10 +410,17 @@ export function loadConfig(src: ConfigSources): DaemonConfig {
     c.store = etcd;
   }
   const docker = merged.docker;
+  // As the docker CLI: DOCKER_TLS_VERIFY with DOCKER_CERT_PATH asks for TLS when no flag does.
+  const tlsDir = str('dockerTlsDir') ?? (env.DOCKER_TLS_VERIFY && env.DOCKER_CERT_PATH ? env.DOCKER_CERT_PATH : undefined);
   if (docker === true || docker === 'true' || docker === '1' || docker === 'yes') c.docker = env.DOCKER_HOST || DEFAULT_DOCKER;
   else if (docker === undefined || docker === false || docker === 'false' || docker === '0' || docker === 'no' || docker === '') delete c.docker;
-  else if (typeof docker === 'string') c.docker = parseDockerUrl(docker).url; // refuse a bad URL before anything opens
+  else if (typeof docker === 'string') c.docker = docker;
   else throw new VipdnsError('CONFIG', `docker must be true, false or the engine's socket or URL, got ${JSON.stringify(docker)}`);
+  if (c.docker !== undefined) {
+    const ep = parseDockerUrl(c.docker, tlsDir); // refuse a bad URL or unreadable TLS files before anything opens
+    c.docker = ep.url;
+    if (ep.tls) c.dockerTlsDir = tlsDir;
+  }
   const int = (k: keyof FlagValues, min: number, max: number): number | undefined => {
     const v = merged[k];
     if (v === undefined) return undefined;

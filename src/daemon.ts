@@ -166,7 +166,7 @@ export class Daemon {
       b.update(catalog.state);
     }
     const docker = config.docker
-      ? new DockerSource({ url: config.docker, catalog, ownedFile: join(config.dataDir, 'docker-source.json'), log: log.child({ source: 'docker' }), registry })
+      ? new DockerSource({ url: config.docker, ...(config.dockerTlsDir ? { tlsDir: config.dockerTlsDir } : {}), catalog, ownedFile: join(config.dataDir, 'docker-source.json'), log: log.child({ source: 'docker' }), registry })
       : undefined;
 
     // explain answers with a resolver of its own on the same index and forwarder: the same answers as

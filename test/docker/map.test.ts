@@ -33,11 +33,13 @@ test('port labels: named targets, published ports merged onto them, udp', (t) =>
   t.deepEqual(parseVips('10.0.9.250, back=10.1.0.9'), { any: ['10.0.9.250'], byNetwork: new Map([['back', '10.1.0.9']]) });
 });
 
-test('docker URLs: unix sockets and tcp; TLS and ssh refused with a hint', (t) => {
+test('docker URLs: unix sockets, tcp, tcp with TLS files; https without them and ssh refused with a hint', (t) => {
   t.deepEqual(parseDockerUrl('unix:///var/run/docker.sock'), { socketPath: '/var/run/docker.sock', url: 'unix:///var/run/docker.sock' });
   t.deepEqual(parseDockerUrl('/run/podman/podman.sock'), { socketPath: '/run/podman/podman.sock', url: 'unix:///run/podman/podman.sock' });
   t.deepEqual(parseDockerUrl('tcp://127.0.0.1:2375'), { host: '127.0.0.1', port: 2375, url: 'tcp://127.0.0.1:2375' });
-  t.throws(() => parseDockerUrl('https://h:2376'), { message: /TLS and ssh engines are not supported/ });
+  t.throws(() => parseDockerUrl('https://h:2376'), { message: /needs --docker-tls-dir DIR/ });
+  t.throws(() => parseDockerUrl('ssh://me@h'), { message: /ssh engines are not supported/ });
+  t.throws(() => parseDockerUrl('tcp://h', '/nonexistent-tls-dir'), { code: 'CONFIG', message: /nonexistent-tls-dir\/ca\.pem: ENOENT/ } as never);
   t.throws(() => parseDockerUrl('unix://relative.sock'), { message: /absolute socket path/ });
 });
 

@@ -1,7 +1,11 @@
-// A small Docker Engine API client over node:http, on a unix socket or plain TCP: JSON requests
-// and the /events stream, which is all the Docker source needs. (dockerode 5 would bring 71
-// packages, 22 MB, gRPC for BuildKit and native install scripts for SSH; see docs/docker-source.md.)
+// A small Docker Engine API client over node:http(s), on a unix socket, plain TCP or TCP with TLS
+// client certificates: JSON requests and the /events stream, which is all the Docker source needs.
+// (dockerode 5 would bring 71 packages, 22 MB, gRPC for BuildKit and native install scripts for
+// SSH; see docs/docker-source.md.)
+import { readFileSync } from 'node:fs';
 import * as http from 'node:http';
+import * as https from 'node:https';
+import { join } from 'node:path';
 import { VipdnsError, errorMessage } from '../../errors.js';
 import { JsonObjectSplitter } from './docker-stream.js';
 
@@ -12,26 +16,45 @@ export interface DockerEndpoint {
   socketPath?: string;
   host?: string;
   port?: number;
+  /** TLS with a client certificate, as `docker --tlsverify` (the engine's `-H tcp://...:2376 --tlsverify`). */
+  tls?: { ca: Buffer; cert: Buffer; key: Buffer };
   /** For logs and messages: the URL as the user would write it. */
   url: string;
 }
 
-/** unix:///path, /path, tcp://host:port or http://host:port. TLS and ssh are not supported. */
-export function parseDockerUrl(text: string): DockerEndpoint {
+/**
+ * unix:///path, /path, tcp://host:port or http://host:port; with `tlsDir` (Docker's DOCKER_CERT_PATH
+ * layout: ca.pem, cert.pem, key.pem) a TCP engine is spoken to over TLS, and https://host:port needs it.
+ */
+export function parseDockerUrl(text: string, tlsDir?: string): DockerEndpoint {
   const s = text.trim();
+  if (/^https:\/\//.test(s) && !tlsDir) throw new VipdnsError('CONFIG', `docker: "${text}" needs --docker-tls-dir DIR (ca.pem, cert.pem and key.pem, as DOCKER_CERT_PATH holds them)`);
   if (s.startsWith('/')) return { socketPath: s, url: `unix://${s}` };
   if (s.startsWith('unix://')) {
     const p = s.slice('unix://'.length);
     if (!p.startsWith('/')) throw new VipdnsError('CONFIG', `docker: "${text}" needs an absolute socket path (unix:///var/run/docker.sock)`);
     return { socketPath: p, url: s };
   }
-  const m = /^(tcp|http):\/\/(\[[^\]]+\]|[^:/]+)(?::(\d+))?\/?$/.exec(s);
+  const m = /^(tcp|http|https):\/\/(\[[^\]]+\]|[^:/]+)(?::(\d+))?\/?$/.exec(s);
   if (m) {
-    const port = m[3] === undefined ? 2375 : Number(m[3]);
+    const port = m[3] === undefined ? (tlsDir ? 2376 : 2375) : Number(m[3]);
     if (port < 1 || port > 65535) throw new VipdnsError('CONFIG', `docker: "${text}" has a bad port`);
-    return { host: m[2]!.replace(/^\[|\]$/g, ''), port, url: `tcp://${m[2]}:${port}` };
+    const host = m[2]!.replace(/^\[|\]$/g, '');
+    if (!tlsDir) return { host, port, url: `tcp://${m[2]}:${port}` };
+    return { host, port, url: `https://${m[2]}:${port}`, tls: readTlsDir(tlsDir) };
   }
-  throw new VipdnsError('CONFIG', `docker: "${text}" is not unix:///PATH, /PATH or tcp://HOST:PORT (TLS and ssh engines are not supported; use the engine's socket)`);
+  throw new VipdnsError('CONFIG', `docker: "${text}" is not unix:///PATH, /PATH or tcp://HOST:PORT (ssh engines are not supported; use the engine's socket, or TCP with --docker-tls-dir)`);
+}
+
+function readTlsDir(dir: string): { ca: Buffer; cert: Buffer; key: Buffer } {
+  const read = (f: string): Buffer => {
+    try {
+      return readFileSync(join(dir, f));
+    } catch (e) {
+      throw new VipdnsError('CONFIG', `docker TLS: ${join(dir, f)}: ${(e as NodeJS.ErrnoException).code ?? errorMessage(e)} (the directory needs ca.pem, cert.pem and key.pem)`);
+    }
+  };
+  return { ca: read('ca.pem'), cert: read('cert.pem'), key: read('key.pem') };
 }
 
 export interface EventStream {
@@ -52,7 +75,7 @@ export class DockerClient {
   request<T>(method: string, path: string, body?: unknown): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const payload = body === undefined ? undefined : JSON.stringify(body);
-      const req = http.request(
+      const req = this.transport().request(
         {
           ...this.target(),
           method,
@@ -106,7 +129,7 @@ export class DockerClient {
     });
     const done = new Promise<void>((resolve, reject) => {
       const path = `/events?filters=${encodeURIComponent(JSON.stringify(filters))}`;
-      req = http.request({ ...this.target(), method: 'GET', path, headers: { host: 'docker' } }, (res) => {
+      req = this.transport().request({ ...this.target(), method: 'GET', path, headers: { host: 'docker' } }, (res) => {
         const status = res.statusCode ?? 0;
         if (status !== 200) {
           let text = '';
@@ -149,9 +172,15 @@ export class DockerClient {
     };
   }
 
-  private target(): Pick<http.RequestOptions, 'socketPath' | 'host' | 'port'> {
+  private transport(): { request: typeof http.request } {
+    return this.endpoint.tls ? https : http;
+  }
+
+  private target(): https.RequestOptions {
     const e = this.endpoint;
-    return e.socketPath ? { socketPath: e.socketPath } : { host: e.host, port: e.port };
+    if (e.socketPath) return { socketPath: e.socketPath };
+    // The engine's certificate must be for the host we dial (its name or IP in the SAN).
+    return e.tls ? { host: e.host, port: e.port, ...e.tls, servername: /^[\d.]+$|:/.test(e.host!) ? undefined : e.host } : { host: e.host, port: e.port };
   }
 
   private wrap(e: unknown, method: string, path: string): VipdnsError {

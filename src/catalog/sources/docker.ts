@@ -18,6 +18,8 @@ import type { DockerContainer, DockerEvent, DockerNetwork, DockerService } from 
 
 export interface DockerSourceOptions {
   url: string;
+  /** TLS client files (ca.pem, cert.pem, key.pem) for a TCP engine. */
+  tlsDir?: string;
   catalog: Catalog;
   /** Where the source records what it created (docker-source.json in the data dir). */
   ownedFile: string;
@@ -55,7 +57,7 @@ class StreamEnded extends Error {}
 
 export class DockerSource {
   private readonly client: DockerClient;
-  private readonly o: Required<Omit<DockerSourceOptions, 'registry'>> & Pick<DockerSourceOptions, 'registry'>;
+  private readonly o: Required<Omit<DockerSourceOptions, 'registry' | 'tlsDir'>> & Pick<DockerSourceOptions, 'registry' | 'tlsDir'>;
   private owned: Owned | undefined;
   private stopped = true;
   private stream: EventStream | undefined;
@@ -72,8 +74,8 @@ export class DockerSource {
   passes = 0;
 
   constructor(opts: DockerSourceOptions) {
-    this.o = { debounceMs: 150, maxDelayMs: 1000, resyncMs: 60_000, backoffMinMs: 500, backoffMaxMs: 30_000, registry: undefined, ...opts };
-    this.client = new DockerClient(parseDockerUrl(opts.url));
+    this.o = { debounceMs: 150, maxDelayMs: 1000, resyncMs: 60_000, backoffMinMs: 500, backoffMaxMs: 30_000, registry: undefined, tlsDir: undefined, ...opts };
+    this.client = new DockerClient(parseDockerUrl(opts.url, opts.tlsDir));
     const r = opts.registry;
     this.m = r && {
       events: new Counter({ name: 'vipdns_docker_events_total', help: 'Docker engine events received that can change the catalog', registers: [r] }),
