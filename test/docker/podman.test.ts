@@ -49,7 +49,7 @@ maybe('real podman: labelled containers become a service, others containers; sto
   t.deepEqual(shortAnswers(await d.dig('+short', 'api')), [ip('api-1')]);
   const svcLs = await d.cli('service', 'ls');
   t.regex(svcLs.stdout, /web\s+vip\s+rr\s+2\s+front\s+10\.31\.0\.254\s+http=80\/tcp/);
-  t.regex((await d.cli('container', 'ls')).stdout, /db\s+database\s+front=10\.31\.0\.\d+/);
+  t.regex((await d.cli('container', 'ls')).stdout, /db\s+database@front\s+front=10\.31\.0\.\d+/, 'a network alias, shown with its network');
   const ready = await (await fetch(`${d.metrics}/readyz`)).text();
   t.regex(ready, /\[\+\] docker: following unix:\/\//);
 
