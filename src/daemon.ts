@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { hostname } from 'node:os';
 import { Counter, Registry } from 'prom-client';
 import { ApiServer } from './api/server.js';
-import { Balancer, createDriver, type DataplaneDriver } from './balancer/index.js';
+import { Balancer, Sandboxes, createDriver, sandboxDrivers, type DataplaneDriver, type Sandbox } from './balancer/index.js';
 import { leftInKernel, leftoverMessage } from './balancer/cleanup.js';
 import { hintFor } from './balancer/hint.js';
 import { registerDataplaneMetrics } from './balancer/metrics.js';
@@ -50,6 +50,7 @@ interface Parts {
   forwarding: Forwarding;
   docker: DockerSource | undefined;
   balancer: Balancer | undefined;
+  sandboxes: Sandboxes | undefined;
   dataplane: DataplaneDriver;
   log: Logger;
 }
@@ -165,8 +166,28 @@ export class Daemon {
       catalog.on('change', (state, _kinds, change) => b.update(state, hintFor(change)));
       b.update(catalog.state);
     }
+    // Containers on swarm overlays reach VIPs inside their own namespaces, where the host's rules never
+    // see the traffic: where the engine cannot balance it there (no IPVS), vipdns programs each one.
+    let sandboxes: Sandboxes | undefined;
+    if (config.docker && config.dataplane !== 'none') {
+      const sd = await sandboxDrivers({ isRoot: process.getuid?.() === 0 });
+      log.info({}, `dataplane in containers on overlays: ${sd.reason}`);
+      if (sd.driverFor) {
+        const s = (sandboxes = new Sandboxes({ driverFor: sd.driverFor, logger: log }));
+        catalog.on('change', (state, _kinds, change) => s.update(state, hintFor(change)));
+        s.update(catalog.state);
+      }
+    }
     const docker = config.docker
-      ? new DockerSource({ url: config.docker, ...(config.dockerTlsDir ? { tlsDir: config.dockerTlsDir } : {}), catalog, ownedFile: join(config.dataDir, 'docker-source.json'), log: log.child({ source: 'docker' }), registry })
+      ? new DockerSource({
+          url: config.docker,
+          ...(config.dockerTlsDir ? { tlsDir: config.dockerTlsDir } : {}),
+          catalog,
+          ownedFile: join(config.dataDir, 'docker-source.json'),
+          log: log.child({ source: 'docker' }),
+          registry,
+          ...(sandboxes ? { onSandboxes: (list: Sandbox[]) => sandboxes.set(list) } : {}),
+        })
       : undefined;
 
     // explain answers with a resolver of its own on the same index and forwarder: the same answers as
@@ -238,7 +259,7 @@ export class Daemon {
       },
       { summary: 'each VIP and published port as the kernel holds it, checked against the plan', query: SCHEMAS.serviceQuery },
     );
-    const d = new Daemon({ config, catalog, dns, dnsWorkers, indexCheck, api, metrics, health, forwarding, docker, balancer, dataplane: driver, log });
+    const d = new Daemon({ config, catalog, dns, dnsWorkers, indexCheck, api, metrics, health, forwarding, docker, balancer, sandboxes, dataplane: driver, log });
     try {
       await balancer?.start();
       await dns.start();
@@ -269,6 +290,7 @@ export class Daemon {
   async stop(): Promise<void> {
     const p = this.parts;
     await p.docker?.stop();
+    await p.sandboxes?.stop(); // leaves each container's rules (the next run adopts them); they go with its namespace
     p.health.stop();
     await p.balancer?.stop(); // leaves the kernel programmed: the next run adopts it
     if (p.balancer) await this.sayWhatIsLeft();

@@ -4,6 +4,7 @@ import { IpvsDriver } from './drivers/ipvs.js';
 import { NftablesDriver } from './drivers/nftables.js';
 import type { NftOptions } from './drivers/nftables-render.js';
 import { NoneDriver } from './drivers/none.js';
+import { toolRunner } from './drivers/exec.js';
 import { probeIpvs } from './drivers/supported.js';
 import { netlinkUnavailable } from './netlink/netlink-socket.js';
 import type { DataplaneDriver, Logger, ProbeResult } from './types.js';
@@ -62,4 +63,20 @@ export async function createDriver(kind: DataplaneKind, o: CreateDriverOptions):
   }
   if (kind === 'nftables') throw new VipdnsError('DATAPLANE_UNSUPPORTED', `--dataplane nftables: ${nftProbe.reason}`);
   return done(new NoneDriver(), `none (auto: no IPVS — ${ipvsProbe.reason}; no nftables — ${nftProbe.reason}): DNS only`, 'warn');
+}
+
+/**
+ * Whether containers' own namespaces need vipdns's dataplane (sandboxes.ts), and the driver for one.
+ * Only without IPVS: with it, the engine balances its overlay VIPs itself, in each container.
+ */
+export async function sandboxDrivers(o: { isRoot: boolean; probeIpvs?: () => Promise<ProbeResult> }): Promise<{ driverFor?: (netns: string) => DataplaneDriver; reason: string }> {
+  if (!o.isRoot) return { reason: 'not root: containers on overlays reach VIPs only through the engine' };
+  const ipvs = await (o.probeIpvs ?? (() => probeIpvs()))();
+  if (ipvs.supported) return { reason: 'the kernel has IPVS: the engine balances overlay VIPs in each container itself' };
+  const probe = await new NftablesDriver().probe();
+  if (!probe.supported) return { reason: `no IPVS and no nftables (${probe.reason}): overlay VIPs are not balanced` };
+  return {
+    driverFor: (netns) => new NftablesDriver({ runner: toolRunner('nft', netns) }),
+    reason: 'no IPVS, so the engine cannot balance overlay VIPs: vipdns programs them in each container namespace (nftables)',
+  };
 }

@@ -8,6 +8,8 @@ import type { Backend, DesiredState, Family, PublishedPort, Scheduler, VirtualSe
 export interface PlanOptions {
   /** Program published ports (routing mesh). Default true. */
   published?: boolean;
+  /** Only VIPs on these networks (a container's own namespace reaches only its networks' VIPs). */
+  networks?: ReadonlySet<string>;
 }
 
 export interface Plan extends DesiredState {
@@ -160,7 +162,7 @@ function planService(state: CatalogState, svc: Service, tasks: Task[], opts: Pla
   if (svc.endpointMode !== 'vip') return out; // dnsrr has no VIP and no routing mesh
   const ports = vipPorts(svc);
   for (const att of svc.attachments) {
-    if (!att.vip || !state.networks[att.network]) continue;
+    if (!att.vip || !state.networks[att.network] || (opts.networks && !opts.networks.has(att.network))) continue;
     const vip = canonical(att.vip);
     if (!vip) continue;
     const members: { task: string; ip: string; weight: number }[] = [];

@@ -1,14 +1,20 @@
 // A stand-in Docker engine on a unix socket for tests where no real one runs: serves
 // GET /networks, GET /containers/json and a streaming GET /events from in-memory lists whose
-// shapes were recorded from podman 4.3.1's Docker-compatible API (test/docker/fixtures/).
+// shapes were recorded from podman 4.3.1's Docker-compatible API (test/docker/fixtures/), and
+// GET /services (a swarm manager's; 503 as on a worker when `services` is undefined) and
+// GET /containers/ID/json (its State.Pid) as dockerd 20.10 answers them.
 import * as http from 'node:http';
 import { dirname, join } from 'node:path';
-import type { DockerContainer, DockerNetwork } from '../../src/catalog/sources/docker-types.js';
+import type { DockerContainer, DockerNetwork, DockerService } from '../../src/catalog/sources/docker-types.js';
 import { removeDir, tempDir } from '../helpers/daemon.js';
 
 export class FakeEngine {
   networks: DockerNetwork[] = [];
   containers: DockerContainer[] = [];
+  /** Swarm services; undefined: not a manager. */
+  services: DockerService[] | undefined;
+  /** Container ID → its init pid. */
+  pids = new Map<string, number>();
   requests: string[] = [];
   readonly socket: string;
   private server: http.Server;
@@ -58,6 +64,14 @@ export class FakeEngine {
     if (req.method === 'GET' && url.pathname === '/containers/json') {
       const all = url.searchParams.get('all') === 'true' || url.searchParams.get('all') === '1';
       return json(200, all ? this.containers : this.containers.filter((c) => c.State === 'running'));
+    }
+    if (req.method === 'GET' && url.pathname === '/services') {
+      return this.services ? json(200, this.services) : json(503, { message: 'This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect this node to swarm and try again.' });
+    }
+    const inspect = /^\/containers\/([^/]+)\/json$/.exec(url.pathname);
+    if (req.method === 'GET' && inspect) {
+      const c = this.containers.find((x) => x.Id === inspect[1]);
+      return c ? json(200, { Id: c.Id, State: { Status: c.State, Pid: c.State === 'running' ? this.pids.get(c.Id!) ?? 0 : 0 } }) : json(404, { message: `No such container: ${inspect[1]}` });
     }
     if (req.method === 'GET' && url.pathname === '/events') {
       res.writeHead(200, { 'content-type': 'application/json' });

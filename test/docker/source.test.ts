@@ -251,3 +251,48 @@ test("a store's cap on objects per commit splits a pass into a few batches, in o
   t.is(catalog.findNetwork('front'), undefined);
   t.deepEqual(owned(), { networks: {}, services: {}, tasks: {}, containers: {} });
 });
+
+test('swarm: services from GET /services; containers on an overlay are handed over with their namespace; a worker falls back', async (t) => {
+  const { engine, catalog, mk } = await setup(t);
+  const dir = tempDir();
+  t.teardown(() => removeDir(dir));
+  engine.networks = [
+    { ...network('ov', '10.0.1.0/24', '10.0.1.1'), Id: 'ov-id', Scope: 'swarm', Driver: 'overlay', Attachable: true },
+    network('front', '10.0.9.0/24', '10.0.9.1'),
+  ];
+  const labels = { 'com.docker.swarm.service.name': 'sw', 'com.docker.swarm.service.id': 'sw-sid' };
+  const t1 = container('sw.1.aaaa', { ov: { ip: '10.0.1.3' } }, labels);
+  const probe = container('probe', { ov: { ip: '10.0.1.9' }, front: { ip: '10.0.9.9' } });
+  const local = container('local', { front: { ip: '10.0.9.10' } });
+  engine.containers = [t1, probe, local];
+  // Existing processes, so the namespace paths exist: this test's own.
+  engine.pids.set(t1.Id!, process.pid);
+  engine.pids.set(probe.Id!, process.pid);
+  engine.services = [{ ID: 'sw-sid', Spec: { Name: 'sw', TaskTemplate: { Networks: [{ Target: 'ov-id', Aliases: ['foo'] }] }, EndpointSpec: { Mode: 'vip' } }, Endpoint: { VirtualIPs: [{ NetworkID: 'ov-id', Addr: '10.0.1.2/24' }] } }];
+  const handed: Array<Array<{ id: string; netns: string; networks: string[] }>> = [];
+  const src = new DockerSource({ url: `unix://${engine.socket}`, catalog, ownedFile: join(dir, 'owned.json'), log: pino({ level: 'silent' }), debounceMs: 30, maxDelayMs: 200, onSandboxes: (l) => void handed.push(l) });
+  await src.start();
+  t.teardown(() => src.stop());
+  await until('the first pass', () => src.passes > 0);
+  t.like(catalog.service('sw'), { endpointMode: 'vip', attachments: [{ network: 'ov', vip: '10.0.1.2', aliases: ['foo'] }] }, "the swarm service's own VIP and network alias");
+  t.deepEqual(
+    handed.at(-1)!.map((s) => [s.id, s.netns, s.networks]),
+    [
+      [probe.Id, `/proc/${process.pid}/ns/net`, ['ov']],
+      [t1.Id, `/proc/${process.pid}/ns/net`, ['ov']],
+    ],
+    'containers on the overlay, with their namespace and their overlay networks only; not the one on a local bridge',
+  );
+  t.is(engine.requests.filter((r) => r.startsWith('GET /containers/') && r.endsWith('/json') && !r.includes('containers/json')).length, 2, 'each inspected once');
+  await src.syncNow();
+  t.is(engine.requests.filter((r) => r.startsWith('GET /containers/') && r.endsWith('/json') && !r.includes('containers/json')).length, 2, 'not again on the next pass');
+
+  // The engine stops being a manager: the service keeps going in vip mode, without the engine's VIP.
+  engine.services = undefined;
+  engine.emit('service', 'update');
+  await src.syncNow();
+  const sw = catalog.service('sw');
+  t.is(sw.endpointMode, 'vip');
+  t.not(sw.attachments[0]!.vip, '10.0.1.2', 'recreated with a VIP of its own once the swarm VIP is no longer known');
+  t.true(src.status().ok);
+});

@@ -38,10 +38,14 @@ export function resolveTool(tool: string, path = process.env['PATH'] ?? ''): str
 /** A hung tool must not freeze the reconciler (syncs are serialised) or shutdown. */
 export const TOOL_TIMEOUT_MS = 60_000;
 
-/** `nft ARGS` or `ip netns exec NS nft ARGS`; a missing binary becomes code 127, a hung one 124, each with a clear stderr. */
+/**
+ * `nft ARGS`, `ip netns exec NS nft ARGS` for a named namespace, or `nsenter --net=PATH nft ARGS` for a
+ * namespace by path (a container's /proc/PID/ns/net); a missing binary becomes code 127, a hung one
+ * 124, each with a clear stderr.
+ */
 export function toolRunner(tool: string, netns?: string, timeoutMs = TOOL_TIMEOUT_MS): Runner {
   const bin = resolveTool(tool);
-  const argv0 = netns ? [resolveTool('ip'), 'netns', 'exec', netns, bin] : [bin];
+  const argv0 = !netns ? [bin] : netns.startsWith('/') ? [resolveTool('nsenter'), `--net=${netns}`, bin] : [resolveTool('ip'), 'netns', 'exec', netns, bin];
   return (args, input) =>
     new Promise((resolve) => {
       const child = spawn(argv0[0]!, [...argv0.slice(1), ...args], { stdio: ['pipe', 'pipe', 'pipe'], timeout: timeoutMs, killSignal: 'SIGKILL' });

@@ -14,6 +14,8 @@ export interface DesiredNetwork {
   attachable: boolean;
   /** Swarm's routing-mesh network: nothing on it is answered (vipdns's ingress network). */
   ingress: boolean;
+  /** A swarm overlay: its traffic stays in the overlay's own namespace and never crosses the host's. */
+  swarm: boolean;
   dockerId: string;
 }
 
@@ -61,6 +63,8 @@ export interface Desired {
    * or not (ignored, skipped, not yet announced): a VIP must never take one of them.
    */
   held: Map<string, Set<string>>;
+  /** Running containers on swarm overlays (not ingress): their VIP traffic never reaches the host's rules. */
+  sandboxes: Array<{ containerId: string; networks: string[] }>;
   /** Things skipped and why, one line each (the source logs new ones). */
   warnings: string[];
 }
@@ -126,6 +130,7 @@ export function mapNetworks(list: DockerNetwork[], warnings: string[]): Map<stri
       // Local networks (bridge, macvlan, ipvlan) take standalone containers; swarm overlays only if attachable.
       attachable: !ingress && (n.Scope === 'swarm' ? n.Attachable === true : true),
       ingress,
+      swarm: n.Scope === 'swarm',
       dockerId: n.Id ?? name,
     };
     const gw = cfg.Gateway ? tryParseIp(cfg.Gateway) : undefined;
@@ -310,7 +315,13 @@ export function mapDocker(networkList: DockerNetwork[], containerList: DockerCon
     }
     containers.set(lc(name), { name, containerId: c.Id!, aliases, networkAliases, addresses, clientAddresses: clientAddresses(c, networks) });
   }
-  return { networks, services, tasks, containers, held, warnings };
+  const sandboxes: Desired['sandboxes'] = [];
+  for (const c of live) {
+    if (!running(c)) continue;
+    const nets = endpoints(c, networks).filter((e) => e.net.swarm && !e.net.ingress && addressOn(e.ep, e.net)).map((e) => e.net.name);
+    if (nets.length > 0) sandboxes.push({ containerId: c.Id!, networks: [...new Set(nets)].sort() });
+  }
+  return { networks, services, tasks, containers, held, sandboxes, warnings };
 }
 
 function serviceFrom(name: string, c: DockerContainer, networks: Map<string, DesiredNetwork>): DesiredService {

@@ -3,6 +3,7 @@
 // follows /events and converges again after each burst of changes. Level-triggered: every pass
 // recomputes from a full listing, so a lost event or an engine restart only delays convergence.
 // Reconnects with exponential backoff.
+import { existsSync } from 'node:fs';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { VipdnsError, errorMessage } from '../../errors.js';
 import type { Logger } from '../../log.js';
@@ -10,7 +11,8 @@ import { Runner } from '../../runner.js';
 import type { Catalog } from '../catalog.js';
 import { DockerClient, type EventStream, parseDockerUrl } from './docker-api.js';
 import { type Outcome, opName, record, runOps } from './docker-apply.js';
-import { mapDocker } from './docker-map.js';
+import { type Desired, mapDocker } from './docker-map.js';
+import type { Sandbox } from '../../balancer/sandboxes.js';
 import { loadOwned, saveOwned } from './docker-owned.js';
 import { type Owned, type Plan, plan, pruneOwned } from './docker-plan.js';
 import { SWARM } from './docker-labels.js';
@@ -33,6 +35,11 @@ export interface DockerSourceOptions {
   resyncMs?: number;
   backoffMinMs?: number;
   backoffMaxMs?: number;
+  /**
+   * After each pass: the running containers on swarm overlays, with their network namespace, whose
+   * VIP traffic only a dataplane inside them can balance (balancer/sandboxes.ts).
+   */
+  onSandboxes?: (list: Sandbox[]) => Promise<void> | void;
 }
 
 /** Events that can change what the catalog should hold; the rest (exec, attach, top...) are noise. */
@@ -57,7 +64,9 @@ class StreamEnded extends Error {}
 
 export class DockerSource {
   private readonly client: DockerClient;
-  private readonly o: Required<Omit<DockerSourceOptions, 'registry' | 'tlsDir'>> & Pick<DockerSourceOptions, 'registry' | 'tlsDir'>;
+  private readonly o: Required<Omit<DockerSourceOptions, 'registry' | 'tlsDir' | 'onSandboxes'>> & Pick<DockerSourceOptions, 'registry' | 'tlsDir' | 'onSandboxes'>;
+  /** Container ID → its init process, for its namespace path (inspected once per container). */
+  private pids = new Map<string, number>();
   private owned: Owned | undefined;
   private stopped = true;
   private stream: EventStream | undefined;
@@ -218,9 +227,32 @@ export class DockerSource {
         this.o.log.error({ err: errorMessage(e), file: this.o.ownedFile }, 'docker source could not save what it owns');
       }
     }
+    if (this.o.onSandboxes) await this.o.onSandboxes(await this.sandboxes(desired.sandboxes));
     this.synced = true;
     this.passes++;
     this.m?.passes.inc({ result: failed > 0 ? 'partial' : 'ok' });
+  }
+
+  /** The namespace of each container that needs a dataplane of its own; one not inspectable now is left for the next pass. */
+  private async sandboxes(list: Desired['sandboxes']): Promise<Sandbox[]> {
+    const out: Sandbox[] = [];
+    const live = new Set(list.map((s) => s.containerId));
+    for (const id of this.pids.keys()) if (!live.has(id)) this.pids.delete(id);
+    for (const s of list) {
+      let pid = this.pids.get(s.containerId);
+      // A container restarted between two passes has a new init process.
+      if (pid !== undefined && !existsSync(`/proc/${pid}/ns/net`)) pid = undefined;
+      if (pid === undefined) {
+        try {
+          const info = await this.client.request<{ State?: { Pid?: number } }>('GET', `/containers/${encodeURIComponent(s.containerId)}/json`);
+          if (typeof info?.State?.Pid === 'number' && info.State.Pid > 0) this.pids.set(s.containerId, (pid = info.State.Pid));
+        } catch (e) {
+          this.o.log.debug?.({ container: s.containerId.slice(0, 12), err: errorMessage(e) }, 'docker: cannot inspect container; its namespace waits for the next pass');
+        }
+      }
+      if (pid !== undefined) out.push({ id: s.containerId, netns: `/proc/${pid}/ns/net`, networks: s.networks });
+    }
+    return out;
   }
 
   /**
