@@ -236,7 +236,7 @@ test('swarm: tasks map to their swarm service with its mode, VIPs and network al
     network('docker_gwbridge', '172.18.0.0/16', '172.18.0.1'),
   ];
   const swarm = (svc: string, slot: number, ov: string, extra: Record<string, { ip: string }> = {}): DockerContainer =>
-    container(`${svc}.${slot}.task${svc}${slot}`, { ov: { ip: ov }, docker_gwbridge: { ip: `172.18.0.${slot + 10}` }, ...extra }, { 'com.docker.swarm.service.name': svc, 'com.docker.swarm.service.id': `${svc}-sid`, 'com.docker.swarm.task.name': `${svc}.${slot}.task${svc}${slot}` });
+    container(`${svc}.${slot}.task${svc}${slot}`, { ov: { ip: ov }, docker_gwbridge: { ip: `172.18.0.${slot + 10}` }, ...extra }, { 'com.docker.swarm.service.name': svc, 'com.docker.swarm.service.id': `${svc}-sid`, 'com.docker.swarm.task.id': `task${svc}${slot}`, 'com.docker.swarm.task.name': `${svc}.${slot}.task${svc}${slot}` });
   const cs = [
     swarm('sw', 1, '10.0.1.3', { ingress: { ip: '10.0.0.3' } }),
     swarm('sw', 2, '10.0.1.4', { ingress: { ip: '10.0.0.4' } }),
@@ -252,7 +252,7 @@ test('swarm: tasks map to their swarm service with its mode, VIPs and network al
     },
     { ID: 'rr-sid', Spec: { Name: 'rr', EndpointSpec: { Mode: 'dnsrr' } }, Endpoint: {} },
   ];
-  const d = mapDocker(nets, cs, services);
+  const d = mapDocker(nets, cs, { services, gateways: new Map([[cs[4]!.Id!, ['172.18.0.19']]]) });
   t.deepEqual([...d.networks.values()].map((n) => [n.name, n.ingress, n.attachable]), [['ingress', true, false], ['ov', false, true]], "swarm's ingress is vipdns's ingress network; the gwbridge is a default network");
   const sw = d.services.get('sw')!;
   t.like(sw, { endpointMode: 'vip', networks: ['ov'], vips: { ov: '10.0.1.2' }, networkAliases: { ov: ['foo'] }, ports: [{ protocol: 'tcp', target: 80 }] });
@@ -271,6 +271,11 @@ test('swarm: tasks map to their swarm service with its mode, VIPs and network al
     'task names are the swarm task names; the ingress address is not a service address',
   );
   t.deepEqual(d.containers.get('probe')?.networkAliases, { ov: ['looker'] });
+  t.deepEqual(d.containers.get('probe')?.clientAddresses, ['172.18.0.19', '172.18.0.9'], 'its gateway endpoint, which only docker_gwbridge lists, identifies it too');
+
+  // A task the manager is shutting down (scaled down, service removed) leaves at once, before its container exits.
+  const running = new Set(['tasksw1', 'taskrr1', 'tasklone1']);
+  t.deepEqual([...mapDocker(nets, cs, { services, runningTasks: running }).tasks.keys()], ['lone.1.tasklone1', 'rr.1.taskrr1', 'sw.1.tasksw1']);
 
   // Planned onto an empty catalog: the ingress network as ingress, the swarm VIP kept, the alias on its network.
   const p = plan(d, viewOf(emptyState()), emptyOwned());

@@ -80,7 +80,7 @@ export class DockerClient {
           ...this.target(),
           method,
           path,
-          headers: { host: 'docker', ...(payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {}) },
+          headers: { host: this.hostHeader(), ...(payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {}) },
           timeout: this.timeoutMs,
         },
         (res) => {
@@ -129,7 +129,7 @@ export class DockerClient {
     });
     const done = new Promise<void>((resolve, reject) => {
       const path = `/events?filters=${encodeURIComponent(JSON.stringify(filters))}`;
-      req = this.transport().request({ ...this.target(), method: 'GET', path, headers: { host: 'docker' } }, (res) => {
+      req = this.transport().request({ ...this.target(), method: 'GET', path, headers: { host: this.hostHeader() } }, (res) => {
         const status = res.statusCode ?? 0;
         if (status !== 200) {
           let text = '';
@@ -170,6 +170,12 @@ export class DockerClient {
         req?.destroy();
       },
     };
+  }
+
+  /** Over TLS the Host header is what the engine's certificate is checked against (Node takes the name from it). */
+  private hostHeader(): string {
+    const e = this.endpoint;
+    return e.tls ? (e.host!.includes(':') ? `[${e.host}]` : e.host!) : 'docker';
   }
 
   private transport(): { request: typeof http.request } {

@@ -18,6 +18,7 @@ export const LABEL = {
 export const SWARM = {
   service: 'com.docker.swarm.service.name',
   serviceId: 'com.docker.swarm.service.id',
+  taskId: 'com.docker.swarm.task.id',
 } as const;
 
 /** "a, b,,c" → ["a", "b", "c"]. */

@@ -183,15 +183,34 @@ function endpoints(c: DockerContainer, nets: Map<string, DesiredNetwork>): Endpo
 /** The service a container is a task of: vipdns.service, else its swarm service. */
 const serviceLabel = (c: DockerContainer): string | undefined => (c.Labels?.[LABEL.service] ?? c.Labels?.[SWARM.service])?.trim() || undefined;
 
-/**
- * `swarmServices`: GET /services on a swarm manager (empty elsewhere): the endpoint mode, VIPs and
- * network aliases of each swarm service, which its containers do not carry.
- */
-export function mapDocker(networkList: DockerNetwork[], containerList: DockerContainer[], swarmServices: DockerService[] = []): Desired {
+/** What a swarm engine says beyond the network and container listings. */
+export interface SwarmExtras {
+  /** GET /services on a manager (empty elsewhere): each swarm service's endpoint mode, VIPs and network aliases. */
+  services?: DockerService[];
+  /**
+   * Container ID → its docker_gwbridge addresses (GET /networks/docker_gwbridge): a container on an
+   * overlay reaches the host through them, and its listing leaves that endpoint out.
+   */
+  gateways?: Map<string, string[]>;
+  /**
+   * On a manager, the IDs of the swarm tasks whose desired state is running (GET /tasks): a task being
+   * shut down (its service removed or scaled down) leaves the answers at once, as it leaves Docker's,
+   * not when its container finally exits. Undefined where unknown.
+   */
+  runningTasks?: Set<string>;
+}
+
+export function mapDocker(networkList: DockerNetwork[], containerList: DockerContainer[], swarm: SwarmExtras = {}): Desired {
   const warnings: string[] = [];
   const networks = mapNetworks(networkList, warnings);
   const swarmById = new Map<string, DockerService>();
-  for (const s of swarmServices) if (typeof s?.ID === 'string') swarmById.set(s.ID, s);
+  for (const s of swarm.services ?? []) if (typeof s?.ID === 'string') swarmById.set(s.ID, s);
+  const gateways = swarm.gateways ?? new Map<string, string[]>();
+  const clientsOf = (c: DockerContainer): string[] => {
+    const own = clientAddresses(c, networks);
+    const gw = gateways.get(c.Id ?? '') ?? [];
+    return gw.length ? [...new Set([...own, ...gw])].sort() : own;
+  };
   const services = new Map<string, DesiredService>();
   const tasks = new Map<string, DesiredTask>();
   const containers = new Map<string, DesiredContainer>();
@@ -207,7 +226,11 @@ export function mapDocker(networkList: DockerNetwork[], containerList: DockerCon
     }
   }
 
-  const live = containerList.filter((c) => !parseBool(c.Labels?.[LABEL.ignore]) && containerName(c) !== '' && c.Id);
+  const leaving = (c: DockerContainer): boolean => {
+    const task = c.Labels?.[SWARM.taskId];
+    return swarm.runningTasks !== undefined && task !== undefined && !swarm.runningTasks.has(task);
+  };
+  const live = containerList.filter((c) => !parseBool(c.Labels?.[LABEL.ignore]) && containerName(c) !== '' && c.Id && !leaving(c));
   // Sorted so that the same engine state always maps to the same catalog state.
   live.sort((a, b) => (containerName(a) < containerName(b) ? -1 : containerName(a) > containerName(b) ? 1 : 0));
   const running = (c: DockerContainer): boolean => c.State === 'running';
@@ -274,7 +297,7 @@ export function mapDocker(networkList: DockerNetwork[], containerList: DockerCon
       // Task names are DNS names too: the container's name when it is a valid one.
       const tname = validName('task', cname, true) ? cname : `${name}.${c.Id!.slice(0, 12)}`;
       if (tasks.has(lc(tname))) continue;
-      tasks.set(lc(tname), { name: tname, service: name, containerId: c.Id!, addresses, clientAddresses: clientAddresses(c, networks), health: healthOf(c) });
+      tasks.set(lc(tname), { name: tname, service: name, containerId: c.Id!, addresses, clientAddresses: clientsOf(c), health: healthOf(c) });
     }
   }
 
@@ -313,7 +336,7 @@ export function mapDocker(networkList: DockerNetwork[], containerList: DockerCon
       warnings.push(`container "${raw}" skipped: another container maps to the name "${name}"`);
       continue;
     }
-    containers.set(lc(name), { name, containerId: c.Id!, aliases, networkAliases, addresses, clientAddresses: clientAddresses(c, networks) });
+    containers.set(lc(name), { name, containerId: c.Id!, aliases, networkAliases, addresses, clientAddresses: clientsOf(c) });
   }
   const sandboxes: Desired['sandboxes'] = [];
   for (const c of live) {
@@ -349,7 +372,8 @@ function serviceFrom(name: string, c: DockerContainer, networks: Map<string, Des
 /**
  * A swarm service: its mode, VIPs and network aliases from the engine's service object (when this
  * node is a manager); target ports from its endpoint (published ports stay with the engine's routing
- * mesh); vipdns.alias and vipdns.health from the service's labels or its containers'.
+ * mesh) and vipdns.ports; vipdns.alias, vipdns.ports and vipdns.health from the service's labels or
+ * its containers'.
  */
 function swarmServiceFrom(name: string, spec: DockerService | undefined, c: DockerContainer, networks: Map<string, DesiredNetwork>): DesiredService {
   const labels = { ...(c.Labels ?? {}), ...(spec?.Spec?.Labels ?? {}) };
@@ -370,7 +394,9 @@ function swarmServiceFrom(name: string, spec: DockerService | undefined, c: Dock
     const list = (sn.Aliases ?? []).filter((a) => lc(a) !== lc(name) && validName('alias', a));
     if (n && !n.ingress && list.length > 0) networkAliases[n.name] = list;
   }
-  const ports: PortSpec[] = [];
+  // A swarm service names no ports unless it publishes some: vipdns.ports names the rest (Docker's
+  // IPVS balances every port of a VIP; vipdns balances the ports it knows).
+  const ports: PortSpec[] = parsePorts(labels[LABEL.ports], undefined);
   for (const p of spec?.Endpoint?.Ports ?? []) {
     const protocol = (p.Protocol ?? 'tcp').toLowerCase() as Protocol;
     if ((protocol !== 'tcp' && protocol !== 'udp') || typeof p.TargetPort !== 'number') continue;

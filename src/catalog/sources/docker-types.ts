@@ -10,6 +10,8 @@ export interface DockerIpamConfig {
 
 export interface DockerNetwork {
   Id?: string;
+  /** GET /networks/ID only: its endpoints by container ID (swarm's gateway endpoints appear only here). */
+  Containers?: Record<string, { Name?: string; IPv4Address?: string; IPv6Address?: string }> | null;
   Name?: string;
   Scope?: string; // local | swarm | global
   Driver?: string; // bridge, overlay, macvlan, ipvlan, host, null
@@ -61,6 +63,12 @@ export interface DockerService {
     Ports?: Array<{ Protocol?: string; TargetPort?: number; PublishedPort?: number; PublishMode?: string }> | null;
     VirtualIPs?: Array<{ NetworkID?: string; Addr?: string }> | null;
   } | null;
+}
+
+/** One entry of GET /tasks (swarm managers only). */
+export interface DockerTask {
+  ID?: string;
+  DesiredState?: string;
 }
 
 export interface DockerServiceNetwork {

@@ -11,12 +11,12 @@ import { Runner } from '../../runner.js';
 import type { Catalog } from '../catalog.js';
 import { DockerClient, type EventStream, parseDockerUrl } from './docker-api.js';
 import { type Outcome, opName, record, runOps } from './docker-apply.js';
-import { type Desired, mapDocker } from './docker-map.js';
+import { type Desired, type SwarmExtras, mapDocker } from './docker-map.js';
 import type { Sandbox } from '../../balancer/sandboxes.js';
 import { loadOwned, saveOwned } from './docker-owned.js';
 import { type Owned, type Plan, plan, pruneOwned } from './docker-plan.js';
 import { SWARM } from './docker-labels.js';
-import type { DockerContainer, DockerEvent, DockerNetwork, DockerService } from './docker-types.js';
+import type { DockerContainer, DockerEvent, DockerNetwork, DockerService, DockerTask } from './docker-types.js';
 
 export interface DockerSourceOptions {
   url: string;
@@ -41,6 +41,9 @@ export interface DockerSourceOptions {
    */
   onSandboxes?: (list: Sandbox[]) => Promise<void> | void;
 }
+
+/** Swarm's gateway bridge: containers on overlays reach the host through it. */
+const GWBRIDGE = 'docker_gwbridge';
 
 /** Events that can change what the catalog should hold; the rest (exec, attach, top...) are noise. */
 const CONTAINER_ACTIONS = new Set(['create', 'start', 'restart', 'die', 'died', 'stop', 'kill', 'destroy', 'remove', 'rename', 'pause', 'unpause', 'update', 'connect', 'disconnect']);
@@ -196,7 +199,7 @@ export class DockerSource {
       this.o.log.warn({ err: this.lastError }, 'docker listing failed; will retry');
       return;
     }
-    const swarm = await this.swarmServices(containers);
+    const swarm = await this.swarmExtras(networks, containers);
     if (swarm === undefined || this.stopped) return;
     const cat = this.o.catalog;
     let desired: ReturnType<typeof mapDocker>;
@@ -256,22 +259,46 @@ export class DockerSource {
   }
 
   /**
-   * GET /services when a container belongs to a swarm service: their modes and VIPs. [] when this node
-   * is not a manager (the engine answers 503; the mapping says what it cannot know); undefined when the
+   * On a swarm node: GET /services when a container belongs to a swarm service (their modes and VIPs;
+   * none when this node is not a manager: the engine answers 503, and the mapping says what it cannot
+   * know), and GET /networks/docker_gwbridge (the containers' gateway addresses). Undefined when the
    * engine could not be asked (the pass is counted as unreachable and retried).
    */
-  private async swarmServices(containers: DockerContainer[]): Promise<DockerService[] | undefined> {
-    if (!containers.some((c) => typeof c?.Labels?.[SWARM.service] === 'string')) return [];
+  private async swarmExtras(networks: DockerNetwork[], containers: DockerContainer[]): Promise<SwarmExtras | undefined> {
+    const out: SwarmExtras = {};
     try {
-      const list = await this.client.request<DockerService[]>('GET', '/services');
-      return Array.isArray(list) ? list : [];
+      if (containers.some((c) => typeof c?.Labels?.[SWARM.service] === 'string')) {
+        const [services, tasks] = await Promise.all([
+          this.optional<DockerService[] | undefined>('/services', undefined),
+          this.optional<DockerTask[] | undefined>(`/tasks?filters=${encodeURIComponent(JSON.stringify({ 'desired-state': ['running'] }))}`, undefined),
+        ]);
+        if (Array.isArray(services)) out.services = services;
+        if (Array.isArray(tasks)) out.runningTasks = new Set(tasks.filter((x) => x?.DesiredState === 'running' && typeof x.ID === 'string').map((x) => x.ID!));
+      }
+      if (networks.some((n) => n?.Name === GWBRIDGE)) {
+        const gw = await this.optional<DockerNetwork | undefined>(`/networks/${GWBRIDGE}`, undefined);
+        out.gateways = new Map();
+        for (const [id, ep] of Object.entries(gw?.Containers ?? {})) {
+          const ips = [ep?.IPv4Address, ep?.IPv6Address].filter((x): x is string => typeof x === 'string' && x !== '').map((x) => x.split('/')[0]!);
+          if (ips.length) out.gateways.set(id, ips);
+        }
+      }
+      return out;
     } catch (e) {
-      if (e instanceof VipdnsError && e.code !== 'UNAVAILABLE') return [];
-      if (e instanceof VipdnsError && /not a swarm manager|swarm/i.test(e.message)) return [];
       this.lastError = errorMessage(e);
       this.m?.passes.inc({ result: 'unreachable' });
-      this.o.log.warn({ err: this.lastError }, 'docker listing of swarm services failed; will retry');
+      this.o.log.warn({ err: this.lastError }, 'docker listing of swarm services or gateways failed; will retry');
       return undefined;
+    }
+  }
+
+  /** A GET whose refusal by the engine (not a manager, gone) means "nothing"; unreachable still throws. */
+  private async optional<T>(path: string, none: T): Promise<T> {
+    try {
+      return await this.client.request<T>('GET', path);
+    } catch (e) {
+      if (e instanceof VipdnsError && (e.code !== 'UNAVAILABLE' || /not a swarm manager/i.test(e.message))) return none;
+      throw e;
     }
   }
 
