@@ -2,14 +2,14 @@
 // confined to a private network namespace (its bridges and firewall rules stay there) and
 // private storage/network-config dirs, with a one-binary busybox image imported locally (no pulls).
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, symlinkSync, copyFileSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DockerClient, parseDockerUrl } from '../../src/catalog/sources/docker-api.js';
 import { removeDir, tempDir } from '../helpers/daemon.js';
 import { NetnsSet, canUseNetns } from '../helpers/ns.js';
+import { BUSYBOX, busyboxImageTar } from './image.js';
 
 export const IMAGE = 'localhost/vipdns-test-busybox:1';
-const BUSYBOX = ['/bin/busybox', '/usr/bin/busybox'].find((p) => existsSync(p));
 
 function has(cmd: string): boolean {
   try {
@@ -47,12 +47,7 @@ export async function startPodman(): Promise<Podman> {
   );
   const env = { ...process.env, CONTAINERS_CONF: join(dir, 'containers.conf') };
   const base = ['--root', join(dir, 'root'), '--runroot', join(dir, 'run'), '--network-config-dir', join(dir, 'net'), '--tmpdir', join(dir, 'tmp'), '--storage-driver', 'vfs'];
-  const rootfs = join(dir, 'rootfs');
-  mkdirSync(join(rootfs, 'bin'), { recursive: true });
-  copyFileSync(BUSYBOX!, join(rootfs, 'bin/busybox'));
-  for (const a of ['sh', 'sleep']) symlinkSync('busybox', join(rootfs, 'bin', a));
-  execFileSync('tar', ['-C', rootfs, '-cf', join(dir, 'rootfs.tar'), '.']);
-  execFileSync('podman', [...base, 'import', join(dir, 'rootfs.tar'), IMAGE], { env, stdio: 'ignore' });
+  execFileSync('podman', [...base, 'import', busyboxImageTar(dir), IMAGE], { env, stdio: 'ignore' });
   const socket = join(dir, 'podman.sock');
   // nsenter, not `ip netns exec`: the latter remounts /sys, hiding the cgroup mounts runc needs.
   const proc: ChildProcess = spawn('nsenter', [`--net=/run/netns/${ns}`, 'podman', ...base, 'system', 'service', '--time=0', `unix://${socket}`], { env, stdio: 'ignore' });
