@@ -2,9 +2,10 @@
 // config file loads.
 import test from 'ava';
 import { availableParallelism } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadConfig } from '../../src/config.js';
-import { CLI, ROOT, run } from '../helpers/daemon.js';
+import { CLI, ROOT, removeDir, run, tempDir } from '../helpers/daemon.js';
 
 const commands: Array<[string[], RegExp[]]> = [
   [[], [/serve/, /network/, /service/, /task/, /container/, /--api/, /--json/]],
@@ -53,7 +54,16 @@ test('examples/vipdns.json is a valid config with every key', (t) => {
   t.is(loadConfig({ env: {}, flags: { docker: true } }).docker, 'unix:///var/run/docker.sock', '--docker with no value');
   t.is(loadConfig({ env: {}, flags: { docker: 'tcp://127.0.0.1:2375' } }).docker, 'tcp://127.0.0.1:2375');
   t.is(loadConfig({ env: {}, flags: { docker: '/run/podman/podman.sock' } }).docker, 'unix:///run/podman/podman.sock');
-  t.throws(() => loadConfig({ env: {}, flags: { docker: 'https://engine:2376' } }), { message: /TLS and ssh engines are not supported/ });
+  t.throws(() => loadConfig({ env: {}, flags: { docker: 'https://engine:2376' } }), { message: /needs --docker-tls-dir DIR/ });
+  t.throws(() => loadConfig({ env: {}, flags: { docker: 'ssh://me@engine' } }), { message: /ssh engines are not supported/ });
+  // TLS files from --docker-tls-dir, or as the docker CLI takes them from DOCKER_CERT_PATH with DOCKER_TLS_VERIFY.
+  const dir = tempDir();
+  t.teardown(() => removeDir(dir));
+  for (const f of ['ca.pem', 'cert.pem', 'key.pem']) writeFileSync(join(dir, f), 'PEM');
+  t.like(loadConfig({ env: {}, flags: { docker: 'tcp://engine', dockerTlsDir: dir } }), { docker: 'https://engine:2376', dockerTlsDir: dir });
+  t.like(loadConfig({ env: { DOCKER_TLS_VERIFY: '1', DOCKER_CERT_PATH: dir }, flags: { docker: 'tcp://engine:2376' } }), { docker: 'https://engine:2376', dockerTlsDir: dir });
+  t.is(loadConfig({ env: { DOCKER_CERT_PATH: dir }, flags: { docker: 'tcp://engine:2375' } }).docker, 'tcp://engine:2375', 'DOCKER_CERT_PATH alone does not ask for TLS');
+  t.throws(() => loadConfig({ env: {}, flags: { docker: 'tcp://engine', dockerTlsDir: join(dir, 'none') } }), { code: 'CONFIG', message: /none\/ca\.pem: ENOENT/ } as never);
 });
 
 test('dnsWorkers: a number of threads or auto, from flags, env or file', (t) => {
