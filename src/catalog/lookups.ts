@@ -160,7 +160,8 @@ export class CatalogIndex {
     };
   }
 
-  private add(kind: ObjectKind, id: string, o: AnyObject): void {
+  /** Indexes one object version (a transaction's overlay index keeps its own writes this way). */
+  add(kind: ObjectKind, id: string, o: AnyObject): void {
     this.names.get(kind)!.set(lc(o.name), id);
     const owner = ownerKey(kind, id);
     for (const a of aliasesOf(kind, o)) addTo(this.aliases, lc(a), owner);
@@ -178,7 +179,8 @@ export class CatalogIndex {
     }
   }
 
-  private remove(kind: ObjectKind, id: string, o: AnyObject): void {
+  /** Forgets one object version indexed by add(). */
+  remove(kind: ObjectKind, id: string, o: AnyObject): void {
     const names = this.names.get(kind)!;
     if (names.get(lc(o.name)) === id) names.delete(lc(o.name));
     const owner = ownerKey(kind, id);

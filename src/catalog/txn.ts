@@ -7,7 +7,7 @@
 import { VipdnsError } from '../errors.js';
 import type { Change, ObjectKind, ObjectPut, ObjectTypes } from './changes.js';
 import { COLLECTION, emptyChange, sameButHealth } from './changes.js';
-import { type AnyObject, type CatalogIndex, type OwnerKey, addressesOf, aliasesOf, lc } from './lookups.js';
+import { type AnyObject, CatalogIndex, type OwnerKey, addressesOf, aliasesOf, lc } from './lookups.js';
 import type { CatalogState, Container, Network, Protocol, Service, Task } from './model.js';
 import { own } from './validate.js';
 
@@ -46,6 +46,13 @@ export interface HostFacts {
 
 export class Txn {
   private readonly writes = new Map<string, Write>();
+  /** Ids written here, per kind: whole-kind scans visit these, not every write. */
+  private readonly writtenIds = new Map<ObjectKind, Set<string>>();
+  /**
+   * The versions written here, indexed like the committed ones: a lookup visits the committed index's
+   * hits plus this one's, so a batch of 100,000 writes (a Docker pass) costs O(writes), not O(writes²).
+   */
+  private readonly pending = new CatalogIndex();
   private readonly newNames = new Map<string, string>(); // kind:lcname -> id, for objects created here
   private readonly addrDelta = new Map<string, Map<string, number>>(); // network -> ip -> +added / -removed
   private readonly addrSize = new Map<string, number>(); // network -> sum of its deltas
@@ -83,11 +90,27 @@ export class Txn {
   private write(kind: ObjectKind, id: string, value: AnyObject | null): void {
     const key = wkey(kind, id);
     const before = this.get(kind, id);
-    this.undo.push({ key, had: this.writes.get(key), before, after: value ?? undefined });
-    this.writes.set(key, { kind, id, value });
+    const had = this.writes.get(key);
+    this.undo.push({ key, had, before, after: value ?? undefined });
+    this.setWrite(key, had, { kind, id, value });
     this.count(kind, before, -1);
     this.count(kind, value ?? undefined, +1);
     if (value && !before) this.newNames.set(`${kind}:${lc(value.name)}`, id);
+  }
+
+  /** Replaces the write at `key` (`cur`, the one there now) with `next` (none: forgotten), keeping the overlay's indexes. */
+  private setWrite(key: string, cur: Write | undefined, next: Write | undefined): void {
+    if (cur?.value) this.pending.remove(cur.kind, cur.id, cur.value);
+    if (!next) {
+      this.writes.delete(key);
+      if (cur) this.writtenIds.get(cur.kind)?.delete(cur.id);
+      return;
+    }
+    this.writes.set(key, next);
+    if (next.value) this.pending.add(next.kind, next.id, next.value);
+    let ids = this.writtenIds.get(next.kind);
+    if (!ids) this.writtenIds.set(next.kind, (ids = new Set()));
+    ids.add(next.id);
   }
 
   private count(kind: ObjectKind, o: AnyObject | undefined, by: number): void {
@@ -117,8 +140,7 @@ export class Txn {
   rollback(sp: { undo: number; fwmark: number | undefined }): void {
     while (this.undo.length > sp.undo) {
       const u = this.undo.pop()!;
-      if (u.had) this.writes.set(u.key, u.had);
-      else this.writes.delete(u.key);
+      this.setWrite(u.key, this.writes.get(u.key), u.had);
       const kind = u.key.slice(0, u.key.indexOf(':')) as ObjectKind;
       this.count(kind, u.after, -1);
       this.count(kind, u.before, +1);
@@ -169,32 +191,31 @@ export class Txn {
   }
 
   tasksOf(service: string): Task[] {
-    return this.visible('task', this.idx.taskIds(service), (t) => t.service === service);
+    return this.visible('task', this.idx.taskIds(service), this.pending.taskIds(service), (t) => t.service === service);
   }
 
   /** Services attached to a network (vip or dnsrr). */
   servicesOn(network: string): Service[] {
-    return this.visible('service', this.idx.servicesOn(network), (s) => s.attachments.some((a) => a.network === network));
+    return this.visible('service', this.idx.servicesOn(network), this.pending.servicesOn(network), (s) => s.attachments.some((a) => a.network === network));
   }
 
   containersOn(network: string): Container[] {
-    return this.visible('container', this.idx.containersOn(network), (c) => Object.hasOwn(c.addresses, network));
+    return this.visible('container', this.idx.containersOn(network), this.pending.containersOn(network), (c) => Object.hasOwn(c.addresses, network));
   }
 
   publishers(port: number, protocol: string): Service[] {
-    return this.visible('service', this.idx.publishers(port, protocol), (s) => s.ports.some((p) => p.published === port && p.protocol === protocol));
+    return this.visible('service', this.idx.publishers(port, protocol), this.pending.publishers(port, protocol), (s) => s.ports.some((p) => p.published === port && p.protocol === protocol));
   }
 
   /** `service "x"` or `container "y"` holding `alias` (ignoring case), if any. */
   aliasHolder(alias: string): string | undefined {
     const a = lc(alias);
     const has = (kind: ObjectKind, o: AnyObject): boolean => aliasesOf(kind, o).some((x) => lc(x) === a);
-    for (const key of this.idx.aliasHolders(alias)) {
+    for (const key of [...this.idx.aliasHolders(alias), ...this.pending.aliasHolders(alias)]) {
       const [kind, id] = splitOwner(key);
       const o = this.get(kind, id);
       if (o && has(kind, o)) return `${kind} "${o.name}"`;
     }
-    for (const w of this.writes.values()) if (w.value && has(w.kind, w.value)) return `${w.kind} "${w.value.name}"`;
     return undefined;
   }
 
@@ -216,10 +237,9 @@ export class Txn {
   /** Ids of every object of a kind (committed and new), for the rare whole-kind scan. */
   allIds(kind: ObjectKind): string[] {
     const ids = new Set(Object.keys(this.base[COLLECTION[kind]]));
-    for (const w of this.writes.values()) {
-      if (w.kind !== kind) continue;
-      if (w.value) ids.add(w.id);
-      else ids.delete(w.id);
+    for (const id of this.writtenIds.get(kind) ?? []) {
+      if (this.get(kind, id)) ids.add(id);
+      else ids.delete(id);
     }
     return [...ids];
   }
@@ -229,17 +249,17 @@ export class Txn {
     return this.allIds(kind).map((id) => this.get(kind, id)!);
   }
 
-  private visible<K extends ObjectKind>(kind: K, committed: Iterable<string>, keep: (o: ObjectTypes[K]) => boolean): Array<ObjectTypes[K]> {
+  /** The objects the committed index and the overlay's index point at, as this transaction sees them. */
+  private visible<K extends ObjectKind>(kind: K, committed: Iterable<string>, written: Iterable<string>, keep: (o: ObjectTypes[K]) => boolean): Array<ObjectTypes[K]> {
     const out: Array<ObjectTypes[K]> = [];
     const seen = new Set<string>();
-    for (const id of committed) {
-      seen.add(id);
-      const o = this.get(kind, id);
-      if (o && keep(o)) out.push(o);
-    }
-    for (const w of this.writes.values()) {
-      if (w.kind !== kind || !w.value || seen.has(w.id)) continue;
-      if (keep(w.value as ObjectTypes[K])) out.push(w.value as ObjectTypes[K]);
+    for (const ids of [committed, written]) {
+      for (const id of ids) {
+        if (seen.has(id)) continue;
+        seen.add(id);
+        const o = this.get(kind, id);
+        if (o && keep(o)) out.push(o);
+      }
     }
     return out;
   }
