@@ -141,12 +141,23 @@ export function mapNetworks(list: DockerNetwork[], warnings: string[]): Map<stri
   return out;
 }
 
+// A pass looks at every container's address on every network: parse each subnet once.
+const prefixes = new Map<string, ReturnType<typeof parseCidr>>();
+function prefixOf(subnet: string): ReturnType<typeof parseCidr> {
+  let p = prefixes.get(subnet);
+  if (!p) {
+    if (prefixes.size > 10_000) prefixes.clear();
+    prefixes.set(subnet, (p = parseCidr(subnet)));
+  }
+  return p;
+}
+
 /** The container's address on a network of the given family, canonical, or undefined. */
 function addressOn(ep: DockerEndpointSettings | undefined, net: DesiredNetwork): string | undefined {
   if (!ep) return undefined;
   const v6 = net.subnet.includes(':');
   const a = tryParseIp((v6 ? ep.GlobalIPv6Address : ep.IPAddress) ?? '');
-  return a && contains(parseCidr(net.subnet), a) ? formatIp(a) : undefined;
+  return a && contains(prefixOf(net.subnet), a) ? formatIp(a) : undefined;
 }
 
 interface Endpoint {
@@ -232,7 +243,8 @@ export function mapDocker(networkList: DockerNetwork[], containerList: DockerCon
   };
   const live = containerList.filter((c) => !parseBool(c.Labels?.[LABEL.ignore]) && containerName(c) !== '' && c.Id && !leaving(c));
   // Sorted so that the same engine state always maps to the same catalog state.
-  live.sort((a, b) => (containerName(a) < containerName(b) ? -1 : containerName(a) > containerName(b) ? 1 : 0));
+  const nameOf = new Map(live.map((c) => [c, containerName(c)]));
+  live.sort((a, b) => (nameOf.get(a)! < nameOf.get(b)! ? -1 : nameOf.get(a)! > nameOf.get(b)! ? 1 : 0));
   const running = (c: DockerContainer): boolean => c.State === 'running';
 
   // ---- services: every container (running or not) with vipdns.service keeps its service alive,
@@ -363,7 +375,7 @@ function serviceFrom(name: string, c: DockerContainer, networks: Map<string, Des
   for (const ip of asked.any) {
     const a = tryParseIp(ip);
     if (!a) throw new Error(`${LABEL.vip}: "${ip}" is not an IP address`);
-    for (const n of networks.values()) if (contains(parseCidr(n.subnet), a)) vips[n.name] = formatIp(a);
+    for (const n of networks.values()) if (contains(prefixOf(n.subnet), a)) vips[n.name] = formatIp(a);
   }
   const healthCheck = parseHealth(l[LABEL.health]);
   return { name, endpointMode, aliases, ports, networks: [], vips, networkAliases: {}, ...(healthCheck ? { healthCheck } : {}), from: containerName(c) };
@@ -385,7 +397,7 @@ function swarmServiceFrom(name: string, spec: DockerService | undefined, c: Dock
     for (const v of spec?.Endpoint?.VirtualIPs ?? []) {
       const n = netOf(v.NetworkID);
       const ip = tryParseIp((v.Addr ?? '').split('/')[0]!);
-      if (n && !n.ingress && ip && contains(parseCidr(n.subnet), ip)) vips[n.name] = formatIp(ip);
+      if (n && !n.ingress && ip && contains(prefixOf(n.subnet), ip)) vips[n.name] = formatIp(ip);
     }
   }
   const networkAliases: Record<string, string[]> = {};
