@@ -75,8 +75,9 @@ export async function sandboxDrivers(o: { isRoot: boolean; probeIpvs?: () => Pro
   if (ipvs.supported) return { reason: 'the kernel has IPVS: the engine balances overlay VIPs in each container itself' };
   const probe = await new NftablesDriver().probe();
   if (!probe.supported) return { reason: `no IPVS and no nftables (${probe.reason}): overlay VIPs are not balanced` };
+  const expectCache = new WeakMap(); // the sandboxes share plans, so they render each unit once
   return {
-    driverFor: (netns) => new NftablesDriver({ runner: toolRunner('nft', netns) }),
+    driverFor: (netns) => new NftablesDriver({ runner: toolRunner('nft', netns), expectCache }),
     reason: 'no IPVS, so the engine cannot balance overlay VIPs: vipdns programs them in each container namespace (nftables)',
   };
 }

@@ -312,3 +312,44 @@ function publishedBackends(state: CatalogState, svc: Service, tasks: Task[], por
   }
   return out.sort(byIpPort);
 }
+
+/**
+ * One plan per catalog state for several reconcilers with the same options (the sandboxes of one
+ * host): computed by the first that asks, handed to the rest, with one task index between them. A
+ * plan's content depends only on the state (`previous` only lends unchanged units their identity),
+ * so any caller may take it; sharing its unit objects lets drivers share what they render.
+ */
+export class SharedPlans {
+  private readonly memo = new WeakMap<Readonly<CatalogState>, { plan: Plan; full: boolean }>();
+  private index: TaskIndex | undefined;
+  private indexed: Readonly<CatalogState> | undefined;
+
+  constructor(readonly opts: PlanOptions) {}
+
+  /** The catalog moved to `state`; `changed` (when given) names the tasks it touched. Once for all sharers. */
+  update(state: Readonly<CatalogState>, changedTasks?: Iterable<string>): void {
+    if (!changedTasks || !this.index) this.index = undefined;
+    else for (const id of changedTasks) this.index.touch(state as CatalogState, id);
+    this.indexed = this.index ? state : undefined;
+  }
+
+  plan(state: CatalogState, previous: DesiredState | undefined): Plan {
+    const hit = this.memo.get(state);
+    if (hit) return hit.plan;
+    const p = plan(state, this.opts, previous);
+    this.memo.set(state, { plan: p, full: true });
+    return p;
+  }
+
+  replanWith(state: CatalogState, previous: Plan, changed: Set<string>): { plan: Plan; full: boolean } {
+    const hit = this.memo.get(state);
+    if (hit) return hit;
+    if (!this.index || this.indexed !== state) {
+      this.index = new TaskIndex(state);
+      this.indexed = state;
+    }
+    const r = replanWith(state, this.opts, previous, changed, this.index);
+    this.memo.set(state, r);
+    return r;
+  }
+}

@@ -12,7 +12,7 @@ import { Runner } from '../runner.js';
 import { diff, isEmpty } from './diff.js';
 import { drainDeadlines, withDraining } from './drain.js';
 import { incrementalDiff } from './incremental.js';
-import { TaskIndex, plan, replanWith, type Plan, type PlanOptions } from './plan.js';
+import { type SharedPlans, TaskIndex, plan, replanWith, type Plan, type PlanOptions } from './plan.js';
 import { type ShowUnit, showUnits, unitsOf } from './show.js';
 import type { DataplaneDriver, DesiredState, Diff, Logger, ObservedState } from './types.js';
 
@@ -28,6 +28,11 @@ export interface BalancerOptions {
   /** Keep a departed backend for established flows this long. Default 30 s. */
   drainMs?: number;
   plan?: PlanOptions;
+  /**
+   * Plans shared with other reconcilers of the same plan options (sandboxes.ts): this one then keeps
+   * no task index of its own, and takes the plan of a catalog state another already made.
+   */
+  plans?: SharedPlans;
   now?: () => number;
   /** Called after every sync attempt (metrics hook). */
   onSync?: (r: SyncReport) => void;
@@ -83,6 +88,7 @@ export class Balancer {
   private readonly coalesceMs: number;
   private readonly drainMs: number;
   private readonly planOpts: PlanOptions;
+  private readonly plans: SharedPlans | undefined;
   private readonly now: () => number;
   private readonly onSync: ((r: SyncReport) => void) | undefined;
 
@@ -113,7 +119,8 @@ export class Balancer {
     this.fullEvery = o.fullResyncEvery ?? 10;
     this.coalesceMs = o.coalesceMs ?? 100;
     this.drainMs = o.drainMs ?? 30_000;
-    this.planOpts = o.plan ?? {};
+    this.plans = o.plans;
+    this.planOpts = o.plans?.opts ?? o.plan ?? {};
     this.now = o.now ?? Date.now;
     this.onSync = o.onSync;
     this.runner = new Runner<SyncReason>({
@@ -156,12 +163,18 @@ export class Balancer {
    * nothing) everything is.
    */
   update(state: CatalogState, changed?: ChangeHint): void {
+    const prev = this.catalog;
     this.catalog = state;
-    if (!changed || !this.index) this.dirty = 'all';
-    if (changed && this.index) {
+    // Sharing plans: a task's services are read from the states before and after (no index of our own).
+    const known = this.plans ? this.planned !== undefined && prev !== undefined : this.index !== undefined;
+    if (!changed || !known) this.dirty = 'all';
+    if (changed && known) {
       const dirty = this.dirty === 'all' ? undefined : this.dirty;
       for (const s of changed.services ?? []) dirty?.add(s);
-      for (const id of changed.tasks ?? []) for (const s of this.index.touch(state, id)) dirty?.add(s);
+      for (const id of changed.tasks ?? []) {
+        if (!this.plans) for (const s of this.index!.touch(state, id)) dirty?.add(s);
+        else for (const t of [prev!.tasks[id], state.tasks[id]]) if (t) dirty?.add(t.service);
+      }
     }
     this.runner.request('update');
   }
@@ -225,9 +238,10 @@ export class Balancer {
       // Resyncs re-plan everything: a cheap guard against a wrong change hint.
       const hinted = this.dirty === 'all' ? undefined : this.dirty;
       let full = !hinted || !this.planned || reason === 'resync' || reason === 'full-resync';
-      if (full) this.index = new TaskIndex(this.catalog);
+      if (full && !this.plans) this.index = new TaskIndex(this.catalog);
       let planned: Plan;
-      if (full) planned = plan(this.catalog, this.planOpts, this.planned);
+      if (full) planned = this.plans ? this.plans.plan(this.catalog, this.planned) : plan(this.catalog, this.planOpts, this.planned);
+      else if (this.plans) ({ plan: planned, full } = this.plans.replanWith(this.catalog, this.planned!, hinted!));
       else ({ plan: planned, full } = replanWith(this.catalog, this.planOpts, this.planned!, hinted!, this.index));
       this.planned = planned;
       this.dirty = new Set();

@@ -4,7 +4,11 @@
 // container's namespace; where the kernel has no IPVS that fails ("Native loadbalancing will not
 // work"), and vipdns programs the same in each sandbox with its own reconciler: one Balancer per
 // sandbox, planning only the VIPs of the sandbox's networks, no published ports, nothing on lo.
+// Sandboxes on the same networks share one plan per catalog state (SharedPlans) and, through the
+// driver factory, what its units render to: a container costs its kernel writes and a few maps,
+// not a copy of the plan.
 import type { CatalogState } from '../catalog/model.js';
+import { SharedPlans } from './plan.js';
 import { Balancer, type BalancerOptions, type ChangeHint } from './reconcile.js';
 import type { DataplaneDriver, Logger } from './types.js';
 
@@ -22,7 +26,7 @@ export interface SandboxesOptions {
   driverFor: (netns: string) => DataplaneDriver;
   logger: Logger;
   /** Reconciler settings for every sandbox (tests shorten the intervals). */
-  balancer?: Omit<BalancerOptions, 'driver' | 'logger' | 'plan'>;
+  balancer?: Omit<BalancerOptions, 'driver' | 'logger' | 'plan' | 'plans'>;
 }
 
 interface Running {
@@ -34,6 +38,8 @@ const sameSandbox = (a: Sandbox, b: Sandbox): boolean => a.netns === b.netns && 
 
 export class Sandboxes {
   private readonly running = new Map<string, Running>();
+  /** One shared plan per set of networks. */
+  private readonly plans = new Map<string, SharedPlans>();
   private state: CatalogState | undefined;
   private stopped = false;
 
@@ -55,6 +61,9 @@ export class Sandboxes {
       stops.push(r.balancer.stop());
     }
     await Promise.all(stops);
+    // Shared plans of network sets no sandbox is on any more.
+    const used = new Set(list.map((s) => s.networks.join('\n')));
+    for (const k of this.plans.keys()) if (!used.has(k)) this.plans.delete(k);
     const starts: Promise<void>[] = [];
     for (const s of want.values()) {
       if (this.running.has(s.id) || s.networks.length === 0) continue;
@@ -62,7 +71,7 @@ export class Sandboxes {
         ...this.o.balancer,
         driver: this.o.driverFor(s.netns),
         logger: this.o.logger,
-        plan: { published: false, networks: new Set(s.networks) },
+        plans: this.plansFor(s.networks),
       });
       this.running.set(s.id, { sandbox: s, balancer });
       if (this.state) balancer.update(this.state);
@@ -72,10 +81,18 @@ export class Sandboxes {
     await Promise.all(starts);
   }
 
-  /** A committed catalog change, for every sandbox (each re-plans only what it touches). */
+  /** A committed catalog change, for every sandbox (each re-plans only what it touches, once per network set). */
   update(state: CatalogState, hint?: ChangeHint): void {
     this.state = state;
+    for (const p of this.plans.values()) p.update(state, hint ? (hint.tasks ?? []) : undefined);
     for (const r of this.running.values()) r.balancer.update(state, hint);
+  }
+
+  private plansFor(networks: string[]): SharedPlans {
+    const key = networks.join('\n');
+    let p = this.plans.get(key);
+    if (!p) this.plans.set(key, (p = new SharedPlans({ published: false, networks: new Set(networks) })));
+    return p;
   }
 
   /** The sandbox programmed for a container, for tests and `dataplane show`. */

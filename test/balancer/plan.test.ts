@@ -149,3 +149,31 @@ test('replan falls back to a full plan when a published port becomes contested',
   t.deepEqual(inc, plan(c.state));
   t.is(inc.warnings.length, 1);
 });
+
+test('shared plans: one plan per catalog state for every sharer; the replan on its shared task index equals a full plan', async (t) => {
+  const { SharedPlans } = await import('../../src/balancer/plan.js');
+  const c = new CatalogBuilder().network('n', '10.0.9.0/24').network('m', '10.0.10.0/24');
+  for (let i = 0; i < 10; i++) {
+    c.service({ name: `s${i}`, vips: { n: `10.0.9.${i + 2}`, m: `10.0.10.${i + 2}` } });
+    for (let j = 0; j < 3; j++) c.task(`s${i}`, { n: `10.0.9.${100 + i * 3 + j}`, m: `10.0.10.${100 + i * 3 + j}` }, 'healthy', `s${i}-${j}`);
+  }
+  const opts = { published: false, networks: new Set(['n']) };
+  const shared = new SharedPlans(opts);
+  const s1 = c.snapshot();
+  shared.update(s1);
+  const a = shared.plan(s1, undefined);
+  t.is(shared.plan(s1, undefined), a, 'a second sharer gets the same plan object');
+  t.deepEqual(a, plan(s1, opts));
+  t.true(a.services.every((u) => u.network === 'n'), 'only the networks asked for');
+
+  // A task of s3 moves to s4 (hinted by its id), s6 loses one: both sharers get one replan of it.
+  c.state.tasks['s3-1']!.service = 's4';
+  c.removeTask('s6-0');
+  const s2 = c.snapshot();
+  shared.update(s2, ['s3-1', 's6-0']);
+  const r = shared.replanWith(s2, a, new Set(['s3', 's4', 's6']));
+  t.is(shared.replanWith(s2, a, new Set(['s6'])), r, 'memoised by state');
+  t.false(r.full);
+  t.deepEqual(r.plan, plan(s2, opts));
+  t.is(r.plan.services.find((u) => u.service === 's1'), a.services.find((u) => u.service === 's1'), 'untouched units keep their object, for every sharer');
+});

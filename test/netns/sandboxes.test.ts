@@ -40,12 +40,25 @@ maybe('a container namespace gets the VIPs of its networks only; it follows the 
   t.notRegex(await sh('ip', ['-n', topo.client.ns, 'addr', 'show', 'dev', 'lo']), /10\.0\.9\.2\b/, 'no VIP on the container lo');
   t.regex(await nftRuleset(topo.client.ns), /table inet vipdns/);
 
-  // A catalog change reaches it: b3 leaves, new connections go to b1 and b2 only.
-  sandboxes.update(webCatalog(topo, [1, 2]).snapshot());
+  // A second container on the same network (b3's namespace) shares the plan; it reaches the VIP too.
+  await sandboxes.set([
+    { id: 'c1', netns: `/run/netns/${topo.client.ns}`, networks: ['n'] },
+    { id: 'c2', netns: `/run/netns/${topo.backends[2]!.ns}`, networks: ['n'] },
+  ]);
+  t.is(sandboxes.balancerOf('c1'), b, 'an unchanged sandbox keeps its reconciler');
+  await sandboxes.balancerOf('c2')!.syncNow();
+  t.deepEqual(sandboxes.balancerOf('c2')!.status().programmed, b.status().programmed);
+  const fromB3 = await burst(topo.backends[2]!.ns, 'tcp', VIP, 80, 30);
+  t.is(fromB3.errors, 0, JSON.stringify(fromB3));
+
+  // A hinted catalog change reaches both: b3's task leaves, new connections go to b1 and b2 only.
+  sandboxes.update(webCatalog(topo, [1, 2]).snapshot(), { services: [], tasks: ['b3'] });
   await b.syncNow();
+  await sandboxes.balancerOf('c2')!.syncNow();
   const after = await burst(topo.client.ns, 'tcp', VIP, 80, 40);
   t.is(after.errors, 0);
   t.deepEqual(Object.keys(after.counts).sort(), ['b1', 'b2']);
+  t.is(sandboxes.balancerOf('c2')!.status().programmed.backends, 4, 'b1 and b2, tcp and udp');
 
   // The container is gone from the list: its reconciler stops (its rules go with its namespace).
   await sandboxes.set([]);

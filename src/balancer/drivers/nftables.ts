@@ -26,6 +26,11 @@ export interface NftablesDriverOptions extends Partial<NftOptions> {
   ipRunner?: Runner;
   /** Runs iptables-save/-restore for the FORWARD accept (per tool name); like ipRunner, off when only `runner` is injected. */
   iptablesRunner?: (tool: string) => Runner;
+  /**
+   * What units render to, shared by drivers of the same options that program the same (shared) plans:
+   * the sandboxes of one host render each unit once, not once per container.
+   */
+  expectCache?: WeakMap<object, ObservedUnit>;
 }
 
 export class NftablesDriver implements DataplaneDriver {
@@ -36,7 +41,7 @@ export class NftablesDriver implements DataplaneDriver {
   /** Class chains known intact: from the last observe, plus those our own transactions created. */
   private knownClasses = new Set<string>();
   private knownMaps = new Set<string>();
-  private readonly expected = new WeakMap<object, ObservedUnit>();
+  private readonly expected: WeakMap<object, ObservedUnit>;
   private readonly lo: LoopbackVips | undefined;
   private readonly vips = new LoopbackVipBook();
   private readonly guard: ForwardGuard | undefined;
@@ -46,6 +51,7 @@ export class NftablesDriver implements DataplaneDriver {
       table: opts.table ?? DEFAULT_NFT_OPTIONS.table,
       masqueradeMark: opts.masqueradeMark ?? DEFAULT_NFT_OPTIONS.masqueradeMark,
     };
+    this.expected = opts.expectCache ?? new WeakMap();
     this.nft = opts.runner ?? toolRunner('nft', opts.netns);
     const ipt = opts.iptablesRunner ?? (opts.runner ? undefined : (tool: string) => toolRunner(tool, opts.netns));
     this.guard = ipt && this.options.masqueradeMark ? new ForwardGuard([iptables(4, { runner: ipt }), iptables(6, { runner: ipt })], this.options.masqueradeMark) : undefined;
