@@ -10,21 +10,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { removeDir, tempDir } from '../helpers/daemon.js';
-import { BUSYBOX, busyboxImageTar } from './image.js';
+import { BUSYBOX, busyboxImageTar, has } from './image.js';
 
 const pexec = promisify(execFile);
 export const DOCKER = '/usr/bin/docker';
 export const IMAGE = 'vipdns-test-busybox:1';
 const TAG = /^vipdns-tdk([0-9a-z]+)-/;
-
-function has(cmd: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Whether a real dockerd can run here, and why not. */
 export function dockerdAvailable(): { ok: boolean; reason: string } {

@@ -1,9 +1,19 @@
-// The one-binary busybox image the real-engine tests import (no pulls): busybox-static and its applets.
+// What the real-engine tests (podman, dockerd) share: the one-binary busybox image they import (no
+// pulls), and whether a command is installed.
 import { copyFileSync, existsSync, mkdirSync, symlinkSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 
 export const BUSYBOX = ['/bin/busybox', '/usr/bin/busybox'].find((p) => existsSync(p));
+
+export function has(cmd: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /** Writes DIR/rootfs.tar: /bin/busybox with `applets` linked to it, and the usual empty dirs. */
 export function busyboxImageTar(dir: string, applets = ['sh', 'sleep', 'httpd', 'hostname']): string {

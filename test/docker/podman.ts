@@ -7,18 +7,9 @@ import { join } from 'node:path';
 import { DockerClient, parseDockerUrl } from '../../src/catalog/sources/docker-api.js';
 import { removeDir, tempDir } from '../helpers/daemon.js';
 import { NetnsSet, canUseNetns } from '../helpers/ns.js';
-import { BUSYBOX, busyboxImageTar } from './image.js';
+import { BUSYBOX, busyboxImageTar, has } from './image.js';
 
 export const IMAGE = 'localhost/vipdns-test-busybox:1';
-
-function has(cmd: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Whether a real engine can run here, and why not. */
 export function podmanAvailable(): { ok: boolean; reason: string } {
