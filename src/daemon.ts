@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { hostname } from 'node:os';
 import { Counter, Registry } from 'prom-client';
 import { ApiServer } from './api/server.js';
-import { Balancer, Sandboxes, createDriver, sandboxDrivers, type DataplaneDriver, type Sandbox } from './balancer/index.js';
+import { Balancer, Sandboxes, createDriver, sandboxDrivers, type DataplaneDriver } from './balancer/index.js';
 import { leftInKernel, leftoverMessage } from './balancer/cleanup.js';
 import { hintFor } from './balancer/hint.js';
 import { registerDataplaneMetrics } from './balancer/metrics.js';
@@ -186,7 +186,7 @@ export class Daemon {
           ownedFile: join(config.dataDir, 'docker-source.json'),
           log: log.child({ source: 'docker' }),
           registry,
-          ...(sandboxes ? { onSandboxes: (list: Sandbox[]) => sandboxes.set(list) } : {}),
+          ...(sandboxes ? { onSandboxes: (list) => sandboxes.set(list) } : {}),
         })
       : undefined;
 

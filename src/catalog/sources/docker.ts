@@ -12,7 +12,6 @@ import type { Catalog } from '../catalog.js';
 import { DockerClient, type EventStream, parseDockerUrl } from './docker-api.js';
 import { type Outcome, opName, record, runOps } from './docker-apply.js';
 import { type Desired, type SwarmExtras, mapDocker } from './docker-map.js';
-import type { Sandbox } from '../../balancer/sandboxes.js';
 import { loadOwned, saveOwned } from './docker-owned.js';
 import { type Owned, type Plan, plan, pruneOwned } from './docker-plan.js';
 import { SWARM } from './docker-labels.js';
@@ -39,7 +38,14 @@ export interface DockerSourceOptions {
    * After each pass: the running containers on swarm overlays, with their network namespace, whose
    * VIP traffic only a dataplane inside them can balance (balancer/sandboxes.ts).
    */
-  onSandboxes?: (list: Sandbox[]) => Promise<void> | void;
+  onSandboxes?: (list: ContainerNamespace[]) => Promise<void> | void;
+}
+
+/** A running container on a swarm overlay: its ID, its network namespace (a path) and its overlay networks. */
+export interface ContainerNamespace {
+  id: string;
+  netns: string;
+  networks: string[];
 }
 
 /** Swarm's gateway bridge: containers on overlays reach the host through it. */
@@ -237,8 +243,8 @@ export class DockerSource {
   }
 
   /** The namespace of each container that needs a dataplane of its own; one not inspectable now is left for the next pass. */
-  private async sandboxes(list: Desired['sandboxes']): Promise<Sandbox[]> {
-    const out: Sandbox[] = [];
+  private async sandboxes(list: Desired['sandboxes']): Promise<ContainerNamespace[]> {
+    const out: ContainerNamespace[] = [];
     const live = new Set(list.map((s) => s.containerId));
     for (const id of this.pids.keys()) if (!live.has(id)) this.pids.delete(id);
     for (const s of list) {
