@@ -2,8 +2,8 @@
 // must own the address. IPv4 VIPs go on `lo` as /32 with the label `lo:vipdns` — the label is
 // how we tell our addresses from anyone else's, so sync and cleanup never touch foreign ones.
 // The nftables driver decides which (drivers/nftables-vips.ts); this file only reads and writes
-// lo. (The IPVS driver keeps its VIPs on its own dummy interface instead.) IPv6 has no address
-// labels in iproute2 6.1: IPv6 VIPs must be routed to the balancing host.
+// lo. (The IPVS driver keeps its VIPs on its own dummy interface instead.) IPv6 VIPs are owned by
+// proxy NDP entries instead (proxy-ndp.ts): an address on lo does not answer neighbour solicitations.
 import { type Runner, toolError, toolRunner } from './drivers/exec.js';
 
 export const VIP_LABEL = 'lo:vipdns';

@@ -1,7 +1,7 @@
 // IPv6 through the nftables dataplane, with real TCP connections over v6 in namespaces: a v6 VIP
-// and a published port reached on the host's v6 address spread over v6 backends. The client is on
-// another /64 and routes the service network through the balancing host (a v6 VIP is routed to the
-// host, not owned by it: see the README).
+// and a published port reached on the host's v6 address spread over v6 backends, first from a client
+// on another /64 that routes the service network through the host, then from a client on the VIP's
+// own /64, which reaches it because the host owns it by proxy NDP.
 import test from 'ava';
 import { inNs, netnsUnavailable, sh, startIn } from '../helpers/netns.js';
 import { burst, fixture, nftablesDaemon, testTopology } from './common.js';
@@ -47,4 +47,42 @@ rootTest(`IPv6: a v6 VIP and a v6 published port balance real TCP connections${w
   await spread(vip, 80);
   await spread('fd00:100::1', 8080);
   t.regex(await ok('dataplane', 'show', 'web6'), new RegExp(`\\[${vip}\\]:80/tcp`));
+});
+
+rootTest(`IPv6: a v6 VIP on the client's own subnet is owned by the host (proxy NDP), and let go with its service${why ? ` (skipped: ${why})` : ''}`, async (t) => {
+  const { topo, procs } = await testTopology(t, 2);
+  await sh('ip', ['-n', topo.host, 'addr', 'add', 'fd00:9::1/64', 'dev', 'br0', 'nodad']);
+  await inNs(topo.host, 'sysctl', '-qw', 'net.ipv6.conf.all.forwarding=1');
+  const ips = topo.backends.map((_, i) => `fd00:9::${11 + i}`);
+  for (const [i, b] of topo.backends.entries()) {
+    await sh('ip', ['-n', b.ns, '-batch', '-'], `addr add ${ips[i]}/64 dev eth0 nodad\n`);
+    procs.push(await startIn(b.ns, fixture('echo-server'), [`b${i + 1}`, '6:80']));
+  }
+  // The client is on the VIP's /64 itself, with no route through the host: it solicits the VIP on the link.
+  await sh('ip', ['-n', topo.client.ns, 'addr', 'add', 'fd00:9::100/64', 'dev', 'eth0', 'nodad']);
+  const d = await nftablesDaemon(t, topo);
+  await d.ok('network', 'create', 'n6', '--subnet', 'fd00:9::/64');
+  await d.ok('service', 'create', 'web6', '--network', 'n6', '--vip', 'n6=fd00:9::2', '--port', '80');
+  for (const ip of ips) await d.ok('task', 'add', 'web6', '--ip', ip);
+  const proxies = async (): Promise<string> => inNs(topo.host, 'ip', '-6', 'neigh', 'show', 'proxy');
+  let last: unknown;
+  for (let i = 0; i < 10 && !(last && (last as { errors: number }).errors === 0); i++) {
+    last = await burst(topo.client.ns, 'tcp', 'fd00:9::2', 80, 20);
+    if ((last as { errors: number }).errors !== 0) await new Promise((r) => setTimeout(r, 100));
+  }
+  t.like(last, { errors: 0, counts: { b1: 10, b2: 10 } }, 'connections from the same link reach both backends');
+  t.regex(await proxies(), /fd00:9::2 dev br0 proxy/);
+  t.is((await inNs(topo.host, 'sysctl', '-n', 'net.ipv6.conf.br0.proxy_ndp')).trim(), '1');
+
+  // The service goes: so does its entry (a sync's own diff), and nothing else's.
+  await inNs(topo.host, 'ip', '-6', 'neigh', 'add', 'proxy', 'fd00:9::77', 'dev', 'br0');
+  await d.ok('service', 'rm', 'web6');
+  let left = '';
+  for (let i = 0; i < 50; i++) {
+    left = await proxies();
+    if (!left.includes('fd00:9::2 ')) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  t.notRegex(left, /fd00:9::2 /);
+  t.regex(left, /fd00:9::77 dev br0 proxy/, "an entry that is not ours stays");
 });

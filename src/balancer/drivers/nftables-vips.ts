@@ -1,7 +1,8 @@
-// Which IPv4 VIPs the nftables driver must own on lo, derived from the units it programs, never from
-// the catalog: a VIP is wanted while at least one unit dispatching on it exists. Pure bookkeeping;
-// the driver reads and writes lo (../loopback-vips.ts). Kept per unit and per VIP, so an apply costs
-// what its diff touches, at any table size.
+// Which VIPs the nftables driver must own, derived from the units it programs, never from the
+// catalog: a VIP is wanted while at least one unit dispatching on it exists. One book per family:
+// IPv4 VIPs are addresses on lo (../loopback-vips.ts), IPv6 VIPs proxy NDP entries (../proxy-ndp.ts).
+// Pure bookkeeping; the driver reads and writes the kernel. Kept per unit and per VIP, so an apply
+// costs what its diff touches, at any table size.
 import type { LoAddresses } from '../loopback-vips.js';
 import type { Diff, ObservedUnit, Unit } from '../types.js';
 import type { NftUnitNative } from './nftables-render.js';
@@ -10,17 +11,19 @@ import { unitId } from './nftables-render.js';
 /** Observed units for labelled addresses no unit needs: the diff removes them like any stray. */
 export const ADDR_UNIT = 'addr|';
 
-/** The IPv4 VIP a unit id dispatches on (`vip|<vip> . <proto> . <port>`), or of a stray address unit. */
-export function vipOfId(id: string): string | undefined {
-  if (id.startsWith(ADDR_UNIT)) return id.slice(ADDR_UNIT.length);
-  if (!id.startsWith('vip|')) return undefined;
-  const end = id.indexOf(' . ');
-  const vip = id.slice(4, end < 0 ? undefined : end);
-  return vip.includes(':') ? undefined : vip; // IPv6 has no labelled addresses: routed instead
+/** The VIP of `family` a unit id dispatches on (`vip|<vip> . <proto> . <port>`), or of a stray address unit. */
+export function vipOfId(id: string, family: 4 | 6 = 4): string | undefined {
+  let vip: string;
+  if (id.startsWith(ADDR_UNIT)) vip = id.slice(ADDR_UNIT.length);
+  else if (id.startsWith('vip|')) {
+    const end = id.indexOf(' . ');
+    vip = id.slice(4, end < 0 ? undefined : end);
+  } else return undefined;
+  return vip.includes(':') === (family === 6) ? vip : undefined;
 }
 
-function vipOfUnit(u: Unit): string | undefined {
-  return u.kind === 'vip' && u.vip.family === 4 ? u.vip.vip : undefined;
+function vipOfUnit(u: Unit, family: 4 | 6): string | undefined {
+  return u.kind === 'vip' && u.vip.family === family ? u.vip.vip : undefined;
 }
 
 export interface LoChanges {
@@ -31,6 +34,8 @@ export interface LoChanges {
 }
 
 export class LoopbackVipBook {
+  constructor(private readonly family: 4 | 6 = 4) {}
+
   private readonly vipOf = new Map<string, string>(); // unit id → IPv4 VIP
   private readonly refs = new Map<string, number>(); // VIP → units dispatching on it
   private lo: LoAddresses = { ours: new Set(), others: new Set() };
@@ -45,7 +50,7 @@ export class LoopbackVipBook {
     this.refs.clear();
     this.lo = lo;
     for (const [id, u] of units) {
-      const vip = vipOfId(id);
+      const vip = vipOfId(id, this.family);
       if (vip === undefined) continue;
       this.ref(id, vip, 1);
       if (!lo.ours.has(vip) && !lo.others.has(vip) && u.fingerprint !== '') u.fingerprint += ' !lo';
@@ -65,13 +70,13 @@ export class LoopbackVipBook {
     const added: [string, string][] = [];
     const bump = (vip: string, n: number): void => void delta.set(vip, (delta.get(vip) ?? 0) + n);
     for (const r of d.remove) {
-      const vip = this.vipOf.get(r.id) ?? vipOfId(r.id);
+      const vip = this.vipOf.get(r.id) ?? vipOfId(r.id, this.family);
       if (vip === undefined) continue;
       bump(vip, this.vipOf.has(r.id) ? -1 : 0);
       gone.push(r.id);
     }
     for (const unit of [...d.add, ...d.change.map((c) => c.unit)]) {
-      const vip = vipOfUnit(unit);
+      const vip = vipOfUnit(unit, this.family);
       if (vip === undefined) continue;
       const id = unitId(unit);
       bump(vip, this.vipOf.has(id) ? 0 : 1);

@@ -1,15 +1,17 @@
 // The nftables dataplane (kube-proxy's nftables mode is the model): one table of our own, `inet vipdns`,
 // every change one `nft -f` transaction, incremental per unit chain. Rendering and parsing are pure
 // (nftables-render.ts, nftables-observe.ts); this file only runs nft and ip.
-// DNAT happens in this host, so it must own its IPv4 VIPs (clients on a VIP's subnet ARP for it): the
-// driver keeps exactly the VIPs of the units it programs on lo, labelled `lo:vipdns` (nftables-vips.ts),
-// written in the same apply as the units, read back and repaired with them.
+// DNAT happens in this host, so it must own its VIPs (clients on a VIP's subnet ARP or solicit for
+// it): the driver keeps exactly the IPv4 VIPs of the units it programs on lo, labelled `lo:vipdns`,
+// and a proxy NDP entry for each on-link IPv6 VIP (nftables-vips.ts, ../proxy-ndp.ts), written in
+// the same apply as the units, read back and repaired with them.
 import { LoopbackVips } from '../loopback-vips.js';
+import { ProxyNdp, classify } from '../proxy-ndp.js';
 import type { ApplyResult, CleanupResult, DataplaneDriver, Diff, KernelUnit, ObservedState, ObservedUnit, ProbeResult, Unit } from '../types.js';
 import { toolError, toolRunner, type Runner } from './exec.js';
 import { parseObserved } from './nftables-observe.js';
 import { DEFAULT_NFT_OPTIONS, NFT_LIMITS, classMap, classOf, fingerprintOf, renderDiff, unitElements, unitId, type NftOptions, type NftUnitNative } from './nftables-render.js';
-import { LoopbackVipBook } from './nftables-vips.js';
+import { LoopbackVipBook, vipOfId } from './nftables-vips.js';
 import { ForwardGuard } from './forward-guard.js';
 import { iptables } from '../iptables/exec.js';
 import { probeNftables } from './supported.js';
@@ -44,6 +46,8 @@ export class NftablesDriver implements DataplaneDriver {
   private readonly expected: WeakMap<object, ObservedUnit>;
   private readonly lo: LoopbackVips | undefined;
   private readonly vips = new LoopbackVipBook();
+  private readonly ndp: ProxyNdp | undefined;
+  private readonly vips6 = new LoopbackVipBook(6);
   private readonly guard: ForwardGuard | undefined;
 
   constructor(opts: NftablesDriverOptions = {}) {
@@ -56,6 +60,8 @@ export class NftablesDriver implements DataplaneDriver {
     const ipt = opts.iptablesRunner ?? (opts.runner ? undefined : (tool: string) => toolRunner(tool, opts.netns));
     this.guard = ipt && this.options.masqueradeMark ? new ForwardGuard([iptables(4, { runner: ipt }), iptables(6, { runner: ipt })], this.options.masqueradeMark) : undefined;
     this.lo = opts.ipRunner || !opts.runner ? new LoopbackVips({ ...(opts.netns ? { netns: opts.netns } : {}), ...(opts.ipRunner ? { runner: opts.ipRunner } : {}) }) : undefined;
+    // IPv6 VIPs by proxy NDP: like lo, only where the driver runs ip itself (not in tests that inject nft only).
+    this.ndp = !opts.runner ? new ProxyNdp(opts.netns ? { netns: opts.netns } : {}) : undefined;
   }
 
   /** The IPv4 VIPs the programmed units need on lo, as last observed or applied. */
@@ -81,7 +87,7 @@ export class NftablesDriver implements DataplaneDriver {
   }
 
   async observe(): Promise<ObservedState> {
-    const [r, lo] = await Promise.all([this.nft(['-j', 'list', 'table', 'inet', this.options.table]), this.lo?.read()]);
+    const [r, lo, ndp] = await Promise.all([this.nft(['-j', 'list', 'table', 'inet', this.options.table]), this.lo?.read(), this.ndp?.read()]);
     let state: ObservedState;
     if (r.code !== 0) {
       if (!/No such file or directory/.test(r.stderr)) throw toolError(`nft list table inet ${this.options.table}`, r);
@@ -95,6 +101,7 @@ export class NftablesDriver implements DataplaneDriver {
       state = { base, units };
     }
     if (lo) this.vips.observed(state.units, lo);
+    if (ndp) this.vips6.observed(state.units, classify(ndp, [...state.units.keys()].map((id) => vipOfId(id, 6)).filter((v): v is string => v !== undefined)));
     // The FORWARD accept is part of our scaffolding: missing or edited, the next apply rewrites both.
     if (state.base === 'ok' && this.guard && !(await this.guard.intact())) state = { ...state, base: 'drifted' };
     return state;
@@ -104,6 +111,7 @@ export class NftablesDriver implements DataplaneDriver {
   async apply(d: Diff): Promise<ApplyResult> {
     const { text, ops, classes } = renderDiff(d, this.options, { knownClasses: this.knownClasses, knownMaps: this.knownMaps });
     const lo = this.lo ? this.vips.changes(d) : undefined;
+    const ndp = this.ndp ? this.vips6.changes(d) : undefined;
     // Before the units: a flow DNATed under a FORWARD policy of DROP must find its accept in place.
     const guarded = d.base && this.guard ? await this.guard.ensure() : 0;
     if (ops > 0) {
@@ -119,7 +127,9 @@ export class NftablesDriver implements DataplaneDriver {
     // sync, and the reconciler re-observes both before retrying.
     const written = lo ? await this.lo!.write(lo.add, lo.del) : 0;
     lo?.commit();
-    return { ops: ops + written + guarded };
+    const proxied = ndp ? await this.ndp!.write(ndp.add, ndp.del) : 0;
+    ndp?.commit();
+    return { ops: ops + written + proxied + guarded };
   }
 
   /** The units' elements as the kernel lists them: dispatch verdict, and slots per backend. */
@@ -138,6 +148,13 @@ export class NftablesDriver implements DataplaneDriver {
       const tables = await this.nft(['list', 'tables']);
       if (tables.code !== 0) throw toolError('nft list tables', tables);
       if (tables.stdout.split('\n').some((l) => l.trim() === `table inet ${t}`)) {
+        // Proxy NDP entries carry no label: ours are those for the IPv6 VIPs our table dispatches on.
+        if (this.ndp) {
+          const listed = await this.nft(['-j', 'list', 'table', 'inet', t]);
+          const units = listed.code === 0 ? parseObserved(listed.stdout, this.options).units : new Map<string, ObservedUnit>();
+          const vips6 = [...new Set([...units.keys()].map((id) => vipOfId(id, 6)).filter((v): v is string => v !== undefined))];
+          if (vips6.length && (await this.ndp.cleanup(vips6))) removed = true;
+        }
         const r = await this.nft(['delete', 'table', 'inet', t]);
         if (r.code !== 0) throw toolError(`nft delete table inet ${t}`, r);
         removed = true;
@@ -147,6 +164,7 @@ export class NftablesDriver implements DataplaneDriver {
       if (this.lo && (await this.lo.cleanup())) removed = true;
       if (this.guard && (await this.guard.cleanup())) removed = true;
       this.vips.observed(new Map(), { ours: new Set(), others: new Set() });
+      this.vips6.observed(new Map(), { ours: new Set(), others: new Set() });
     }
     return { removed };
   }
