@@ -47,12 +47,18 @@ export function parseRoutes(json: string): Route[] {
   return out;
 }
 
-/** The interface where `vip` is on-link (longest matching route without a gateway), or undefined when routed. */
+/**
+ * The interface where `vip` is on-link (longest matching route without a gateway), or undefined when
+ * routed. The VIP's own /128 (its address on the IPVS driver's vipdns0) is not where clients are.
+ */
 export function onLinkDev(routes: Route[], vip: string): string | undefined {
   const a = tryParseIp(vip);
   if (!a || a.family !== 6) return undefined;
   let best: Route | undefined;
-  for (const r of routes) if (contains(r.prefix, a) && (!best || r.prefix.bits > best.prefix.bits)) best = r;
+  for (const r of routes) {
+    if (r.prefix.bits === 128 || !contains(r.prefix, a)) continue;
+    if (!best || r.prefix.bits > best.prefix.bits) best = r;
+  }
   return best && !best.gateway ? best.dev : undefined;
 }
 
@@ -117,6 +123,23 @@ export class ProxyNdp {
       if (dev) this.view.entries.set(vip, dev);
     }
     return lines.length;
+  }
+
+  /**
+   * Makes the entries for `ours` (VIPs known to be ours, e.g. on our own interface) exactly those of
+   * `want` that are on-link; returns the entries changed. Entries for any other address are left alone.
+   */
+  async sync(want: ReadonlySet<string>, ours: ReadonlySet<string>): Promise<number> {
+    const view = await this.read();
+    const v6 = (ip: string): boolean => ip.includes(':');
+    const add = [...want].filter((ip) => v6(ip) && !view.entries.has(ip) && onLinkDev(view.routes, ip) !== undefined);
+    const del = [...ours].filter((ip) => v6(ip) && !want.has(ip) && view.entries.has(ip));
+    return this.write(add, del);
+  }
+
+  /** Whether an IPv6 VIP is reachable on its link as last read: it has its entry, or it is routed. */
+  present(vip: string): boolean {
+    return !vip.includes(':') || this.view.entries.has(vip) || onLinkDev(this.view.routes, vip) === undefined;
   }
 
   /** Removes the entries for these VIPs (our table's); false when there was none. */

@@ -177,6 +177,8 @@ export class FakeIp {
         if (!l) return { code: 1, stdout: '', stderr: `Device "${m[1]}" does not exist.` };
         return { code: 0, stdout: JSON.stringify([{ ifname: m[1], addr_info: [...l].map((x) => ({ family: 'inet', local: x, scope: 'global' })) }]), stderr: '' };
       }
+      // No IPv6 route here: every v6 VIP counts as routed, so no proxy NDP entry is ever wanted.
+      if (a === '-6 -j neigh show proxy' || a === '-6 -j route show') return { code: 0, stdout: '[]', stderr: '' };
       if ((m = a.match(/^link add (\S+) type dummy$/))) {
         this.links.set(m[1]!, new Set());
         return { code: 0, stdout: '', stderr: '' };

@@ -19,7 +19,7 @@ test('on-link or routed: the longest matching route decides', (t) => {
   t.is(onLinkDev(routes, 'fd00:9::2'), 'br0');
   t.is(onLinkDev(routes, 'fd00:9:0:0::2'), 'br0', 'any spelling');
   t.is(onLinkDev(routes, 'fd00:9::85'), undefined, 'a longer route through a gateway wins: routed, no entry needed');
-  t.is(onLinkDev(routes, 'fd00:7::5'), 'eth2', 'a host route');
+  t.is(onLinkDev(routes, 'fd00:7::5'), undefined, "a /128 of the VIP itself (its address on vipdns0) is not the clients' link");
   t.is(onLinkDev(routes, 'fd00:8::1'), undefined, 'only the default route: routed');
   t.is(onLinkDev(routes, '10.0.9.2'), undefined, 'IPv4 is not proxied');
 });

@@ -389,6 +389,29 @@ iptables -X DOCKER`);
     ok(isEmpty(diff(s6, await driver.observe(), driver)), 'the v6 unit reads back as planned');
   });
 
+  await check("IPv6 VIP on the client's own link: the host answers for it by proxy NDP, repaired, and let go with its unit", async () => {
+    const backends6 = [1, 2, 3].map((n): Backend => ({ task: `t6-${n}`, ip: `fd00:99:${n}::2`, port: 80, weight: 1, draining: false }));
+    const with6 = (...extra: VirtualService[]): DesiredState => {
+      const s = desired();
+      s.services = [...s.services, ...extra].sort((a, b) => (a.key < b.key ? -1 : 1));
+      return s;
+    };
+    const web6 = { ...vs('web6', 0x106, 'fd00:96::10', 'tcp', 80, backends6), family: 6 as const };
+    const link6 = { ...vs('link6', 0x107, 'fd00:99:100::10', 'tcp', 80, backends6), family: 6 as const };
+    const proxies = (): string => run('ip', '-6', 'neigh', 'show', 'proxy');
+    await sync(driver, with6(web6, link6));
+    ok(proxies().includes('fd00:99:100::10 dev vc'), `proxy entry on the clients' link: ${proxies()}`);
+    ok(!proxies().includes('fd00:96::10'), 'a routed VIP gets none');
+    eq(burst('tcp', 'fd00:99:100::10', 80, 30), { counts: { be1: 10, be2: 10, be3: 10 }, errors: 0 }, 'spread from the same link');
+    sh('ip -6 neigh del proxy fd00:99:100::10 dev vc');
+    const d = diff(with6(web6, link6), await driver.observe(), driver);
+    ok(d.change.some((c) => c.observed.id.includes('link6')), 'a missing entry is drift');
+    await sync(driver, with6(web6, link6));
+    ok(proxies().includes('fd00:99:100::10 dev vc'), 'repaired');
+    await sync(driver, with6(web6));
+    ok(!proxies().includes('fd00:99:100::10'), 'gone with its unit');
+  });
+
   await check('drift repaired: edited weight, deleted rule, removed VIP', async () => {
     const m = driver.unitMarks();
     sh(`ipvsadm -e -f ${m.get('vip/net1/wweb/tcp/80')} -r 10.99.1.2:80 -m -w 9

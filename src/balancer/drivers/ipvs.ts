@@ -22,6 +22,7 @@ import { ForwardGuard } from './forward-guard.js';
 import { CHAINS, type KernelSchedulers, PLAIN_SCHEDULERS, fingerprint, planShape, ruleArgs, serviceSpec, unitChain, unitId, unitPlan, unitProtocol, unitServiceFwmark } from './ipvs-render.js';
 import { ensureSysctls, readSysctls, type SysctlState } from './ipvs-sysctl.js';
 import { vipInterface, type VipInterface } from './ipvs-vips.js';
+import { ProxyNdp } from '../proxy-ndp.js';
 import { ipvsSchedulerAvailable, probeIpvs } from './supported.js';
 
 /** The part of IpvsClient the driver uses (a fake in host tests). */
@@ -50,6 +51,9 @@ export class IpvsDriver implements DataplaneDriver {
   private readonly open: () => Promise<IpvsApi>;
   private readonly ipt: Map<Family, Iptables>;
   private readonly vif: VipInterface;
+  private readonly ndp: ProxyNdp | undefined;
+  /** VIPs of observed units that were not in place (off vipdns0, or an on-link v6 VIP without its proxy entry). */
+  private missingVips = new Set<string>();
   private readonly families: Family[];
   private readonly sysctlRoot: string;
   private readonly log: Logger | undefined;
@@ -73,6 +77,8 @@ export class IpvsDriver implements DataplaneDriver {
     this.ipt = new Map(this.families.map((f) => [f, iptables(f, { runner })]));
     this.guard = new ForwardGuard([...this.ipt.values()], IPVS_CONNMARK);
     this.vif = vipInterface(o.vipInterface ?? 'vipdns0', runner('ip'));
+    // A v6 VIP on vipdns0 answers no neighbour solicitation on the clients' link: proxy NDP does (proxy-ndp.ts).
+    this.ndp = this.families.includes(6) ? new ProxyNdp({ runner: runner('ip'), sysctlRunner: runner('sysctl') }) : undefined;
     this.sysctlRoot = o.sysctlRoot ?? '/proc/sys';
     this.log = o.logger;
     this.procFile = o.procFile;
@@ -190,9 +196,13 @@ export class IpvsDriver implements DataplaneDriver {
     } catch (e) {
       throw wrap(e, 'read IPVS services');
     }
-    const [localVips, sysctls] = await Promise.all([this.vif.addresses(), readSysctls(this.sysctlRoot)]);
+    const [onVif, sysctls] = await Promise.all([this.vif.addresses(), readSysctls(this.sysctlRoot), this.ndp?.read()]);
     this.sysctls = sysctls;
+    // An on-link v6 VIP without its proxy entry counts as missing: its unit is rewritten, and the entry with it.
+    const localVips = onVif && this.ndp ? new Set([...onVif].filter((ip) => this.ndp!.present(ip))) : onVif;
+    this.missingVips = new Set();
     const o = observeUnits({ rules, services, localVips, early: this.early, sysctlsOk: sysctls.every((s) => s.ok) }, this.families);
+    for (const n of o.natives.values()) if (n.vip !== undefined && !localVips?.has(n.vip)) this.missingVips.add(n.vip);
     this.natives = o.natives;
     this.base = o.base;
     for (const id of this.early.keys()) if (!o.natives.has(id)) this.early.delete(id);
@@ -282,7 +292,8 @@ export class IpvsDriver implements DataplaneDriver {
       for (const f of old?.services ?? []) if (!plans.some((p) => p.family === f)) after.push({ op: 'delService', service: { fwmark: mark, family: f } });
       if (early.size) this.early.set(id, early);
       else this.early.delete(id);
-      if (unit.kind === 'vip' && old?.vip !== unit.vip.vip) vipsTouched = true;
+      // A new VIP, or one observed out of place: the VIP interface (and proxy NDP) are synced after the units.
+      if (unit.kind === 'vip' && (old?.vip !== unit.vip.vip || this.missingVips.has(unit.vip.vip))) vipsTouched = true;
       this.natives.set(id, {
         id,
         mark,
@@ -307,7 +318,11 @@ export class IpvsDriver implements DataplaneDriver {
     if (vipsTouched) {
       const want = new Set<string>();
       for (const n of this.natives.values()) if (n.vip) want.add(n.vip);
-      ops += await this.vif.sync(want);
+      const had = (await this.vif.addresses()) ?? new Set<string>();
+      ops += await this.vif.sync(want, had);
+      // Ours are the VIPs on our interface, before and after.
+      if (this.ndp) ops += await this.ndp.sync(want, new Set([...had, ...want]));
+      this.missingVips.clear();
     }
     return { ops };
   }
@@ -363,6 +378,8 @@ export class IpvsDriver implements DataplaneDriver {
     }
     if (del.length) removed = true;
     await this.batch(ipvs, del, true);
+    const onVif = await this.vif.addresses();
+    if (this.ndp && onVif && (await this.ndp.sync(new Set(), onVif)) > 0) removed = true;
     if (await this.vif.remove()) removed = true;
     this.natives.clear();
     this.early.clear();
