@@ -184,12 +184,13 @@ const network = program.command('network').description('manage networks');
 network
   .command('create <name>')
   .description('create a network')
-  .requiredOption('--subnet <cidr>', 'subnet, IPv4 or IPv6, any prefix length')
-  .option('--gateway <ip>', 'gateway address (reserved; default the first address)')
+  .requiredOption('--subnet <cidr>', 'subnet, IPv4 or IPv6, any prefix length; twice (one IPv4, one IPv6) for a dual-stack network', collect)
+  .option('--gateway <ip>', 'gateway address (reserved; default the first address); one per subnet, repeatable', collect, [])
   .option('--attachable', 'standalone containers may join')
   .option('--ingress', 'the ingress network (at most one): published ports reach tasks on their address on it; nothing on it is answered in DNS')
-  .action(async (name: string, o: { subnet: string; gateway?: string; attachable?: boolean; ingress?: boolean }) => {
-    const body: Record<string, unknown> = { name, subnet: o.subnet, gateway: o.gateway, attachable: o.attachable === true };
+  .action(async (name: string, o: { subnet: string[]; gateway: string[]; attachable?: boolean; ingress?: boolean }) => {
+    const body: Record<string, unknown> = { name, subnet: o.subnet.length === 1 ? o.subnet[0] : o.subnet, attachable: o.attachable === true };
+    if (o.gateway.length) body.gateway = o.gateway.length === 1 ? o.gateway[0] : o.gateway;
     if (o.ingress) body.ingress = true;
     const n = await client().call<{ name: string }>('POST', '/v1/networks', body);
     out(n, () => `${n.name}\n`);
@@ -198,8 +199,9 @@ network
   .command('ls')
   .description('list networks')
   .action(async () => {
-    const list = await client().call<Array<{ id: string; name: string; subnet: string; gateway: string; attachable: boolean; ingress?: boolean }>>('GET', '/v1/networks');
-    out(list, () => columns(['NETWORK ID', 'NAME', 'SUBNET', 'GATEWAY', 'ATTACHABLE', 'INGRESS'], list.map((n) => [n.id, n.name, n.subnet, n.gateway, String(n.attachable), String(n.ingress === true)])));
+    const list = await client().call<Array<{ id: string; name: string; subnet: string; gateway: string; subnet6?: string; gateway6?: string; attachable: boolean; ingress?: boolean }>>('GET', '/v1/networks');
+    const both = (a: string, b: string | undefined): string => (b ? `${a},${b}` : a);
+    out(list, () => columns(['NETWORK ID', 'NAME', 'SUBNET', 'GATEWAY', 'ATTACHABLE', 'INGRESS'], list.map((n) => [n.id, n.name, both(n.subnet, n.subnet6), both(n.gateway, n.gateway6), String(n.attachable), String(n.ingress === true)])));
   });
 network
   .command('inspect <name>')
@@ -252,12 +254,14 @@ function parsePort(spec: string, published: boolean): PortRequest {
   return name ? { name, protocol, target: toPort(nums[0]!) } : { protocol, target: toPort(nums[0]!) };
 }
 
-function parseVips(specs: string[]): Map<string, string> {
-  const m = new Map<string, string>();
+/** --vip NET=IP, repeatable: one per network, or two (one per family) on a dual-stack network. */
+function parseVips(specs: string[]): Map<string, string[]> {
+  const m = new Map<string, string[]>();
   for (const s of specs) {
     const i = s.indexOf('=');
     if (i <= 0) throw new VipdnsError('BAD_REQUEST', `--vip takes NETWORK=IP, got "${s}"`);
-    m.set(s.slice(0, i), s.slice(i + 1));
+    const net = s.slice(0, i);
+    m.set(net, [...(m.get(net) ?? []), s.slice(i + 1)]);
   }
   return m;
 }
@@ -275,17 +279,25 @@ function parseNetworkAliases(specs: string[], nets: string[], flag: string): Map
   return m;
 }
 
-/** One attachment as the API takes it: a bare name when nothing else is given. */
-function attachment(network: string, addrKey: 'vip' | 'ip', addr: string | undefined, aliases: string[] | undefined): string | Record<string, unknown> {
-  if (!addr && !aliases) return network;
-  return { network, ...(addr ? { [addrKey]: addr } : {}), ...(aliases ? { aliases } : {}) };
+/** One attachment as the API takes it: a bare name when nothing else is given; a second address is the IPv6 one (dual stack). */
+function attachment(network: string, addrKey: 'vip' | 'ip', addrs: Array<string | undefined>, aliases: string[] | undefined): string | Record<string, unknown> {
+  const given = addrs.filter((a): a is string => !!a);
+  if (given.length > 2) throw new VipdnsError('BAD_REQUEST', `${given.length} addresses given for network "${network}": at most one per family`);
+  if (!given.length && !aliases) return network;
+  return { network, ...(given[0] ? { [addrKey]: given[0] } : {}), ...(given[1] ? { [`${addrKey}6`]: given[1] } : {}), ...(aliases ? { aliases } : {}) };
 }
+
+/** An object's addresses per network for a listing: NET=IP, both families on a dual-stack network. */
+const addressList = (o: { addresses: Record<string, string>; addresses6?: Record<string, string> }): string =>
+  Object.entries(o.addresses)
+    .map(([n, ip]) => `${n}=${ip}${o.addresses6?.[n] ? `,${n}=${o.addresses6[n]}` : ''}`)
+    .join(',');
 
 interface ServiceRow {
   id: string;
   name: string;
   endpointMode: string;
-  attachments: Array<{ network: string; vip?: string; aliases?: string[] }>;
+  attachments: Array<{ network: string; vip?: string; vip6?: string; aliases?: string[] }>;
   ports: PortSpec[];
   replicas: number;
   aliases: string[];
@@ -325,7 +337,7 @@ service
   .description('create a service')
   .requiredOption('--network <net>', 'network to attach, repeatable', collect)
   .addOption(new Option('--endpoint-mode <mode>', 'vip: one virtual IP; dnsrr: all task IPs').choices(['vip', 'dnsrr']).default('vip'))
-  .option('--vip <net=ip>', 'fixed VIP on a network instead of an allocated one, repeatable', collect, [])
+  .option('--vip <net=ip>', 'fixed VIP on a network instead of an allocated one (on a dual-stack network one per family), repeatable', collect, [])
   .option('--publish <[p:]t[/udp]>', 'publish a port on every host address (routing mesh); without p, one from the daemon\'s --publish-range; repeatable', collect, [])
   .option('--port <[name=]t[/udp]>', 'a target port (named ports get SRV records), repeatable', collect, [])
   .option('--alias <name>', 'another DNS name, repeatable', collect, [])
@@ -343,7 +355,7 @@ service
     const body: Record<string, unknown> = {
       name,
       endpointMode: o.endpointMode,
-      networks: o.network.map((n) => attachment(n, 'vip', vips.get(n), named.get(n))),
+      networks: o.network.map((n) => attachment(n, 'vip', vips.get(n) ?? [], named.get(n))),
       ports,
       aliases: o.alias,
     };
@@ -351,7 +363,7 @@ service
     if (o.lb !== undefined) body.lb = o.lb;
     if (o.sticky !== undefined) body.sticky = intArg(o.sticky);
     const s = await client().call<ServiceRow>('POST', '/v1/services', body);
-    out(s, () => `${s.name}\n${s.attachments.filter((a) => a.vip).map((a) => `  vip ${a.vip} on ${a.network}\n`).join('')}`);
+    out(s, () => `${s.name}\n${s.attachments.flatMap((a) => [a.vip, a.vip6].filter((v) => v).map((v) => `  vip ${v} on ${a.network}\n`)).join('')}`);
   });
 service
   .command('update <name>')
@@ -373,7 +385,7 @@ service
       const cur = await client().call<ServiceRow>('GET', `/v1/services/${encodeURIComponent(name)}`);
       body.ports = [...withoutPublished(cur.ports, o.publishRm), ...o.publishAdd.map((p) => parsePort(p, true))];
     }
-    if (o.networkAdd.length) body.networkAdd = o.networkAdd.map((n) => attachment(n, 'vip', undefined, named.get(n)));
+    if (o.networkAdd.length) body.networkAdd = o.networkAdd.map((n) => attachment(n, 'vip', [], named.get(n)));
     if (o.networkRm.length) body.networkRm = o.networkRm;
     if (o.endpointMode) body.endpointMode = o.endpointMode;
     if (o.aliasAdd.length) body.aliasAdd = o.aliasAdd;
@@ -399,7 +411,7 @@ service
           s.endpointMode === 'dnsrr' ? '-' : `${s.lb ?? 'rr'}${s.sticky ? ` sticky ${s.sticky}s` : ''}`,
           String(s.replicas),
           s.attachments.map((a) => a.network).join(','),
-          s.attachments.map((a) => a.vip ?? '-').join(','),
+          s.attachments.map((a) => (a.vip6 ? `${a.vip},${a.vip6}` : (a.vip ?? '-'))).join(','),
           s.ports.map((p) => (p.published ? `*:${p.published}->${p.target}/${p.protocol}` : `${p.name ? `${p.name}=` : ''}${p.target}/${p.protocol}`)).join(',') || '-',
         ]),
       ),
@@ -430,6 +442,7 @@ interface TaskRow {
   service: string;
   slot: number;
   addresses: Record<string, string>;
+  addresses6?: Record<string, string>;
   health: string;
   weight?: number;
   node?: string;
@@ -443,7 +456,7 @@ task
   .option('--weight <n>', `${WEIGHT_HELP} (default: 1)`)
   .action(async (svc: string, o: { ip: string[]; name?: string; weight?: string }) => {
     const t = await client().call<TaskRow>('POST', '/v1/tasks', { service: svc, ips: o.ip, name: o.name, ...(o.weight !== undefined ? { weight: intArg(o.weight) } : {}) });
-    out(t, () => `${t.name}\t${Object.values(t.addresses).join(',')}\n`);
+    out(t, () => `${t.name}\t${[...Object.values(t.addresses), ...Object.values(t.addresses6 ?? {})].join(',')}\n`);
   });
 task
   .command('update <task>')
@@ -461,7 +474,7 @@ task
     out(list, () =>
       columns(
         ['ID', 'NAME', 'SERVICE', 'NODE', 'HEALTH', 'WEIGHT', 'ADDRESSES'],
-        list.map((t) => [t.id, t.name, t.service, t.node ?? '-', t.health, String(t.weight ?? 1), Object.entries(t.addresses).map(([n, ip]) => `${n}=${ip}`).join(',')]),
+        list.map((t) => [t.id, t.name, t.service, t.node ?? '-', t.health, String(t.weight ?? 1), addressList(t)]),
       ),
     );
   });
@@ -486,6 +499,7 @@ interface ContainerRow {
   aliases: string[];
   networkAliases?: Record<string, string[]>;
   addresses: Record<string, string>;
+  addresses6?: Record<string, string>;
 }
 
 /** Aliases for a listing: its own, then each network alias as NAME@NETWORK. */
@@ -497,18 +511,20 @@ container
   .description('add a container')
   .requiredOption('--network <net>', 'attachable network, repeatable', collect)
   .option('--ip <ip>', 'IP on the network whose subnet holds it, repeatable', collect, [])
+  .option('--ip6 <ip>', 'IPv6 address on a dual-stack network, paired with --network in order like --ip, repeatable', collect, [])
   .option('--alias <name>', 'another DNS name, repeatable', collect, [])
   .option('--network-alias <net=name>', 'another DNS name answered only to clients on that network, repeatable', collect, [])
   .option('--client-address <ip>', "the container's address on no network of vipdns (e.g. docker_gwbridge): its DNS queries from there see its networks, repeatable", collect, [])
-  .action(async (name: string, o: { network: string[]; ip: string[]; alias: string[]; networkAlias: string[]; clientAddress: string[] }) => {
+  .action(async (name: string, o: { network: string[]; ip: string[]; ip6: string[]; alias: string[]; networkAlias: string[]; clientAddress: string[] }) => {
     if (o.ip.length > o.network.length) throw new VipdnsError('BAD_REQUEST', 'more --ip values than --network values');
+    if (o.ip6.length > o.network.length) throw new VipdnsError('BAD_REQUEST', 'more --ip6 values than --network values');
     const named = parseNetworkAliases(o.networkAlias, o.network, '--network');
     // IPs pair with networks in order, as with `docker network connect --ip`.
-    const networks = o.network.map((n, i) => attachment(n, 'ip', o.ip[i], named.get(n)));
+    const networks = o.network.map((n, i) => attachment(n, 'ip', [o.ip[i], o.ip6[i]], named.get(n)));
     const body: Record<string, unknown> = { name, networks, aliases: o.alias };
     if (o.clientAddress.length) body.clientAddresses = o.clientAddress;
     const c = await client().call<ContainerRow>('POST', '/v1/containers', body);
-    out(c, () => `${c.name}\t${Object.values(c.addresses).join(',')}\n`);
+    out(c, () => `${c.name}\t${[...Object.values(c.addresses), ...Object.values(c.addresses6 ?? {})].join(',')}\n`);
   });
 container
   .command('ls')
@@ -518,7 +534,7 @@ container
     out(list, () =>
       columns(
         ['ID', 'NAME', 'ALIASES', 'ADDRESSES'],
-        list.map((c) => [c.id, c.name, aliasList(c.aliases, Object.entries(c.networkAliases ?? {})), Object.entries(c.addresses).map(([n, ip]) => `${n}=${ip}`).join(',')]),
+        list.map((c) => [c.id, c.name, aliasList(c.aliases, Object.entries(c.networkAliases ?? {})), addressList(c)]),
       ),
     );
   });

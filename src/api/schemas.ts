@@ -8,6 +8,9 @@ const ip = { type: 'string', minLength: 1, maxLength: 64 } as const;
 const port = { type: 'integer' } as const;
 const strings = { type: 'array', items: { type: 'string' }, maxItems: 1000 } as const;
 
+const optIp = { anyOf: [ip, { type: 'string', maxLength: 0 }, { type: 'null' }] } as const;
+const cidr = { type: 'string', minLength: 1, maxLength: 64 } as const;
+
 const attachment = (addr: 'vip' | 'ip') =>
   ({
     anyOf: [
@@ -16,7 +19,8 @@ const attachment = (addr: 'vip' | 'ip') =>
         type: 'object',
         required: ['network'],
         additionalProperties: false,
-        properties: { network: name, [addr]: { anyOf: [ip, { type: 'string', maxLength: 0 }, { type: 'null' }] }, aliases: strings },
+        // `<addr>6`: the IPv6 address on a dual-stack network.
+        properties: { network: name, [addr]: optIp, [`${addr}6`]: optIp, aliases: strings },
       },
     ],
   }) as const;
@@ -61,7 +65,14 @@ export const SCHEMAS = {
     type: 'object',
     required: ['name', 'subnet'],
     additionalProperties: false,
-    properties: { name, subnet: { type: 'string', minLength: 1, maxLength: 64 }, gateway: { anyOf: [ip, { type: 'string', maxLength: 0 }] }, attachable: { type: 'boolean' }, ingress: { type: 'boolean' } },
+    properties: {
+      name,
+      // One subnet, or one IPv4 and one IPv6 (dual stack); a gateway per subnet, placed by family.
+      subnet: { anyOf: [cidr, { type: 'array', minItems: 1, maxItems: 2, items: cidr }] },
+      gateway: { anyOf: [ip, { type: 'string', maxLength: 0 }, { type: 'array', maxItems: 2, items: ip }] },
+      attachable: { type: 'boolean' },
+      ingress: { type: 'boolean' },
+    },
   },
   createService: {
     type: 'object',

@@ -10,7 +10,7 @@ export function hintFor(change: AppliedChange | undefined): ChangeHint | undefin
   const tasks = new Set<string>();
   for (const r of change.puts) {
     if (r.kind === 'network') {
-      if (r.prev === undefined || r.prev.subnet !== r.value.subnet || r.prev.name !== r.value.name) return undefined;
+      if (r.prev === undefined || r.prev.subnet !== r.value.subnet || r.prev.subnet6 !== r.value.subnet6 || r.prev.name !== r.value.name) return undefined;
     } else if (r.kind === 'service') services.add(r.id);
     else if (r.kind === 'task') tasks.add(r.id);
   }

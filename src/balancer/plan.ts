@@ -1,7 +1,7 @@
 // The planner: catalog → desired dataplane state. Pure, deterministic (sorted output), no I/O, so every
 // driver programs the same thing and the whole policy is unit-tested without root.
 import type { CatalogState, Service, Task } from '../catalog/model.js';
-import { servingTasks } from '../catalog/model.js';
+import { addressesOn, servingTasks, vipsOf } from '../catalog/model.js';
 import { formatIp, tryParseIp } from '../net/ip.js';
 import type { Backend, DesiredState, Family, PublishedPort, Scheduler, VirtualService } from './types.js';
 
@@ -157,36 +157,43 @@ function balancing(svc: Service): { scheduler: Scheduler; persistence?: number }
   return svc.sticky ? { scheduler: svc.lb ?? 'rr', persistence: svc.sticky } : { scheduler: svc.lb ?? 'rr' };
 }
 
+/** One VIP's units, a port each, balancing over the tasks' addresses of the VIP's family. */
+function vipUnits(svc: Service, network: string, text: string, keySuffix: string, tasks: Task[], ports: ReturnType<typeof vipPorts>): VirtualService[] {
+  const vip = canonical(text);
+  if (!vip) return [];
+  const members: { task: string; ip: string; weight: number }[] = [];
+  for (const t of tasks) {
+    for (const a of addressesOn(t, network)) {
+      const c = canonical(a);
+      if (c && c.family === vip.family) members.push({ task: t.id, ip: c.ip, weight: t.weight ?? 1 });
+    }
+  }
+  return ports.map((p) => {
+    const backends = members.map((m) => ({ task: m.task, ip: m.ip, port: p.port, weight: m.weight, draining: false }));
+    backends.sort(byIpPort);
+    return {
+      key: `${network}/${svc.name}/${p.protocol}/${p.port}${keySuffix}`,
+      service: svc.name,
+      network,
+      fwmark: svc.fwmark,
+      family: vip.family,
+      vip: vip.ip,
+      protocol: p.protocol,
+      port: p.port,
+      ...balancing(svc),
+      backends,
+    };
+  });
+}
+
 function planService(state: CatalogState, svc: Service, tasks: Task[], opts: PlanOptions): ServicePlan {
   const out: ServicePlan = { vips: [], published: [] };
   if (svc.endpointMode !== 'vip') return out; // dnsrr has no VIP and no routing mesh
   const ports = vipPorts(svc);
   for (const att of svc.attachments) {
-    if (!att.vip || !state.networks[att.network] || (opts.networks && !opts.networks.has(att.network))) continue;
-    const vip = canonical(att.vip);
-    if (!vip) continue;
-    const members: { task: string; ip: string; weight: number }[] = [];
-    for (const t of tasks) {
-      const a = t.addresses[att.network];
-      const c = a === undefined ? undefined : canonical(a);
-      if (c && c.family === vip.family) members.push({ task: t.id, ip: c.ip, weight: t.weight ?? 1 });
-    }
-    for (const p of ports) {
-      const backends = members.map((m) => ({ task: m.task, ip: m.ip, port: p.port, weight: m.weight, draining: false }));
-      backends.sort(byIpPort);
-      out.vips.push({
-        key: `${att.network}/${svc.name}/${p.protocol}/${p.port}`,
-        service: svc.name,
-        network: att.network,
-        fwmark: svc.fwmark,
-        family: vip.family,
-        vip: vip.ip,
-        protocol: p.protocol,
-        port: p.port,
-        ...balancing(svc),
-        backends,
-      });
-    }
+    if (!state.networks[att.network] || (opts.networks && !opts.networks.has(att.network))) continue;
+    // A VIP per family on a dual-stack network; the second (IPv6) is a unit of its own key.
+    for (const text of vipsOf(att)) out.vips.push(...vipUnits(svc, att.network, text, text === att.vip6 && att.vip ? '/6' : '', tasks, ports));
   }
   if (opts.published === false) return out;
   const seen = new Set<string>();
@@ -302,12 +309,13 @@ function publishedBackends(state: CatalogState, svc: Service, tasks: Task[], por
   for (const t of tasks) {
     const families = new Set<Family>();
     for (const att of order) {
-      const a = t.addresses[att.network];
-      const c = a === undefined ? undefined : canonical(a);
-      if (!c || families.has(c.family) || seen.has(c.ip)) continue;
-      families.add(c.family);
-      seen.add(c.ip);
-      out.push({ task: t.id, ip: c.ip, port, weight: t.weight ?? 1, draining: false });
+      for (const a of addressesOn(t, att.network)) {
+        const c = canonical(a);
+        if (!c || families.has(c.family) || seen.has(c.ip)) continue;
+        families.add(c.family);
+        seen.add(c.ip);
+        out.push({ task: t.id, ip: c.ip, port, weight: t.weight ?? 1, draining: false });
+      }
     }
   }
   return out.sort(byIpPort);

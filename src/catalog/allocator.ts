@@ -6,9 +6,9 @@
 // Automatic picks also skip every address on the host's interfaces (Txn.host), and automatic
 // published ports skip every port published by another service or listened on by the host.
 import { VipdnsError } from '../errors.js';
-import { parseCidr, parseIp } from '../net/ip.js';
+import { parseCidr, parseIp, tryParseIp } from '../net/ip.js';
 import { type Pool, allocate, allocateTop, checkRequested, excludedBoth } from './ipam.js';
-import { DEFAULT_PUBLISH_RANGE, type Network, type Protocol } from './model.js';
+import { DEFAULT_PUBLISH_RANGE, type Network, type Protocol, pool6 } from './model.js';
 import type { Txn } from './txn.js';
 
 export interface AllocOptions {
@@ -18,31 +18,47 @@ export interface AllocOptions {
   exclude?: (network: string) => ReadonlySet<string> | undefined;
 }
 
-export function poolOf(net: Network): Pool {
+/** A network's pool: its `subnet`, or (`six`) the IPv6 subnet of a dual-stack network. */
+export function poolOf(net: Network, six = false): Pool {
+  if (six && net.subnet6 && net.gateway6) return { name: net.name, prefix: parseCidr(net.subnet6), gateway: parseIp(net.gateway6).value };
   return { name: net.name, prefix: parseCidr(net.subnet), gateway: parseIp(net.gateway).value };
 }
 
-/** The next free address of `network`; a next-fit allocation moves its cursor. */
-export function allocateOn(tx: Txn, network: string, opts: AllocOptions = {}): string {
+/** Whether `ip` belongs in a network's IPv6 pool (dual stack) rather than its `subnet`. */
+export function inPool6(net: Network, ip: string): boolean {
+  return net.subnet6 !== undefined && tryParseIp(ip)?.family === 6;
+}
+
+/** The next free address of `network` (`six`: of its IPv6 subnet, dual stack); a next-fit allocation moves its cursor. */
+export function allocateOn(tx: Txn, network: string, opts: AllocOptions = {}, six = false): string {
   const net = tx.network(network);
+  const dual = six && net.subnet6 !== undefined;
+  const key = dual ? pool6(net.name) : net.name;
   // The host's own addresses too: a VIP equal to eth0's address would take the host's traffic.
-  const exclude = excludedBoth(opts.exclude?.(net.name), tx.host.addresses?.());
-  if (opts.from === 'top') return allocateTop(poolOf(net), tx.addresses(net.name), exclude);
-  const got = allocate(poolOf(net), tx.addresses(net.name), BigInt(net.ipamCursor), exclude);
-  tx.put('network', net.name, { ...net, ipamCursor: got.cursor.toString() });
+  const exclude = excludedBoth(opts.exclude?.(key), tx.host.addresses?.());
+  if (opts.from === 'top') return allocateTop(poolOf(net, dual), tx.addresses(key), exclude);
+  const got = allocate(poolOf(net, dual), tx.addresses(key), BigInt((dual ? net.ipamCursor6 : net.ipamCursor) ?? '0'), exclude);
+  tx.put('network', net.name, dual ? { ...net, ipamCursor6: got.cursor.toString() } : { ...net, ipamCursor: got.cursor.toString() });
   return got.ip;
 }
 
-/** Checks that `ip` may be given out on `network` (inside, not reserved, free); returns it canonical. */
+/**
+ * Checks that `ip` may be given out on `network` (inside, not reserved, free); returns it canonical.
+ * On a dual-stack network the address's family picks the subnet.
+ */
 export function requestOn(tx: Txn, network: string, ip: string, what: string): string {
   const net = tx.network(network);
-  return checkRequested(poolOf(net), ip, tx.addresses(net.name), what);
+  const six = inPool6(net, ip);
+  return checkRequested(poolOf(net, six), ip, tx.addresses(six ? pool6(net.name) : net.name), what);
 }
 
-/** `requested` when given (checked against the catalog only), else a free address. */
-export function addressOn(tx: Txn, network: string, requested: string | undefined, what: string, opts: AllocOptions = {}): string {
-  return requested !== undefined && requested !== '' ? requestOn(tx, network, requested, what) : allocateOn(tx, network, opts);
+/** `requested` when given (checked against the catalog only), else a free address (`six`: IPv6, dual stack). */
+export function addressOn(tx: Txn, network: string, requested: string | undefined, what: string, opts: AllocOptions = {}, six = false): string {
+  return requested !== undefined && requested !== '' ? requestOn(tx, network, requested, what) : allocateOn(tx, network, opts, six);
 }
+
+/** Whether a network is dual stack (two subnets, IPv4 and IPv6). */
+export const isDual = (net: Network): boolean => net.subnet6 !== undefined;
 
 /** Published ports Docker-style: the first port of the range no service publishes and nothing on the host listens on. */
 export function allocatePublished(tx: Txn, protocol: Protocol, taken: ReadonlySet<number>): number {

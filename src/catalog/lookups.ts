@@ -4,7 +4,7 @@
 // open. Pure, no I/O; Txn (txn.ts) reads through it.
 import type { AppliedChange, ObjectKind, ObjectTypes } from './changes.js';
 import { COLLECTION, OBJECT_KINDS } from './changes.js';
-import type { CatalogState } from './model.js';
+import { type CatalogState, pool6 } from './model.js';
 
 export type AnyObject = ObjectTypes[ObjectKind];
 /** `kind:id`: which object holds an address or an alias. */
@@ -12,14 +12,25 @@ export type OwnerKey = string;
 export const ownerKey = (kind: ObjectKind, id: string): OwnerKey => `${kind}:${id}`;
 export const lc = (s: string): string => s.toLowerCase();
 
-/** The (network, address) pairs an object holds: a service's VIPs, a task's or container's IPs. */
+/**
+ * The (pool, address) pairs an object holds: a service's VIPs, a task's or container's IPs. A pool
+ * is a network's name, or pool6(name) for the IPv6 subnet of a dual-stack network.
+ */
 export function addressesOf(kind: ObjectKind, o: AnyObject): Array<[string, string]> {
   if (kind === 'service') {
     const out: Array<[string, string]> = [];
-    for (const a of (o as ObjectTypes['service']).attachments) if (a.vip) out.push([a.network, a.vip]);
+    for (const a of (o as ObjectTypes['service']).attachments) {
+      if (a.vip) out.push([a.network, a.vip]);
+      if (a.vip6) out.push([pool6(a.network), a.vip6]);
+    }
     return out;
   }
-  if (kind === 'task' || kind === 'container') return Object.entries((o as ObjectTypes['task']).addresses);
+  if (kind === 'task' || kind === 'container') {
+    const t = o as ObjectTypes['task'];
+    const out = Object.entries(t.addresses);
+    if (t.addresses6) for (const [n, ip] of Object.entries(t.addresses6)) out.push([pool6(n), ip]);
+    return out;
+  }
   return [];
 }
 
@@ -129,7 +140,7 @@ export class CatalogIndex {
     return this.tasks.get(service) ?? EMPTY;
   }
 
-  /** Addresses in use on a network (VIPs, task and container IPs) and who holds each. */
+  /** Addresses in use in a pool (a network, or pool6(network)): VIPs, task and container IPs, and who holds each. */
   addresses(network: string): ReadonlyMap<string, AnyObject> {
     return this.addrs.get(network) ?? EMPTY_MAP;
   }

@@ -27,6 +27,13 @@ export interface Network {
   createdAt: string;
   /** IPAM next-fit cursor: offset of the last allocated address, so freed addresses are reused last. */
   ipamCursor: string; // bigint as decimal text (JSON has no bigint)
+  /**
+   * Dual stack: the network's IPv6 subnet beside `subnet`, which is then its IPv4 one (a network of
+   * one family keeps it in `subnet`). VIPs and task addresses come from both (`vip6`, `addresses6`).
+   */
+  subnet6?: string;
+  gateway6?: string;
+  ipamCursor6?: string;
 }
 
 export interface PortSpec {
@@ -52,6 +59,8 @@ export interface HealthCheckSpec {
 export interface ServiceAttachment {
   network: string;
   vip?: string; // vip mode only: allocated from the network's subnet
+  /** On a dual-stack network: its IPv6 VIP, from the network's `subnet6`. */
+  vip6?: string;
   /** Network aliases: more names for the service, answered only to clients on this network. */
   aliases?: string[];
 }
@@ -79,6 +88,8 @@ export interface Task {
   service: string;
   slot: number;
   addresses: Record<string, string>; // network name -> IP
+  /** Network name -> its IPv6 address, on dual-stack networks (from `subnet6`). */
+  addresses6?: Record<string, string>;
   health: Health;
   /** Relative share of new connections; absent = 1, 0 = drained (established flows stay). */
   weight?: number;
@@ -94,6 +105,8 @@ export interface Container {
   name: string;
   aliases: string[];
   addresses: Record<string, string>; // network name -> IP
+  /** Network name -> its IPv6 address, on dual-stack networks (from `subnet6`). */
+  addresses6?: Record<string, string>;
   /** Network aliases (Docker's --network-alias): names answered only to clients on that network. */
   networkAliases?: Record<string, string[]>;
   /** Its addresses on no network of ours (Docker's bridge, docker_gwbridge): a DNS query from one is its. */
@@ -112,6 +125,37 @@ export interface CatalogState {
 }
 
 export const FWMARK_BASE = 0x100;
+
+/**
+ * The key of a network's IPv6 pool in the per-network address indexes (a dual-stack network has two
+ * pools; each is counted apart, so one cannot look exhausted by the other's addresses). Network
+ * names have no "#".
+ */
+export const pool6 = (network: string): string => `${network}#6`;
+
+/** The subnets of a network: one, or two (IPv4 then IPv6) on a dual-stack network. */
+export function subnetsOf(n: Pick<Network, 'subnet' | 'subnet6'>): string[] {
+  return n.subnet6 ? [n.subnet, n.subnet6] : [n.subnet];
+}
+
+/** A service's VIPs on one attachment: none (dnsrr, ingress), one, or one per family (dual stack). */
+export function vipsOf(a: ServiceAttachment): string[] {
+  return a.vip ? (a.vip6 ? [a.vip, a.vip6] : [a.vip]) : a.vip6 ? [a.vip6] : [];
+}
+
+/** A task's or container's addresses on one network: one, or one per family on a dual-stack network. */
+export function addressesOn(o: { addresses: Record<string, string>; addresses6?: Record<string, string> }, network: string): string[] {
+  const a = Object.hasOwn(o.addresses, network) ? o.addresses[network] : undefined;
+  const b = o.addresses6 && Object.hasOwn(o.addresses6, network) ? o.addresses6[network] : undefined;
+  return a === undefined ? (b === undefined ? [] : [b]) : b === undefined ? [a] : [a, b];
+}
+
+/** Every address of a task or container, both families. */
+export function allAddresses(o: { addresses: Record<string, string>; addresses6?: Record<string, string> }): string[] {
+  const out = Object.values(o.addresses);
+  if (o.addresses6) out.push(...Object.values(o.addresses6));
+  return out;
+}
 
 export function emptyState(): CatalogState {
   return { version: 1, revision: 0, nextFwmark: FWMARK_BASE, networks: {}, services: {}, tasks: {}, containers: {} };

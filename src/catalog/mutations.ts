@@ -4,22 +4,25 @@
 import { randomBytes } from 'node:crypto';
 import { VipdnsError } from '../errors.js';
 import { contains, formatCidr, formatIp, overlaps, parseCidr, parseIp } from '../net/ip.js';
-import { type AllocOptions, addressOn, allocateOn, allocatePublished, requestOn } from './allocator.js';
+import { type AllocOptions, allocateOn, allocatePublished, requestOn } from './allocator.js';
 import { defaultGateway } from './ipam.js';
 import { lc } from './lookups.js';
-import type { Container, EndpointMode, Health, HealthCheckSpec, Network, PortRequest, PortSpec, Scheduler, Service, ServiceAttachment, Task } from './model.js';
+import { type Container, type EndpointMode, type Health, type HealthCheckSpec, type Network, type PortRequest, type PortSpec, type Scheduler, type Service, type ServiceAttachment, type Task, allAddresses, subnetsOf } from './model.js';
 import type { Txn } from './txn.js';
 import { AUTO_PUBLISHED, checkAttachment, checkHealthCheck, checkList, checkName, checkPorts, checkScheduler, checkSticky, checkStrings, checkWeight } from './validate.js';
 
 export interface NetworkRequest {
   name: string;
-  subnet: string;
-  gateway?: string;
+  /** One subnet, or two of different families (dual stack). */
+  subnet: string | string[];
+  /** Per subnet, matched by the subnet that holds it (default: each subnet's first address). */
+  gateway?: string | string[];
   attachable?: boolean;
   ingress?: boolean;
 }
 
-export type AttachmentRequest = string | { network: string; vip?: string; ip?: string; aliases?: string[] };
+/** `vip6`/`ip6`: the IPv6 address on a dual-stack network (`vip`/`ip` of either family is placed by its family too). */
+export type AttachmentRequest = string | { network: string; vip?: string; vip6?: string; ip?: string; ip6?: string; aliases?: string[] };
 
 export interface ServiceRequest {
   name: string;
@@ -71,11 +74,19 @@ const now = (): string => new Date().toISOString();
 export function createNetwork(tx: Txn, req: NetworkRequest): Network {
   const name = checkName('network', req.name);
   if (tx.find('network', name)) throw new VipdnsError('DUPLICATE_NAME', `network "${name}" already exists`);
-  if (typeof req.subnet !== 'string' || req.subnet === '') throw new VipdnsError('BAD_CIDR', `network "${name}" needs a subnet (e.g. --subnet 10.0.9.0/24)`);
-  const prefix = parseCidr(req.subnet);
+  const texts = typeof req.subnet === 'string' ? [req.subnet] : Array.isArray(req.subnet) ? req.subnet : [];
+  if (texts.length === 0 || texts.some((t) => typeof t !== 'string' || t === '')) {
+    throw new VipdnsError('BAD_CIDR', `network "${name}" needs a subnet (e.g. --subnet 10.0.9.0/24, or --subnet 10.0.9.0/24 --subnet fd00:9::/64 for dual stack)`);
+  }
+  if (texts.length > 2) throw new VipdnsError('BAD_CIDR', `network "${name}" has ${texts.length} subnets: give one, or one IPv4 and one IPv6 (dual stack)`);
+  const prefixes = texts.map((t) => parseCidr(t)).sort((a, b) => a.family - b.family);
+  if (prefixes.length === 2 && prefixes[0]!.family === prefixes[1]!.family) {
+    throw new VipdnsError('BAD_CIDR', `network "${name}": two IPv${prefixes[0]!.family} subnets (${texts.join(', ')}); a dual-stack network has one IPv4 and one IPv6 subnet`);
+  }
   for (const other of tx.all('network')) {
-    if (overlaps(prefix, parseCidr(other.subnet))) {
-      throw new VipdnsError('SUBNET_OVERLAP', `subnet ${formatCidr(prefix)} overlaps network "${other.name}" (${other.subnet})`);
+    for (const theirs of subnetsOf(other)) {
+      const p = prefixes.find((x) => overlaps(x, parseCidr(theirs)));
+      if (p) throw new VipdnsError('SUBNET_OVERLAP', `subnet ${formatCidr(p)} overlaps network "${other.name}" (${theirs})`);
     }
   }
   if (req.ingress === true) {
@@ -83,22 +94,33 @@ export function createNetwork(tx: Txn, req: NetworkRequest): Network {
     const other = tx.all('network').find((n) => n.ingress);
     if (other) throw new VipdnsError('CONFLICT', `network "${other.name}" is already the ingress network; there is at most one (remove it first to re-create it with another subnet)`);
   }
-  let gateway = defaultGateway(prefix);
-  if (req.gateway !== undefined && req.gateway !== '') {
-    const g = parseIp(req.gateway);
-    if (!contains(prefix, g)) throw new VipdnsError('IP_OUTSIDE_SUBNET', `gateway ${req.gateway} is outside subnet ${formatCidr(prefix)}`);
-    gateway = g.value;
+  const gateways = prefixes.map((p) => defaultGateway(p));
+  const given = req.gateway === undefined ? [] : (typeof req.gateway === 'string' ? [req.gateway] : req.gateway).filter((g) => g !== '');
+  const set = new Set<number>();
+  for (const text of given) {
+    const g = parseIp(text);
+    const i = prefixes.findIndex((p) => contains(p, g));
+    if (i < 0) throw new VipdnsError('IP_OUTSIDE_SUBNET', `gateway ${text} is outside subnet ${prefixes.map(formatCidr).join(' and ')}`);
+    if (set.has(i)) throw new VipdnsError('BAD_REQUEST', `two gateways given for subnet ${formatCidr(prefixes[i]!)}`);
+    set.add(i);
+    gateways[i] = g.value;
   }
+  const [p4, p6] = prefixes as [typeof prefixes[0], (typeof prefixes)[0] | undefined];
   const net: Network = {
     id: newId(),
     name,
-    subnet: formatCidr(prefix),
-    gateway: formatIp({ family: prefix.family, value: gateway }),
+    subnet: formatCidr(p4),
+    gateway: formatIp({ family: p4.family, value: gateways[0]! }),
     attachable: req.attachable === true,
     ...(req.ingress === true ? { ingress: true } : {}),
     createdAt: now(),
-    ipamCursor: (gateway - prefix.base).toString(),
+    ipamCursor: (gateways[0]! - p4.base).toString(),
   };
+  if (p6) {
+    net.subnet6 = formatCidr(p6);
+    net.gateway6 = formatIp({ family: 6, value: gateways[1]! });
+    net.ipamCursor6 = (gateways[1]! - p6.base).toString();
+  }
   tx.put('network', name, net);
   return net;
 }
@@ -162,20 +184,23 @@ export function addTask(tx: Txn, req: TaskRequest): Task {
   const slot = nextSlot(tx, svc.name);
   const name = req.name !== undefined && req.name !== null && req.name !== '' ? checkName('task', req.name, { dotted: true }) : `${svc.name}.${slot}.${id}`;
   if (tx.find('task', name)) throw new VipdnsError('DUPLICATE_NAME', `task "${name}" already exists`);
-  const wanted = new Map<string, string>();
+  const wanted = new Map<string, string[]>();
   for (const ip of checkStrings('ips', req.ips)) {
     const a = parseIp(ip);
-    const att = svc.attachments.find((x) => contains(parseCidr(tx.network(x.network).subnet), a));
+    const att = svc.attachments.find((x) => subnetsOf(tx.network(x.network)).some((sn) => contains(parseCidr(sn), a)));
     if (!att) {
-      const nets = svc.attachments.map((x) => `${x.network} (${tx.get('network', x.network)?.subnet})`).join(', ');
+      const nets = svc.attachments.map((x) => `${x.network} (${subnetsOf(tx.network(x.network)).join(', ')})`).join(', ');
       throw new VipdnsError('IP_OUTSIDE_SUBNET', `task IP ${ip} is outside every network of service "${svc.name}": ${nets}`);
     }
-    if (wanted.has(att.network)) throw new VipdnsError('BAD_REQUEST', `two task IPs given for network "${att.network}"`);
-    wanted.set(att.network, requestOn(tx, att.network, ip, 'task IP'));
+    const list = wanted.get(att.network) ?? [];
+    list.push(ip);
+    wanted.set(att.network, list);
   }
   const addresses: Record<string, string> = {};
-  for (const a of svc.attachments) addresses[a.network] = wanted.get(a.network) ?? allocateOn(tx, a.network);
-  const task: Task = { id, name, service: svc.name, slot, addresses, health: 'unknown', ...(tx.host.node ? { node: tx.host.node } : {}), ...clientAddressesOf(tx, req.clientAddresses, addresses), createdAt: now() };
+  const addresses6: Record<string, string> = {};
+  for (const a of svc.attachments) placeAddresses(tx, tx.network(a.network), wanted.get(a.network) ?? [], 'task IP', addresses, addresses6);
+  const task: Task = { id, name, service: svc.name, slot, addresses, ...(Object.keys(addresses6).length ? { addresses6 } : {}), health: 'unknown', ...(tx.host.node ? { node: tx.host.node } : {}), createdAt: now() };
+  Object.assign(task, clientAddressesOf(tx, req.clientAddresses, allAddresses(task)));
   if (req.weight !== undefined && req.weight !== null) {
     const w = checkWeight(req.weight);
     if (w !== 1) task.weight = w;
@@ -209,21 +234,23 @@ export function addContainer(tx: Txn, req: ContainerRequest): Container {
     throw new VipdnsError('BAD_REQUEST', `container "${name}" needs a network (--network NET)`);
   }
   const addresses: Record<string, string> = {};
+  const addresses6: Record<string, string> = {};
   const perNet: Record<string, string[]> = {};
   for (const r of req.networks) {
-    const { network, addr: ip, aliases: netAliases } = checkAttachment(r, 'ip');
+    const { network, addrs, aliases: netAliases } = checkAttachment(r, 'ip');
     const net = tx.network(network);
     if (!net.attachable) {
       throw new VipdnsError('NETWORK_NOT_ATTACHABLE', `network "${net.name}" is not attachable: create it with --attachable to add standalone containers`);
     }
     if (net.name in addresses) throw new VipdnsError('BAD_REQUEST', `network "${net.name}" is listed twice`);
-    addresses[net.name] = addressOn(tx, net.name, ip, 'container IP');
+    placeAddresses(tx, net, addrs, 'container IP', addresses, addresses6);
     const named = networkAliases(tx, net, netAliases, name).aliases;
     if (named) perNet[net.name] = named;
   }
   const c: Container = { id: newId(), name, aliases, addresses, createdAt: now() };
+  if (Object.keys(addresses6).length) c.addresses6 = addresses6;
   if (Object.keys(perNet).length) c.networkAliases = perNet;
-  Object.assign(c, clientAddressesOf(tx, req.clientAddresses, addresses));
+  Object.assign(c, clientAddressesOf(tx, req.clientAddresses, allAddresses(c)));
   tx.put('container', name, c);
   return c;
 }
@@ -262,7 +289,9 @@ export function updateService(tx: Txn, name: string, upd: ServiceUpdate, limit?:
   // VIPs: kept attachments keep theirs (vip→vip), get one (dnsrr→vip) or drop it (vip→dnsrr).
   const attachments: ServiceAttachment[] = kept.map((a) => {
     const named = a.aliases ? { aliases: a.aliases } : {};
-    return mode === 'dnsrr' || tx.network(a.network).ingress ? { network: a.network, ...named } : a.vip ? { ...a } : { network: a.network, vip: allocateOn(tx, a.network), ...named };
+    const net = tx.network(a.network);
+    if (mode === 'dnsrr' || net.ingress) return { network: a.network, ...named };
+    return a.vip ? { ...a } : { network: a.network, ...vipsFor(tx, net, [], undefined), ...named };
   });
   const added = planAttachments(tx, adds, mode, svc.name, kept.map((a) => a.network));
   attachments.push(...added);
@@ -282,12 +311,18 @@ export function updateService(tx: Txn, name: string, upd: ServiceUpdate, limit?:
   if (added.length + rm.size > 0) {
     for (const t of tasks) {
       const remaining = { ...t.addresses };
-      for (const n of rm) delete remaining[n];
-      if (rm.size > 0) tx.put('task', t.id, { ...t, addresses: remaining });
+      const remaining6 = { ...t.addresses6 };
+      for (const n of rm) {
+        delete remaining[n];
+        delete remaining6[n];
+      }
+      const kept = withAddresses(t, remaining, remaining6);
+      if (rm.size > 0) tx.put('task', t.id, kept);
       if (added.length === 0) continue;
       const addresses = { ...remaining };
-      for (const a of added) addresses[a.network] = allocateOn(tx, a.network);
-      tx.put('task', t.id, { ...t, addresses });
+      const addresses6 = { ...remaining6 };
+      for (const a of added) placeAddresses(tx, tx.network(a.network), [], 'task IP', addresses, addresses6);
+      tx.put('task', t.id, withAddresses(t, addresses, addresses6));
     }
   }
   return next;
@@ -311,17 +346,17 @@ export function setTaskHealth(tx: Txn, id: string, health: Health): void {
  * Addresses that identify a DNS client as this object without being on a network of ours: each a
  * valid IP, canonical, outside every network (an address there would be another object's).
  */
-function clientAddressesOf(tx: Txn, raw: unknown, own: Record<string, string>): { clientAddresses?: string[] } {
+function clientAddressesOf(tx: Txn, raw: unknown, own: string[]): { clientAddresses?: string[] } {
   const list = checkStrings('clientAddresses', raw);
   if (list.length === 0) return {};
-  const nets = tx.all('network').map((n) => ({ name: n.name, prefix: parseCidr(n.subnet) }));
+  const nets = tx.all('network').flatMap((n) => subnetsOf(n).map((sn) => ({ name: n.name, prefix: parseCidr(sn) })));
   const out = new Set<string>();
   for (const text of list) {
     const a = parseIp(text);
     const inside = nets.find((n) => contains(n.prefix, a));
     if (inside) throw new VipdnsError('BAD_REQUEST', `client address ${text} is inside network "${inside.name}": give it as the object's address on that network instead`);
     const ip = formatIp(a);
-    if (!Object.values(own).includes(ip)) out.add(ip);
+    if (!own.includes(ip)) out.add(ip);
   }
   return out.size ? { clientAddresses: [...out].sort() } : {};
 }
@@ -335,19 +370,58 @@ function planAttachments(tx: Txn, reqs: AttachmentRequest[], mode: EndpointMode,
   const out: ServiceAttachment[] = [];
   const seen = new Set(existing);
   for (const r of reqs) {
-    const { network, addr: vip, aliases } = checkAttachment(r, 'vip');
+    const { network, addrs, aliases } = checkAttachment(r, 'vip');
     const net = tx.network(network);
     if (seen.has(net.name)) throw new VipdnsError('CONFLICT', `service "${svcName}" is already attached to network "${net.name}"`);
     seen.add(net.name);
     const named = networkAliases(tx, net, aliases, svcName);
     if (mode === 'dnsrr' || net.ingress) {
-      if (vip) throw new VipdnsError('BAD_REQUEST', net.ingress ? `a VIP was given for network "${net.name}", the ingress network: services get no VIP on it (it carries published ports only)` : `a VIP was given for network "${net.name}" but service "${svcName}" uses endpoint mode dnsrr`);
+      if (addrs.length) throw new VipdnsError('BAD_REQUEST', net.ingress ? `a VIP was given for network "${net.name}", the ingress network: services get no VIP on it (it carries published ports only)` : `a VIP was given for network "${net.name}" but service "${svcName}" uses endpoint mode dnsrr`);
       out.push({ network: net.name, ...named });
       continue;
     }
-    out.push({ network: net.name, vip: addressOn(tx, net.name, vip, 'VIP', alloc), ...named });
+    out.push({ network: net.name, ...vipsFor(tx, net, addrs, alloc), ...named });
   }
   return out;
+}
+
+/**
+ * The requested addresses of one object on `net` (at most one per subnet, placed by family), the rest
+ * allocated: one address, or on a dual-stack network one per family.
+ */
+function pickAddresses(tx: Txn, net: Network, requested: string[], what: string, alloc?: AllocOptions): { ip: string; ip6?: string } {
+  const pools = subnetsOf(net);
+  const got: Array<string | undefined> = pools.map(() => undefined);
+  for (const text of requested) {
+    const ip = requestOn(tx, net.name, text, what);
+    const i = pools.length === 2 && ip.includes(':') ? 1 : 0;
+    if (got[i] !== undefined) {
+      throw new VipdnsError('BAD_REQUEST', `two ${what}s given for ${pools.length === 2 ? `the IPv${i === 1 ? 6 : 4} subnet of ` : ''}network "${net.name}" (${got[i]} and ${ip})`);
+    }
+    got[i] = ip;
+  }
+  const ip = got[0] ?? allocateOn(tx, net.name, alloc);
+  return pools.length === 2 ? { ip, ip6: got[1] ?? allocateOn(tx, net.name, alloc, true) } : { ip };
+}
+
+function vipsFor(tx: Txn, net: Network, requested: string[], alloc: AllocOptions | undefined): { vip: string; vip6?: string } {
+  const { ip, ip6 } = pickAddresses(tx, net, requested, 'VIP', alloc);
+  return ip6 ? { vip: ip, vip6: ip6 } : { vip: ip };
+}
+
+/** An object's addresses on `net` written into its per-family records. */
+function placeAddresses(tx: Txn, net: Network, requested: string[], what: string, addresses: Record<string, string>, addresses6: Record<string, string>): void {
+  const { ip, ip6 } = pickAddresses(tx, net, requested, what);
+  addresses[net.name] = ip;
+  if (ip6) addresses6[net.name] = ip6;
+}
+
+/** `t` with these addresses; no empty addresses6 record. */
+function withAddresses(t: Task, addresses: Record<string, string>, addresses6: Record<string, string>): Task {
+  const next: Task = { ...t, addresses };
+  if (Object.keys(addresses6).length) next.addresses6 = addresses6;
+  else delete next.addresses6;
+  return next;
 }
 
 function checkPrimaryNameFree(tx: Txn, name: string): void {

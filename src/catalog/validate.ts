@@ -133,18 +133,21 @@ export function checkStrings(what: string, v: unknown): string[] {
 }
 
 /** "net" or {network: "net", vip?/ip?: "addr"}, as the API and the CLI send them. */
-export function checkAttachment(x: unknown, addrKey: 'vip' | 'ip'): { network: string; addr?: string; aliases?: string[] } {
-  if (typeof x === 'string') return { network: x };
+export function checkAttachment(x: unknown, addrKey: 'vip' | 'ip'): { network: string; addrs: string[]; aliases?: string[] } {
+  if (typeof x === 'string') return { network: x, addrs: [] };
   const o = x as Record<string, unknown> | null;
   if (typeof o !== 'object' || o === null || typeof o.network !== 'string') {
-    throw new VipdnsError('BAD_REQUEST', `a network must be a name or {"network": NAME, "${addrKey}": ADDRESS, "aliases": [NAME]}, got ${JSON.stringify(x)}`);
+    throw new VipdnsError('BAD_REQUEST', `a network must be a name or {"network": NAME, "${addrKey}": ADDRESS, "${addrKey}6": IPV6 ADDRESS, "aliases": [NAME]}, got ${JSON.stringify(x)}`);
   }
-  const addr = o[addrKey];
-  if (addr !== undefined && addr !== null && addr !== '' && typeof addr !== 'string') {
-    throw new VipdnsError('BAD_REQUEST', `"${addrKey}" of network "${o.network}" must be an address string, got ${JSON.stringify(addr)}`);
+  const out: { network: string; addrs: string[]; aliases?: string[] } = { network: o.network, addrs: [] };
+  // `vip6`/`ip6`: the IPv6 address on a dual-stack network; each is placed by its family either way.
+  for (const key of [addrKey, `${addrKey}6`]) {
+    const addr = o[key];
+    if (addr !== undefined && addr !== null && addr !== '' && typeof addr !== 'string') {
+      throw new VipdnsError('BAD_REQUEST', `"${key}" of network "${o.network}" must be an address string, got ${JSON.stringify(addr)}`);
+    }
+    if (typeof addr === 'string' && addr !== '') out.addrs.push(addr);
   }
-  const out: { network: string; addr?: string; aliases?: string[] } = { network: o.network };
-  if (typeof addr === 'string' && addr !== '') out.addr = addr;
   // Network aliases (Docker's --network-alias): names answered only to clients on that network.
   const aliases = checkStrings(`aliases of network "${o.network}"`, o.aliases ?? undefined);
   if (aliases.length > 0) out.aliases = aliases;

@@ -6,7 +6,7 @@
 import type { AppliedChange } from '../catalog/changes.js';
 import type { CatalogState, Container, Network, Service, Task } from '../catalog/model.js';
 import type { Rr, SoaData } from './encode.js';
-import { servingTasks } from '../catalog/model.js';
+import { addressesOn, allAddresses, servingTasks, subnetsOf, vipsOf } from '../catalog/model.js';
 import { type Addr, type Prefix, contains, isLoopback, parseCidr, parseIp, parseReverseName, formatIp, unmapV4 } from '../net/ip.js';
 
 export interface TtlOptions {
@@ -32,7 +32,7 @@ export const DEFAULT_TTL: TtlOptions = { vip: 60, dnsrr: 5, tasks: 5, container:
 interface SrvEntry {
   port: number;
   target: string; // fully qualified: "<svc|task>.<net>.<suffix>"
-  ip: string;
+  ips: string[]; // glue: one address, or one per family (dual stack)
 }
 
 /**
@@ -226,7 +226,7 @@ class BulkSink implements Sink {
 /** Index keys of PTR entries: an address, in a namespace of its own. */
 const PTR_KEY = '#';
 /** What a client's view derives from: a task's or container's addresses. */
-type ClientOwner = { addresses: Record<string, string>; clientAddresses?: string[] };
+type ClientOwner = { addresses: Record<string, string>; addresses6?: Record<string, string>; clientAddresses?: string[] };
 /** A journal key that says a client's own networks changed (the resolver recomputes its view). */
 export const CLIENT_KEY = '@';
 /**
@@ -340,7 +340,7 @@ export class AnswerIndex {
           const old = this.networks.get(p.id);
           this.networks.set(p.id, p.value);
           // A put that only moved the IPAM cursor changes nothing we derive.
-          if (!old || old.subnet !== p.value.subnet || old.name !== p.value.name || old.ingress !== p.value.ingress) scopes = true;
+          if (!old || old.subnet !== p.value.subnet || old.subnet6 !== p.value.subnet6 || old.name !== p.value.name || old.ingress !== p.value.ingress) scopes = true;
           break;
         }
         case 'service':
@@ -542,7 +542,7 @@ export class AnswerIndex {
 
   /** Compares the networks the index scopes clients by with the catalog's. */
   auditScopes(networks: Readonly<Record<string, Network>>): string[] {
-    const want = new Set(Object.values(networks).map((n) => `${n.name} ${n.subnet}`));
+    const want = new Set(Object.values(networks).flatMap((n) => subnetsOf(n).map((sn) => `${n.name} ${sn}`)));
     const have = this.scopeLines();
     const out: string[] = [];
     for (const l of new Set([...want, ...have])) if (!want.has(l) || !have.has(l)) out.push(`network ${l}`);
@@ -659,7 +659,8 @@ export class AnswerIndex {
     const nets = Object.keys(o.addresses);
     const extra = o.clientAddresses ?? [];
     if (nets.length === 0 || (nets.length < 2 && extra.length === 0)) return; // one network: its subnet already says it
-    const ips = nets.length >= 2 ? [...nets.map((n) => o.addresses[n]!), ...extra] : extra;
+    // Both families of a dual-stack object: a client may ask from either.
+    const ips = nets.length >= 2 ? [...allAddresses(o), ...extra] : extra;
     for (const ip of ips) {
       if (held) this.owners.set(ip, nets);
       else if (!this.owners.delete(ip)) continue;
@@ -723,26 +724,29 @@ export class AnswerIndex {
       for (const t of serving) {
         const ip = t.addresses[net];
         if (ip) ips.push(ip);
+        const ip6 = t.addresses6?.[net];
+        if (ip6) ips.push(ip6);
       }
       const taskTarget = target(unit, net, ips, true, ttl.tasks);
       out.name(`tasks.${svcName}`, taskTarget);
-      const main = isVip && a.vip ? target(unit, net, [a.vip], false, ttl.vip) : target(unit, net, ips, true, ttl.dnsrr);
+      const vips = vipsOf(a);
+      const main = isVip && vips.length ? target(unit, net, vips, false, ttl.vip) : target(unit, net, ips, true, ttl.dnsrr);
       out.name(svcName, main);
       const named = a.aliases ? [...aliases, ...a.aliases.map((al) => al.toLowerCase())] : aliases;
       for (const al of named) {
         out.name(al, main);
         out.name(`tasks.${al}`, taskTarget);
       }
-      if (a.vip) out.ptr(a.vip, { unit, network: net, name: svc.name, ttl: ttl.ptr });
+      for (const vip of vips) out.ptr(vip, { unit, network: net, name: svc.name, ttl: ttl.ptr });
       // SRV for named ports: the VIP's name (vip mode) or every serving task (dnsrr).
       for (const p of svc.ports) {
         if (!p.name) continue;
         const srv: SrvEntry[] = [];
-        if (isVip && a.vip) srv.push({ port: p.target, target: `${svc.name}.${net}${dotSuffix}`, ip: a.vip });
+        if (isVip && vips.length) srv.push({ port: p.target, target: `${svc.name}.${net}${dotSuffix}`, ips: vips });
         else {
           for (const t of serving) {
-            const ip = t.addresses[net];
-            if (ip) srv.push({ port: p.target, target: `${t.name}.${net}${dotSuffix}`, ip });
+            const own = addressesOn(t, net);
+            if (own.length) srv.push({ port: p.target, target: `${t.name}.${net}${dotSuffix}`, ips: own });
           }
         }
         const st: Target = { unit, network: net, v4: EMPTY, v6: EMPTY, srv, shuffle: !isVip, ttl: main.ttl };
@@ -751,10 +755,10 @@ export class AnswerIndex {
         for (const al of named) out.name(`_${p.name.toLowerCase()}${suffix}${al}`, st);
       }
       for (const t of tasks) {
-        const ip = t.addresses[net];
-        if (!ip) continue;
-        out.name(t.name.toLowerCase(), target(unit, net, [ip], false, ttl.tasks));
-        out.ptr(ip, { unit, network: net, name: t.name, ttl: ttl.ptr });
+        const own = addressesOn(t, net);
+        if (!own.length) continue;
+        out.name(t.name.toLowerCase(), target(unit, net, own, false, ttl.tasks));
+        for (const ip of own) out.ptr(ip, { unit, network: net, name: t.name, ttl: ttl.ptr });
       }
     }
   }
@@ -762,12 +766,12 @@ export class AnswerIndex {
   private containerShare(unit: string, c: Container, out: Sink): void {
     const name = c.name.toLowerCase();
     for (const network of Object.keys(c.addresses)) {
-      const ip = c.addresses[network]!;
-      const t = target(unit, network, [ip], false, this.opts.ttl.container);
+      const own = addressesOn(c, network);
+      const t = target(unit, network, own, false, this.opts.ttl.container);
       out.name(name, t);
       for (const al of c.aliases) out.name(al.toLowerCase(), t);
       for (const al of c.networkAliases?.[network] ?? []) out.name(al.toLowerCase(), t);
-      out.ptr(ip, { unit, network, name: c.name, ttl: this.opts.ttl.ptr });
+      for (const ip of own) out.ptr(ip, { unit, network, name: c.name, ttl: this.opts.ttl.ptr });
     }
   }
 
@@ -775,7 +779,7 @@ export class AnswerIndex {
   private rescope(): void {
     const nets = [...this.networks.values()];
     this.networkNames = new Set(nets.map((n) => n.name.toLowerCase()));
-    this.prefixes = nets.map((n) => ({ name: n.name, subnet: n.subnet, prefix: parseCidr(n.subnet), ingress: n.ingress === true }));
+    this.prefixes = nets.flatMap((n) => subnetsOf(n).map((subnet) => ({ name: n.name, subnet, prefix: parseCidr(subnet), ingress: n.ingress === true })));
   }
 
   private record(keys: string[] | undefined): void {
@@ -920,7 +924,7 @@ export class AnswerIndex {
           seen.add(k);
           records.push({ type: 'SRV', ttl: t.ttl, data: { priority: 0, weight: 10, port: e.port, target: e.target } });
           // Glue, so the client needs no second lookup.
-          additionals.push({ name: e.target, type: e.ip.includes(':') ? 'AAAA' : 'A', ttl: t.ttl, data: e.ip });
+          for (const ip of e.ips) additionals.push({ name: e.target, type: ip.includes(':') ? 'AAAA' : 'A', ttl: t.ttl, data: ip });
         }
       }
     }
@@ -1077,7 +1081,7 @@ function sameList<T>(a: T[], b: T[], same: (x: T, y: T) => boolean): boolean {
 }
 
 const sameStr = (a: string, b: string): boolean => a === b;
-const sameSrv = (a: SrvEntry, b: SrvEntry): boolean => a.port === b.port && a.target === b.target && a.ip === b.ip;
+const sameSrv = (a: SrvEntry, b: SrvEntry): boolean => a.port === b.port && a.target === b.target && sameList(a.ips, b.ips, sameStr);
 
 function sameTarget(a: Target, b: Target): boolean {
   return (

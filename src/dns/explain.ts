@@ -5,7 +5,7 @@
 import * as packet from 'dns-packet';
 import type { CatalogState, Service, Task } from '../catalog/model.js';
 import { aliasesOf } from '../catalog/lookups.js';
-import { servingTasks } from '../catalog/model.js';
+import { servingTasks, subnetsOf } from '../catalog/model.js';
 import { VipdnsError } from '../errors.js';
 import { contains, formatIp, parseCidr, parseReverseName, tryParseIp } from '../net/ip.js';
 import { type AnswerIndex, type Target, unitObject } from './answers.js';
@@ -147,7 +147,7 @@ export async function explain(ctx: ExplainContext, req: ExplainRequest): Promise
 
 function clientView(ctx: ExplainContext, from: string, vis: 'all' | Set<string>): Explanation['client'] {
   const addr = tryParseIp(from)!;
-  const all = Object.values(ctx.state.networks).filter((n) => contains(parseCidr(n.subnet), addr));
+  const all = Object.values(ctx.state.networks).filter((n) => subnetsOf(n).some((sn) => contains(parseCidr(sn), addr)));
   const ingress = all.find((n) => n.ingress);
   const nets = all.filter((n) => !n.ingress);
   const onIngress = ingress ? `; ${ingress.name} (${ingress.subnet}) is the ingress network, which gives no view` : '';
@@ -159,7 +159,7 @@ function clientView(ctx: ExplainContext, from: string, vis: 'all' | Set<string>)
   const also = [...vis].filter((n) => !nets.some((x) => x.name === n)).sort();
   const owner = also.length ? `; the task or container with this address is also on ${also.join(', ')}, and sees it` : '';
   if (nets.length === 0 && also.length === 0) return { sees: [], why: `outside every network: sees no internal names (othersSeeAll is off)${onIngress}` };
-  return { sees: [...vis].sort(), why: `${nets.length ? `inside ${nets.map((n) => `${n.name} (${n.subnet})`).join(', ')}` : 'outside every subnet'}${owner}${onIngress}` };
+  return { sees: [...vis].sort(), why: `${nets.length ? `inside ${nets.map((n) => `${n.name} (${subnetsOf(n).join(', ')})`).join(', ')}` : 'outside every subnet'}${owner}${onIngress}` };
 }
 
 /** A service named `key` whose only networks are the ingress network: why it has no answer. */

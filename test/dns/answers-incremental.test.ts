@@ -40,6 +40,11 @@ class World {
     const host = 2 + this.r.int(12);
     return n.subnet.includes(':') ? n.subnet.replace('::/64', `::${host.toString(16)}`) : n.subnet.replace(/0\/24$/, String(host));
   }
+  /** An address in a dual-stack network's IPv6 subnet (undefined on other networks). */
+  private ip6(s: CatalogState, net: string): string | undefined {
+    const n = s.networks[net];
+    return n?.subnet6 ? n.subnet6.replace('::/64', `::${(2 + this.r.int(12)).toString(16)}`) : undefined;
+  }
   private nets(s: CatalogState): string[] {
     const all = Object.keys(s.networks);
     // Now and then a network that does not exist (any more): the index must not care.
@@ -66,7 +71,10 @@ class World {
       name,
       aliases: this.aliases(),
       endpointMode: mode,
-      attachments: this.nets(s).map((network) => (mode === 'vip' && !this.chance(8) ? { network, vip: this.ip(s, network) } : { network })),
+      attachments: this.nets(s).map((network) => {
+        const vip6 = this.ip6(s, network);
+        return mode === 'vip' && !this.chance(8) ? { network, vip: this.ip(s, network), ...(vip6 ? { vip6 } : {}) } : { network };
+      }),
       ports: this.ports(),
       fwmark: 256,
       createdAt: '',
@@ -79,12 +87,15 @@ class World {
     const service = svc?.name ?? this.pick(SERVICES); // sometimes a task of a missing service
     const id = `t${this.nextTask++}`;
     const addresses: Record<string, string> = {};
+    const addresses6: Record<string, string> = {};
     for (const a of svc?.attachments ?? []) {
       const ip = this.chance(6) ? undefined : this.ip(s, a.network);
       if (ip) addresses[a.network] = ip;
+      const ip6 = ip && this.ip6(s, a.network);
+      if (ip6) addresses6[a.network] = ip6;
     }
     const name = this.chance(10) ? this.pick(['dup', 'a1', 's3']) : `${service}.${this.r.int(5)}.${id}`;
-    s.tasks[id] = { id, name, service, slot: 1, addresses, health: this.chance(2) ? 'unknown' : this.health(), createdAt: '' };
+    s.tasks[id] = { id, name, service, slot: 1, addresses, ...(Object.keys(addresses6).length ? { addresses6 } : {}), health: this.chance(2) ? 'unknown' : this.health(), createdAt: '' };
   }
 
   /** One to three edits; returns a short label of the first. */
@@ -114,7 +125,10 @@ class World {
         delete s.networks[name];
         return 'network delete';
       }
-      s.networks[name] = { id: name, name, subnet: this.subnet(i, this.r.int(2)), gateway: '', attachable: true, createdAt: '', ipamCursor: '0' };
+      const gen = this.r.int(2);
+      // Network 2 is dual stack in one of its generations: a resubnet adds or drops its IPv6 subnet.
+      const dual = i === 2 && gen === 1 ? { subnet6: `fd00:2:${gen}::/64`, gateway6: '' } : {};
+      s.networks[name] = { id: name, name, subnet: this.subnet(i, gen), gateway: '', attachable: true, createdAt: '', ipamCursor: '0', ...dual };
       return old ? 'network resubnet' : 'network create';
     }
     if (roll < 16) {
@@ -181,8 +195,13 @@ class World {
       return 'container delete';
     }
     const addresses: Record<string, string> = {};
-    for (const n of this.nets(s)) addresses[n] = this.ip(s, n) ?? 'fd00:9::9';
-    s.containers[name] = { id: name, name, aliases: this.aliases(), addresses, createdAt: '' };
+    const addresses6: Record<string, string> = {};
+    for (const n of this.nets(s)) {
+      addresses[n] = this.ip(s, n) ?? 'fd00:9::9';
+      const ip6 = this.ip6(s, n);
+      if (ip6) addresses6[n] = ip6;
+    }
+    s.containers[name] = { id: name, name, aliases: this.aliases(), addresses, ...(Object.keys(addresses6).length ? { addresses6 } : {}), createdAt: '' };
     return 'container put';
   }
 }
@@ -199,7 +218,7 @@ function norm(r: Resolution): unknown {
   return { ...r, records: [...r.records].sort((a, b) => (JSON.stringify(a) < JSON.stringify(b) ? -1 : 1)) };
 }
 
-const CLIENTS = ['127.0.0.1', '10.0.0.50', 'fd00:1:3::50'].map(parseIp);
+const CLIENTS = ['127.0.0.1', '10.0.0.50', 'fd00:1:3::50', 'fd00:2:1::50'].map(parseIp);
 
 /** Names that reach `key` (an index key): itself, per network, with the suffix, or its reverse name. */
 function namesFor(key: string): string[] {
