@@ -12,6 +12,8 @@ import { IpvsDriver } from '../../src/balancer/drivers/ipvs.js';
 import { unitId, unitPlan } from '../../src/balancer/drivers/ipvs-render.js';
 import { units } from '../../src/balancer/diff.js';
 import { showUnits } from '../../src/balancer/show.js';
+import { plan } from '../../src/balancer/plan.js';
+import { emptyState } from '../../src/catalog/model.js';
 import type { Backend, DesiredState, PublishedPort, VirtualService } from '../../src/balancer/types.js';
 import { Checks, eq } from './checks.js';
 
@@ -410,6 +412,25 @@ iptables -X DOCKER`);
     ok(proxies().includes('fd00:99:100::10 dev vc'), 'repaired');
     await sync(driver, with6(web6));
     ok(!proxies().includes('fd00:99:100::10'), 'gone with its unit');
+  });
+
+  await check('dual stack: a service planned from a dual-stack network gets a VIP per family (one catalog fwmark, two IPVS services), each spreading over its family', async () => {
+    const st = emptyState();
+    st.networks.dual = { id: 'dual', name: 'dual', subnet: '10.97.0.0/24', gateway: '10.97.0.1', subnet6: 'fd00:97::/64', gateway6: 'fd00:97::1', attachable: false, createdAt: '', ipamCursor: '0', ipamCursor6: '0' };
+    st.services.both = { id: 'both', name: 'both', aliases: [], endpointMode: 'vip', attachments: [{ network: 'dual', vip: '10.97.0.10', vip6: 'fd00:97::10' }], ports: [{ protocol: 'tcp', target: 80 }], fwmark: 0x108, createdAt: '' };
+    for (const n of [1, 2, 3]) {
+      st.tasks[`d${n}`] = { id: `d${n}`, name: `both.${n}`, service: 'both', slot: n, addresses: { dual: be(n, 80).ip }, addresses6: { dual: `fd00:99:${n}::2` }, health: 'healthy', createdAt: '' };
+    }
+    const dual = plan(st).services;
+    eq(dual.map((u) => [u.vip, u.family, u.backends.length]), [['10.97.0.10', 4, 3], ['fd00:97::10', 6, 3]], 'planned units');
+    const s = desired();
+    s.services = [...s.services, ...dual].sort((a, b) => (a.key < b.key ? -1 : 1));
+    await sync(driver, s);
+    eq(burst('tcp', '10.97.0.10', 80, 30), { counts: { be1: 10, be2: 10, be3: 10 }, errors: 0 }, 'v4 VIP spread');
+    eq(burst('tcp', 'fd00:97::10', 80, 30), { counts: { be1: 10, be2: 10, be3: 10 }, errors: 0 }, 'v6 VIP spread');
+    ok(isEmpty(diff(s, await driver.observe(), driver)), 'both units read back as planned');
+    await sync(driver, desired());
+    ok(!run('ip', 'addr', 'show', 'dev', 'vipdns0').includes('10.97.0.10') && !run('ip', '-6', 'addr', 'show', 'dev', 'vipdns0').includes('fd00:97::10'), 'both VIPs go with the service');
   });
 
   await check('drift repaired: edited weight, deleted rule, removed VIP', async () => {
