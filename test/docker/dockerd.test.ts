@@ -11,6 +11,7 @@
 import test from 'ava';
 import { fileURLToPath } from 'node:url';
 import { type DaemonHandle, removeDir, startDaemon } from '../helpers/daemon.js';
+import { inNs } from '../helpers/netns.js';
 import { type Dockerd, IMAGE, dockerdAvailable, inContainer, startDockerd } from './dockerd.js';
 
 const avail = dockerdAvailable();
@@ -31,10 +32,10 @@ async function until<T>(what: string, f: () => Promise<T | undefined | false>, m
   }
 }
 
-/** The A records a resolver gives, sorted; [] for NXDOMAIN or none. */
-async function answers(pid: number, server: string, port: number, name: string): Promise<string[]> {
-  const out = await inContainer(pid, 'dig', ['+short', '+time=2', '+tries=2', `@${server}`, '-p', String(port), name, 'A']);
-  return out.split('\n').map((l) => l.trim()).filter((l) => /^\d+\.\d+\.\d+\.\d+$/.test(l)).sort();
+/** The A (or AAAA) records a resolver gives, sorted; [] for NXDOMAIN or none. */
+async function answers(pid: number, server: string, port: number, name: string, type: 'A' | 'AAAA' = 'A'): Promise<string[]> {
+  const out = await inContainer(pid, 'dig', ['+short', '+time=2', '+tries=2', `@${server}`, '-p', String(port), name, type]);
+  return out.split('\n').map((l) => l.trim()).filter((l) => (type === 'A' ? /^\d+\.\d+\.\d+\.\d+$/ : /^[0-9a-f:]+:[0-9a-f:]*$/).test(l)).sort();
 }
 
 async function httpBurst(pid: number, host: string, n: number): Promise<{ counts: Record<string, number>; errors: number }> {
@@ -128,4 +129,28 @@ maybe('real Docker without swarm: a client with --dns vipdns resolves the servic
   t.is(after.errors, 0, JSON.stringify(after));
   t.deepEqual(Object.keys(after.counts).sort(), await ids(), 'only the running replicas');
   t.is((await ids()).length, 2);
+});
+
+maybe('real Docker, dual stack: a network with an IPv4 and an IPv6 subnet maps to one dual-stack network; A and AAAA; both VIPs spread', async (t) => {
+  const dk = await withEngine(t, {});
+  // VIP traffic over v6 is DNATed in this (the engine's) namespace and leaves through the same bridge.
+  await inNs(dk.ns, 'sysctl', '-qw', 'net.ipv6.conf.all.forwarding=1');
+  await dk.docker('network', 'create', '--ipv6', '--subnet', '10.0.9.0/24', '--ip-range', '10.0.9.0/25', '--gateway', '10.0.9.1', '--subnet', 'fd00:9::/64', '--ip-range', 'fd00:9::/80', '--gateway', 'fd00:9::1', 'dual');
+  for (const i of [1, 2]) await dk.docker('run', '-d', '--name', `web-${i}`, '--network', 'dual', '--label', 'vipdns.service=web', '--label', 'vipdns.ports=http=80', IMAGE, ...SERVE);
+  const d = await vipdnsIn(t, dk, '0.0.0.0:53', [`unix://${dk.socket}`]);
+  await dk.docker('run', '-d', '--name', 'client', '--network', 'dual', IMAGE, 'sleep', '600');
+  const client = await dk.pid('client');
+  const { value: vip6 } = await until('web AAAA from vipdns', async () => (await answers(client, '10.0.9.1', d.dnsPort, 'web', 'AAAA'))[0]);
+  t.regex(vip6, /^fd00:9::/);
+  t.deepEqual(await answers(client, '10.0.9.1', d.dnsPort, 'web', 'A'), ['10.0.9.254'], 'the IPv4 VIP, from the top');
+  const inspect = JSON.parse(await dk.docker('inspect', 'web-1', 'web-2')) as Array<{ NetworkSettings: { Networks: { dual: { IPAddress: string; GlobalIPv6Address: string } } } }>;
+  t.deepEqual(await answers(client, '10.0.9.1', d.dnsPort, 'tasks.web', 'AAAA'), inspect.map((c) => c.NetworkSettings.Networks.dual.GlobalIPv6Address).sort(), "the tasks' IPv6 addresses as Docker gave them");
+  const ids = (await dk.docker('ps', '--filter', 'label=vipdns.service=web', '--format', '{{.ID}}')).split('\n').filter(Boolean).sort();
+  for (const vip of ['10.0.9.254', vip6]) {
+    const { value: b } = await until(`HTTP over ${vip}`, async () => {
+      const r = await httpBurst(client, vip, 20);
+      return r.errors === 0 && r;
+    });
+    t.deepEqual(Object.keys(b.counts).sort(), ids, `${vip}: ${JSON.stringify(b.counts)}`);
+  }
 });

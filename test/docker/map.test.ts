@@ -74,7 +74,7 @@ test('mapping: containers, aliases, stopped, ignored, invalid names, health, sha
   t.is(d.networks.get('ov')!.attachable, false, 'a swarm overlay is attachable only when Docker says so');
   t.deepEqual(
     d.containers.get('db'),
-    { name: 'db', containerId: cs[0]!.Id!, aliases: ['pg'], networkAliases: { front: ['database'] }, addresses: { front: '10.0.9.20' }, clientAddresses: [] },
+    { name: 'db', containerId: cs[0]!.Id!, aliases: ['pg'], networkAliases: { front: ['database'] }, addresses: { front: '10.0.9.20' }, addresses6: {}, clientAddresses: [] },
     "Docker's network aliases stay on their network; an address on a mapped network (ov) is never a client address",
   );
   t.deepEqual(d.containers.get('gw')?.clientAddresses, ['10.2.0.60', '172.18.0.5'], 'addresses on unmapped networks identify the container as a DNS client');
@@ -127,6 +127,49 @@ test('plan: creates in dependency order; converged state plans nothing; stale ow
   t.deepEqual(plan(mapDocker(nets, stopped), c.view(), owned).ops.map((o) => [o.op, 'name' in o ? o.name : '']), [['removeTask', 'web-1']], 'the service (and its VIP) stays while a stopped container has the label');
   const gone = plan(mapDocker([], []), c.view(), owned).ops.map((o) => [o.op, 'name' in o ? o.name : '']);
   t.deepEqual(gone, [['removeContainer', 'db'], ['removeService', 'web'], ['removeNetwork', 'front']], 'the task goes with its service; byhand and mine are not touched');
+});
+
+test('dual-stack Docker networks: both subnets, an address of each family per container, VIPs of both families; converged plans nothing', async (t) => {
+  const dual = { ...network('dual', '10.0.9.0/24', '10.0.9.1'), EnableIPv6: true, IPAM: { Config: [{ Subnet: 'fd00:9::/64', Gateway: 'fd00:9::1' }, { Subnet: '10.0.9.0/24', Gateway: '10.0.9.1' }] } };
+  const v6 = (c: DockerContainer, ip6: string): DockerContainer => {
+    const eps = c.NetworkSettings!.Networks!;
+    eps.dual = { ...eps.dual!, GlobalIPv6Address: ip6 };
+    return c;
+  };
+  const cs = [
+    v6(container('web-1', { dual: { ip: '10.0.9.2' } }, { 'vipdns.service': 'web', 'vipdns.ports': '80', 'vipdns.vip': 'fd00:9::ff' }), 'fd00:9::2'),
+    v6(container('box', { dual: { ip: '10.0.9.3' } }), 'fd00:9::3'),
+    container('half', { dual: { ip: '10.0.9.4' } }), // no IPv6 address (yet): not complete on a dual-stack network
+  ];
+  const d = mapDocker([dual], cs);
+  t.like(d.networks.get('dual'), { subnet: '10.0.9.0/24', gateway: '10.0.9.1', subnet6: 'fd00:9::/64', gateway6: 'fd00:9::1' });
+  t.deepEqual([d.tasks.get('web-1')?.addresses, d.tasks.get('web-1')?.addresses6], [{ dual: '10.0.9.2' }, { dual: 'fd00:9::2' }]);
+  t.deepEqual(d.services.get('web')?.vips6, { dual: 'fd00:9::ff' }, 'an IPv6 VIP label is the IPv6 VIP of a dual-stack network');
+  t.false(d.containers.has('half'));
+  t.deepEqual([...d.held.get('dual#6')!].sort(), ['fd00:9::2', 'fd00:9::3'], "Docker's IPv6 addresses are held in the IPv6 pool");
+
+  const { Catalog } = await import('../../src/catalog/catalog.js');
+  const { LocalStore } = await import('../../src/catalog/store/local.js');
+  const { tempDir, removeDir } = await import('../helpers/daemon.js');
+  const dir = tempDir();
+  t.teardown(() => removeDir(dir));
+  const c = await Catalog.open(await LocalStore.open(dir));
+  t.teardown(() => c.close());
+  const owned = emptyOwned();
+  const p = plan(d, c.view(), owned);
+  const outcomes = await c.batch((b) => runOps(b, p.ops, p.held));
+  t.deepEqual(outcomes.map((o) => o.result), ['ok', 'ok', 'ok', 'ok']);
+  record(owned, outcomes);
+  t.like(c.state.networks.dual, { subnet: '10.0.9.0/24', subnet6: 'fd00:9::/64', gateway6: 'fd00:9::1' });
+  t.deepEqual(c.service('web').attachments, [{ network: 'dual', vip: '10.0.9.254', vip6: 'fd00:9::ff' }], 'IPv4 VIP from the top, the IPv6 one as labelled');
+  const task = Object.values(c.state.tasks)[0]!;
+  t.deepEqual([task.addresses, task.addresses6], [{ dual: '10.0.9.2' }, { dual: 'fd00:9::2' }]);
+  t.deepEqual(c.state.containers.box && [c.state.containers.box.addresses, c.state.containers.box.addresses6], [{ dual: '10.0.9.3' }, { dual: 'fd00:9::3' }]);
+  t.deepEqual(plan(mapDocker([dual], cs), c.view(), owned).ops, [], 'converged');
+  // A container whose IPv6 address changed is re-added; without the label an automatic IPv6 VIP skips Docker's addresses.
+  const moved = [cs[0]!, v6(container('box', { dual: { ip: '10.0.9.3' } }), 'fd00:9::33')];
+  moved[1]!.Id = cs[1]!.Id;
+  t.deepEqual(plan(mapDocker([dual], moved), c.view(), owned).ops.map((o) => o.op), ['removeContainer', 'addContainer']);
 });
 
 test('plan: a hand-made service with a fixed VIP gets the tasks; changed labels update or recreate', async (t) => {

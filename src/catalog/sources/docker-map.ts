@@ -2,15 +2,18 @@
 // catalog access; the planner (docker-plan.ts) compares the result with the catalog.
 import { errorMessage } from '../../errors.js';
 import { contains, formatCidr, formatIp, parseCidr, tryParseIp } from '../../net/ip.js';
-import type { EndpointMode, Health, HealthCheckSpec, PortSpec, Protocol } from '../model.js';
+import { type EndpointMode, type Health, type HealthCheckSpec, type PortSpec, type Protocol, pool6 } from '../model.js';
 import { checkName, checkPorts } from '../validate.js';
 import { LABEL, SWARM, parseBool, parseEndpointMode, parseHealth, parseList, parsePorts, parseVips } from './docker-labels.js';
 import type { DockerContainer, DockerEndpointSettings, DockerNetwork, DockerService } from './docker-types.js';
 
 export interface DesiredNetwork {
   name: string;
-  subnet: string; // canonical CIDR
+  subnet: string; // canonical CIDR: the IPv4 subnet of a dual-stack network
   gateway?: string;
+  /** A dual-stack network's IPv6 subnet (and its gateway). */
+  subnet6?: string;
+  gateway6?: string;
   attachable: boolean;
   /** Swarm's routing-mesh network: nothing on it is answered (vipdns's ingress network). */
   ingress: boolean;
@@ -26,6 +29,8 @@ export interface DesiredService {
   ports: PortSpec[];
   networks: string[]; // sorted
   vips: Record<string, string>; // network → VIP asked for by label, or the swarm service's own
+  /** Network → IPv6 VIP, on dual-stack networks. */
+  vips6: Record<string, string>;
   /** Network → aliases answered only there (a swarm service's `--network name=N,alias=A`). */
   networkAliases: Record<string, string[]>;
   healthCheck?: HealthCheckSpec;
@@ -37,6 +42,8 @@ export interface DesiredTask {
   service: string;
   containerId: string;
   addresses: Record<string, string>;
+  /** Its IPv6 addresses on dual-stack networks. */
+  addresses6: Record<string, string>;
   /** The container's addresses on networks vipdns does not map (bridge, docker_gwbridge): DNS clients too. */
   clientAddresses: string[];
   health: Health;
@@ -50,6 +57,7 @@ export interface DesiredContainer {
   /** Docker's network aliases: answered only on their network. */
   networkAliases: Record<string, string[]>;
   addresses: Record<string, string>;
+  addresses6: Record<string, string>;
   clientAddresses: string[];
 }
 
@@ -59,8 +67,9 @@ export interface Desired {
   tasks: Map<string, DesiredTask>;
   containers: Map<string, DesiredContainer>;
   /**
-   * Every address Docker reports for a container on each network (by lower-case name), mapped
-   * or not (ignored, skipped, not yet announced): a VIP must never take one of them.
+   * Every address Docker reports for a container on each network (by lower-case pool: the network's
+   * name, or pool6(name) for a dual-stack network's IPv6 subnet), mapped or not (ignored, skipped,
+   * not yet announced): a VIP must never take one of them.
    */
   held: Map<string, Set<string>>;
   /** Running containers on swarm overlays (not ingress): their VIP traffic never reaches the host's rules. */
@@ -110,15 +119,20 @@ export function mapNetworks(list: DockerNetwork[], warnings: string[]): Map<stri
       continue;
     }
     const configs = (n.IPAM?.Config ?? []).filter((c) => typeof c.Subnet === 'string' && c.Subnet !== '');
-    // The catalog keeps one subnet per network: IPv4 when there is one (dual-stack: its IPv6 part is left out).
-    const cfg = configs.find((c) => !c.Subnet!.includes(':')) ?? configs[0];
+    // Dual stack: the first IPv4 subnet and the first IPv6 one; a network of one family keeps its first.
+    const v4 = configs.find((c) => !c.Subnet!.includes(':'));
+    const v6 = configs.find((c) => c.Subnet!.includes(':'));
+    const cfg = v4 ?? v6;
     if (!cfg) {
       warnings.push(`network "${name}" skipped: no subnet in its IPAM config`);
       continue;
     }
+    if (configs.length > (v4 && v6 ? 2 : 1)) warnings.push(`network "${name}": only its first IPv4 and first IPv6 subnet are used (it has ${configs.length})`);
     let subnet: string;
+    let subnet6: string | undefined;
     try {
       subnet = formatCidr(parseCidr(cfg.Subnet!));
+      if (v4 && v6) subnet6 = formatCidr(parseCidr(v6.Subnet!));
     } catch (e) {
       warnings.push(`network "${name}" skipped: ${errorMessage(e)}`);
       continue;
@@ -135,6 +149,11 @@ export function mapNetworks(list: DockerNetwork[], warnings: string[]): Map<stri
     };
     const gw = cfg.Gateway ? tryParseIp(cfg.Gateway) : undefined;
     if (gw && contains(parseCidr(subnet), gw)) d.gateway = formatIp(gw);
+    if (subnet6) {
+      d.subnet6 = subnet6;
+      const gw6 = v6!.Gateway ? tryParseIp(v6!.Gateway) : undefined;
+      if (gw6 && contains(parseCidr(subnet6), gw6)) d.gateway6 = formatIp(gw6);
+    }
     if (out.has(lc(name))) continue;
     out.set(lc(name), d);
   }
@@ -158,6 +177,25 @@ function addressOn(ep: DockerEndpointSettings | undefined, net: DesiredNetwork):
   const v6 = net.subnet.includes(':');
   const a = tryParseIp((v6 ? ep.GlobalIPv6Address : ep.IPAddress) ?? '');
   return a && contains(prefixOf(net.subnet), a) ? formatIp(a) : undefined;
+}
+
+/** The container's IPv6 address on a dual-stack network, canonical, or undefined (and on other networks). */
+function addressOn6(ep: DockerEndpointSettings | undefined, net: DesiredNetwork): string | undefined {
+  if (!ep || !net.subnet6) return undefined;
+  const a = tryParseIp(ep.GlobalIPv6Address ?? '');
+  return a && contains(prefixOf(net.subnet6), a) ? formatIp(a) : undefined;
+}
+
+/**
+ * The container's addresses on a network: its address, and on a dual-stack network its IPv6 one,
+ * which must be there too (an address of one family only is not complete yet).
+ */
+function addressesOn(ep: DockerEndpointSettings, net: DesiredNetwork): { ip: string; ip6?: string } | undefined {
+  const ip = addressOn(ep, net);
+  if (!ip) return undefined;
+  if (!net.subnet6) return { ip };
+  const ip6 = addressOn6(ep, net);
+  return ip6 ? { ip, ip6 } : undefined;
 }
 
 interface Endpoint {
@@ -227,13 +265,16 @@ export function mapDocker(networkList: DockerNetwork[], containerList: DockerCon
   const containers = new Map<string, DesiredContainer>();
 
   const held = new Map<string, Set<string>>();
+  const hold = (pool: string, ip: string | undefined): void => {
+    if (!ip) return;
+    const set = held.get(lc(pool)) ?? new Set<string>();
+    set.add(ip);
+    held.set(lc(pool), set);
+  };
   for (const c of containerList) {
     for (const e of endpoints(c, networks)) {
-      const ip = addressOn(e.ep, e.net);
-      if (!ip) continue;
-      const set = held.get(lc(e.net.name)) ?? new Set<string>();
-      set.add(ip);
-      held.set(lc(e.net.name), set);
+      hold(e.net.name, addressOn(e.ep, e.net));
+      hold(pool6(e.net.name), addressOn6(e.ep, e.net));
     }
   }
 
@@ -297,10 +338,13 @@ export function mapDocker(networkList: DockerNetwork[], containerList: DockerCon
     for (const c of up) {
       const cname = containerName(c);
       const addresses: Record<string, string> = {};
+      const addresses6: Record<string, string> = {};
       for (const e of endpoints(c, networks)) {
         if (!svc.networks.includes(e.net.name)) continue;
-        const ip = addressOn(e.ep, e.net);
-        if (ip) addresses[e.net.name] = ip;
+        const got = addressesOn(e.ep, e.net);
+        if (!got) continue;
+        addresses[e.net.name] = got.ip;
+        if (got.ip6) addresses6[e.net.name] = got.ip6;
       }
       if (Object.keys(addresses).length !== svc.networks.length) {
         warnings.push(`container "${cname}" (service "${name}") skipped: no address yet on ${svc.networks.filter((n) => !addresses[n]).join(', ')}`);
@@ -309,7 +353,7 @@ export function mapDocker(networkList: DockerNetwork[], containerList: DockerCon
       // Task names are DNS names too: the container's name when it is a valid one.
       const tname = validName('task', cname, true) ? cname : `${name}.${c.Id!.slice(0, 12)}`;
       if (tasks.has(lc(tname))) continue;
-      tasks.set(lc(tname), { name: tname, service: name, containerId: c.Id!, addresses, clientAddresses: clientsOf(c), health: healthOf(c) });
+      tasks.set(lc(tname), { name: tname, service: name, containerId: c.Id!, addresses, addresses6, clientAddresses: clientsOf(c), health: healthOf(c) });
     }
   }
 
@@ -329,6 +373,7 @@ export function mapDocker(networkList: DockerNetwork[], containerList: DockerCon
       continue;
     }
     const addresses: Record<string, string> = {};
+    const addresses6: Record<string, string> = {};
     const aliases = parseList(c.Labels?.[LABEL.alias]).filter((a, i, all) => lc(a) !== lc(name) && validName('alias', a) && all.findIndex((x) => lc(x) === lc(a)) === i);
     const networkAliases: Record<string, string[]> = {};
     for (const e of eps) {
@@ -336,9 +381,10 @@ export function mapDocker(networkList: DockerNetwork[], containerList: DockerCon
         if (!e.net.ingress) warnings.push(`container "${raw}": network "${e.net.name}" left out: it is a swarm network that is not attachable`);
         continue;
       }
-      const ip = addressOn(e.ep, e.net);
-      if (!ip) continue;
-      addresses[e.net.name] = ip;
+      const got = addressesOn(e.ep, e.net);
+      if (!got) continue;
+      addresses[e.net.name] = got.ip;
+      if (got.ip6) addresses6[e.net.name] = got.ip6;
       // Docker adds the short container ID as an alias; it only clutters listings here.
       const own = (e.ep.Aliases ?? []).filter((a, i, all) => !(c.Id!.startsWith(a) && /^[0-9a-f]{12,}$/.test(a)) && lc(a) !== lc(name) && !aliases.some((x) => lc(x) === lc(a)) && validName('alias', a) && all.findIndex((x) => lc(x) === lc(a)) === i);
       if (own.length > 0) networkAliases[e.net.name] = own;
@@ -348,7 +394,7 @@ export function mapDocker(networkList: DockerNetwork[], containerList: DockerCon
       warnings.push(`container "${raw}" skipped: another container maps to the name "${name}"`);
       continue;
     }
-    containers.set(lc(name), { name, containerId: c.Id!, aliases, networkAliases, addresses, clientAddresses: clientsOf(c) });
+    containers.set(lc(name), { name, containerId: c.Id!, aliases, networkAliases, addresses, addresses6, clientAddresses: clientsOf(c) });
   }
   const sandboxes: Desired['sandboxes'] = [];
   for (const c of live) {
@@ -366,19 +412,28 @@ function serviceFrom(name: string, c: DockerContainer, networks: Map<string, Des
   const aliases = parseList(l[LABEL.alias]).filter((a) => lc(a) !== lc(name));
   for (const a of aliases) checkName('alias', a);
   const vips: Record<string, string> = {};
+  const vips6: Record<string, string> = {};
   const asked = parseVips(l[LABEL.vip]);
   if (endpointMode === 'dnsrr' && (asked.any.length > 0 || asked.byNetwork.size > 0)) throw new Error(`${LABEL.vip} needs endpoint mode vip`);
+  // On a dual-stack network an IPv6 VIP asked for is its second VIP.
+  const place = (n: DesiredNetwork, ip: string): void => {
+    if (n.subnet6 && ip.includes(':')) vips6[n.name] = ip;
+    else vips[n.name] = ip;
+  };
   for (const [net, ip] of asked.byNetwork) {
     const n = networks.get(lc(net));
-    if (n) vips[n.name] = ip;
+    if (n) place(n, ip);
   }
   for (const ip of asked.any) {
     const a = tryParseIp(ip);
     if (!a) throw new Error(`${LABEL.vip}: "${ip}" is not an IP address`);
-    for (const n of networks.values()) if (contains(prefixOf(n.subnet), a)) vips[n.name] = formatIp(a);
+    for (const n of networks.values()) {
+      if (contains(prefixOf(n.subnet), a)) vips[n.name] = formatIp(a);
+      else if (n.subnet6 && contains(prefixOf(n.subnet6), a)) vips6[n.name] = formatIp(a);
+    }
   }
   const healthCheck = parseHealth(l[LABEL.health]);
-  return { name, endpointMode, aliases, ports, networks: [], vips, networkAliases: {}, ...(healthCheck ? { healthCheck } : {}), from: containerName(c) };
+  return { name, endpointMode, aliases, ports, networks: [], vips, vips6, networkAliases: {}, ...(healthCheck ? { healthCheck } : {}), from: containerName(c) };
 }
 
 /**
@@ -393,11 +448,14 @@ function swarmServiceFrom(name: string, spec: DockerService | undefined, c: Dock
   const byId = new Map([...networks.values()].map((n) => [n.dockerId, n]));
   const netOf = (ref: string | undefined): DesiredNetwork | undefined => (ref ? byId.get(ref) ?? networks.get(lc(ref)) : undefined);
   const vips: Record<string, string> = {};
+  const vips6: Record<string, string> = {};
   if (endpointMode === 'vip') {
     for (const v of spec?.Endpoint?.VirtualIPs ?? []) {
       const n = netOf(v.NetworkID);
       const ip = tryParseIp((v.Addr ?? '').split('/')[0]!);
-      if (n && !n.ingress && ip && contains(prefixOf(n.subnet), ip)) vips[n.name] = formatIp(ip);
+      if (!n || n.ingress || !ip) continue;
+      if (contains(prefixOf(n.subnet), ip)) vips[n.name] = formatIp(ip);
+      else if (n.subnet6 && contains(prefixOf(n.subnet6), ip)) vips6[n.name] = formatIp(ip);
     }
   }
   const networkAliases: Record<string, string[]> = {};
@@ -417,7 +475,7 @@ function swarmServiceFrom(name: string, spec: DockerService | undefined, c: Dock
   const aliases = parseList(labels[LABEL.alias]).filter((a) => lc(a) !== lc(name));
   for (const a of aliases) checkName('alias', a);
   const healthCheck = parseHealth(labels[LABEL.health]);
-  return { name, endpointMode, aliases, ports: checkPorts(ports), networks: [], vips, networkAliases, ...(healthCheck ? { healthCheck } : {}), from: containerName(c) };
+  return { name, endpointMode, aliases, ports: checkPorts(ports), networks: [], vips, vips6, networkAliases, ...(healthCheck ? { healthCheck } : {}), from: containerName(c) };
 }
 
 function specKey(c: DockerContainer): string {

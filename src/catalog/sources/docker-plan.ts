@@ -7,7 +7,7 @@
 import { contains, formatIp, parseCidr, parseIp } from '../../net/ip.js';
 import type { ContainerRequest, NetworkRequest, ServiceRequest, ServiceUpdate, TaskRequest } from '../catalog.js';
 import type { ObjectKind, ObjectTypes } from '../changes.js';
-import type { Health, PortSpec } from '../model.js';
+import { type Health, type PortSpec, pool6, subnetsOf } from '../model.js';
 import type { Desired, DesiredService, DesiredTask } from './docker-map.js';
 
 /** What the source created, by catalog name (lower case) → Docker ID. Persisted beside the store. */
@@ -36,16 +36,19 @@ export type Op =
 export interface Plan {
   ops: Op[];
   warnings: string[];
-  /** Per lower-case network name: addresses a VIP picked at commit must skip (Docker's, and VIPs asked for). */
+  /** Per lower-case pool (network name, or pool6(name)): addresses a VIP picked at commit must skip (Docker's, and VIPs asked for). */
   held: Map<string, Set<string>>;
 }
 
 const lc = (s: string): string => s.toLowerCase();
 
-const sameAddresses = (a: Record<string, string>, b: Record<string, string>): boolean => {
+const sameRecord = (a: Record<string, string>, b: Record<string, string>): boolean => {
   const ka = Object.keys(a);
   return ka.length === Object.keys(b).length && ka.every((k) => b[k] === a[k]);
 };
+type Addressed = { addresses: Record<string, string>; addresses6?: Record<string, string> };
+/** Both families: a dual-stack object's IPv6 addresses are part of what must match. */
+const sameAddresses = (a: Addressed, b: Addressed): boolean => sameRecord(a.addresses, b.addresses) && sameRecord(a.addresses6 ?? {}, b.addresses6 ?? {});
 const sameSet = (a: string[], b: string[]): boolean => {
   const sa = new Set(a.map(lc));
   return sa.size === new Set(b.map(lc)).size && b.every((x) => sa.has(lc(x)));
@@ -63,7 +66,7 @@ const sameNetworkAliases = (a: Record<string, string[]>, b: Record<string, strin
 export interface CatalogReader {
   /** By name, ignoring case. */
   find<K extends ObjectKind>(kind: K, name: string): ObjectTypes[K] | undefined;
-  /** The addresses in use on a network. */
+  /** The addresses in use in a pool (a network, or pool6(network)). */
   addresses(network: string): { has(ip: string): boolean };
   /** Every object of a kind (networks are few). */
   all<K extends ObjectKind>(kind: K): Array<ObjectTypes[K]>;
@@ -90,16 +93,20 @@ export function plan(desired: Desired, view: CatalogReader, ownedIn: Owned): Pla
   const task = (n: string) => view.find('task', n);
   const ctr = (n: string) => view.find('container', n);
   // Client addresses inside a network of ours (the catalog's, or one this plan creates) would be refused.
-  const ours = [...view.all('network'), ...desired.networks.values()].map((n) => parseCidr(n.subnet));
+  const ours = [...view.all('network'), ...desired.networks.values()].flatMap((n) => subnetsOf(n).map((sn) => parseCidr(sn)));
   const clientOf = (ips: string[]): string[] => ips.filter((ip) => !ours.some((p) => contains(p, parseIp(ip))));
   const sameClients = (d: { clientAddresses: string[] }, cur: { clientAddresses?: string[] }): boolean => sameSet(clientOf(d.clientAddresses), cur.clientAddresses ?? []);
-  // Addresses this plan frees (per lower-case network): a VIP asked for may reuse one in the same batch.
+  // Addresses this plan frees (per lower-case pool): a VIP asked for may reuse one in the same batch.
   const freed = new Map<string, Set<string>>();
-  const free = (net: string, ip: string | undefined): void => {
+  const free = (pool: string, ip: string | undefined): void => {
     if (!ip) return;
-    const set = freed.get(lc(net)) ?? new Set<string>();
+    const set = freed.get(lc(pool)) ?? new Set<string>();
     set.add(ip);
-    freed.set(lc(net), set);
+    freed.set(lc(pool), set);
+  };
+  const freeAll = (o: Addressed): void => {
+    for (const [net, ip] of Object.entries(o.addresses)) free(net, ip);
+    for (const [net, ip] of Object.entries(o.addresses6 ?? {})) free(pool6(net), ip);
   };
 
   // ---- networks that must go (owned, and gone from Docker or recreated with another subnet)
@@ -108,12 +115,21 @@ export function plan(desired: Desired, view: CatalogReader, ownedIn: Owned): Pla
   for (const [n] of Object.entries(owned.networks)) {
     const cur = network(n)!;
     const d = desired.networks.get(n);
-    if (!d || d.subnet !== cur.subnet || d.attachable !== cur.attachable || d.ingress !== (cur.ingress === true) || (d.gateway !== undefined && d.gateway !== cur.gateway)) changedNets.add(n);
+    if (
+      !d ||
+      d.subnet !== cur.subnet ||
+      d.subnet6 !== cur.subnet6 ||
+      d.attachable !== cur.attachable ||
+      d.ingress !== (cur.ingress === true) ||
+      (d.gateway !== undefined && d.gateway !== cur.gateway) ||
+      (d.gateway6 !== undefined && d.gateway6 !== cur.gateway6)
+    )
+      changedNets.add(n);
   }
   for (const [n, d] of desired.networks) {
     const cur = network(n);
-    if (cur && !(n in owned.networks) && cur.subnet !== d.subnet) {
-      warnings.push(`network "${d.name}": the catalog already has a network of that name with subnet ${cur.subnet} (Docker: ${d.subnet}); not managed by the Docker source, left alone`);
+    if (cur && !(n in owned.networks) && (cur.subnet !== d.subnet || cur.subnet6 !== d.subnet6)) {
+      warnings.push(`network "${d.name}": the catalog already has a network of that name with subnet ${subnetsOf(cur).join(', ')} (Docker: ${subnetsOf(d).join(', ')}); not managed by the Docker source, left alone`);
       unusable.add(n);
     }
   }
@@ -137,7 +153,8 @@ export function plan(desired: Desired, view: CatalogReader, ownedIn: Owned): Pla
           ? 'endpoint mode changed'
           : !sameSet(d.networks, cur.attachments.map((a) => a.network))
             ? 'its networks changed'
-            : Object.entries(d.vips).some(([net, ip]) => cur.attachments.find((a) => lc(a.network) === lc(net))?.vip !== ip)
+            : Object.entries(d.vips).some(([net, ip]) => cur.attachments.find((a) => lc(a.network) === lc(net))?.vip !== ip) ||
+                Object.entries(d.vips6).some(([net, ip]) => cur.attachments.find((a) => lc(a.network) === lc(net))?.vip6 !== ip)
               ? 'its VIP label changed'
               : !sameNetworkAliases(networkAliasesOf(d), Object.fromEntries(cur.attachments.map((a) => [a.network, a.aliases])))
                 ? 'its network aliases changed'
@@ -145,7 +162,10 @@ export function plan(desired: Desired, view: CatalogReader, ownedIn: Owned): Pla
     if (why) {
       recreateSvc.add(n);
       removals.push({ op: 'removeService', name: cur.name, why });
-      for (const a of cur.attachments) free(a.network, a.vip);
+      for (const a of cur.attachments) {
+        free(a.network, a.vip);
+        free(pool6(a.network), a.vip6);
+      }
     }
   }
 
@@ -155,10 +175,10 @@ export function plan(desired: Desired, view: CatalogReader, ownedIn: Owned): Pla
     const cur = task(n)!;
     if (recreateSvc.has(lc(cur.service))) continue; // removed with its service
     const d = desired.tasks.get(n);
-    const why = !d ? 'its container stopped or is gone' : lc(d.service) !== lc(cur.service) ? 'its service label changed' : !sameAddresses(d.addresses, cur.addresses) || !sameClients(d, cur) ? 'its addresses changed' : undefined;
+    const why = !d ? 'its container stopped or is gone' : lc(d.service) !== lc(cur.service) ? 'its service label changed' : !sameAddresses(d, cur) || !sameClients(d, cur) ? 'its addresses changed' : undefined;
     if (why) {
       removals.unshift({ op: 'removeTask', name: cur.name, why });
-      for (const [net, ip] of Object.entries(cur.addresses)) free(net, ip);
+      freeAll(cur);
     } else keptTasks.add(n);
   }
 
@@ -169,14 +189,14 @@ export function plan(desired: Desired, view: CatalogReader, ownedIn: Owned): Pla
     const d = desired.containers.get(n);
     const why = !d
       ? 'it stopped or is gone'
-      : !sameAddresses(d.addresses, cur.addresses) || touchesChanged(cur.addresses) || !sameClients(d, cur)
+      : !sameAddresses(d, cur) || touchesChanged(cur.addresses) || !sameClients(d, cur)
         ? 'its addresses changed'
         : !sameSet(aliasesOf(d), cur.aliases) || !sameNetworkAliases(networkAliasesOf(d), cur.networkAliases ?? {})
           ? 'its aliases changed'
           : undefined;
     if (why) {
       removals.unshift({ op: 'removeContainer', name: cur.name, why });
-      for (const [net, ip] of Object.entries(cur.addresses)) free(net, ip);
+      freeAll(cur);
     } else keptCtrs.add(n);
   }
 
@@ -191,8 +211,9 @@ export function plan(desired: Desired, view: CatalogReader, ownedIn: Owned): Pla
       available.set(n, cur);
       continue;
     }
-    const req: NetworkRequest = { name: d.name, subnet: d.subnet, attachable: d.attachable, ...(d.ingress ? { ingress: true } : {}) };
-    if (d.gateway) req.gateway = d.gateway;
+    const req: NetworkRequest = { name: d.name, subnet: d.subnet6 ? [d.subnet, d.subnet6] : d.subnet, attachable: d.attachable, ...(d.ingress ? { ingress: true } : {}) };
+    const gateways = [d.gateway, d.gateway6].filter((g): g is string => !!g);
+    if (gateways.length) req.gateway = gateways.length === 1 ? gateways[0] : gateways;
     creates.push({ op: 'createNetwork', req, dockerId: d.dockerId });
     available.set(n, d);
   }
@@ -201,9 +222,9 @@ export function plan(desired: Desired, view: CatalogReader, ownedIn: Owned): Pla
   // label asks for (so a picked VIP never takes one another service is about to ask for).
   const held = new Map([...desired.held].map(([net, ips]) => [net, new Set(ips)]));
   for (const d of desired.services.values()) {
-    for (const [net, ip] of Object.entries(d.vips)) {
-      if (!held.has(lc(net))) held.set(lc(net), new Set());
-      held.get(lc(net))!.add(canonical(ip));
+    for (const [pool, ip] of [...Object.entries(d.vips), ...Object.entries(d.vips6).map(([net, ip]) => [pool6(net), ip] as const)]) {
+      if (!held.has(lc(pool))) held.set(lc(pool), new Set());
+      held.get(lc(pool))!.add(canonical(ip));
     }
   }
   // An asked VIP is taken if the catalog holds it (and this plan does not free it), a Docker
@@ -255,7 +276,7 @@ export function plan(desired: Desired, view: CatalogReader, ownedIn: Owned): Pla
       continue;
     }
     if (cur && !(n in owned.tasks)) {
-      if (lc(cur.service) === lc(d.service) && sameAddresses(cur.addresses, d.addresses)) creates.push({ op: 'adopt', kind: 'tasks', name: cur.name, id: d.containerId });
+      if (lc(cur.service) === lc(d.service) && sameAddresses(cur, d)) creates.push({ op: 'adopt', kind: 'tasks', name: cur.name, id: d.containerId });
       else warnings.push(`container "${d.name}": a task of that name already exists in the catalog (not created by the Docker source); skipped`);
       continue;
     }
@@ -277,14 +298,14 @@ export function plan(desired: Desired, view: CatalogReader, ownedIn: Owned): Pla
     const cur = ctr(n);
     const aliases = aliasesOf(d);
     if (cur && !(n in owned.containers)) {
-      if (sameAddresses(cur.addresses, d.addresses)) creates.push({ op: 'adopt', kind: 'containers', name: cur.name, id: d.containerId });
+      if (sameAddresses(cur, d)) creates.push({ op: 'adopt', kind: 'containers', name: cur.name, id: d.containerId });
       else warnings.push(`container "${d.name}": the catalog already has a container of that name (not created by the Docker source); skipped`);
       continue;
     }
     if (Object.keys(d.addresses).some((k) => !available.has(lc(k)))) continue;
     const clients = clientOf(d.clientAddresses);
     const named = networkAliasesOf(d);
-    const networks = Object.entries(d.addresses).map(([network, ip]) => ({ network, ip, ...(named[network] ? { aliases: named[network] } : {}) }));
+    const networks = Object.entries(d.addresses).map(([network, ip]) => ({ network, ip, ...(d.addresses6[network] ? { ip6: d.addresses6[network] } : {}), ...(named[network] ? { aliases: named[network] } : {}) }));
     creates.push({ op: 'addContainer', req: { name: d.name, aliases, networks, ...(clients.length ? { clientAddresses: clients } : {}) }, containerId: d.containerId });
   }
 
@@ -313,20 +334,27 @@ function serviceNetworks(
   const out: ServiceRequest['networks'] = [];
   for (const net of d.networks) {
     const n = available.get(lc(net))!;
-    const asked = d.vips[n.name];
     const aliases = d.networkAliases[n.name];
     const named = aliases?.length ? { aliases } : {};
-    if (d.endpointMode === 'dnsrr' || !asked) {
+    const asked: Record<string, string> = {};
+    if (d.endpointMode === 'vip') {
+      // Each VIP asked for in its own pool: the network's, or a dual-stack network's IPv6 one.
+      for (const [key, pool, ip] of [['vip', n.name, d.vips[n.name]], ['vip6', pool6(n.name), d.vips6[n.name]]] as const) {
+        if (!ip) continue;
+        const a = formatIp(parseIp(ip));
+        if (taken(pool, a)) {
+          warnings.push(`service "${d.name}": VIP ${ip} asked for on "${n.name}" is in use; service skipped`);
+          return undefined;
+        }
+        claim(pool, a);
+        asked[key] = a;
+      }
+    }
+    if (Object.keys(asked).length === 0) {
       out.push(aliases?.length ? { network: n.name, ...named } : n.name);
       continue;
     }
-    const a = formatIp(parseIp(asked));
-    if (taken(n.name, a)) {
-      warnings.push(`service "${d.name}": VIP ${asked} asked for on "${n.name}" is in use; service skipped`);
-      return undefined;
-    }
-    claim(n.name, a);
-    out.push({ network: n.name, vip: a, ...named });
+    out.push({ network: n.name, ...asked, ...named });
   }
   return out;
 }
@@ -334,7 +362,8 @@ function serviceNetworks(
 function taskRequest(d: DesiredTask, svc: { attachments: Array<{ network: string }> } | undefined, clients: string[]): TaskRequest & { name: string } {
   // A hand-made service may be on fewer networks than the container: give only the ones it has.
   const nets = svc ? new Set(svc.attachments.map((a) => lc(a.network))) : undefined;
-  const ips = Object.entries(d.addresses).filter(([k]) => !nets || nets.has(lc(k))).map(([, ip]) => ip);
+  const on = (k: string): boolean => !nets || nets.has(lc(k));
+  const ips = [...Object.entries(d.addresses), ...Object.entries(d.addresses6)].filter(([k]) => on(k)).map(([, ip]) => ip);
   return { service: d.service, name: d.name, ips, ...(clients.length ? { clientAddresses: clients } : {}) };
 }
 
