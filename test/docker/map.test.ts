@@ -1,5 +1,8 @@
 // Pure parts of the Docker source: labels, Docker JSON → desired entries, the plan, the event splitter.
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
+import { Catalog } from '../../src/catalog/catalog.js';
+import { LocalStore } from '../../src/catalog/store/local.js';
+import { ROOT, removeDir, tempDir } from '../helpers/daemon.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CatalogIndex } from '../../src/catalog/lookups.js';
@@ -14,8 +17,16 @@ import { JsonObjectSplitter } from '../../src/catalog/sources/docker-stream.js';
 import { isRelevant } from '../../src/catalog/sources/docker.js';
 import { parseDockerUrl } from '../../src/catalog/sources/docker-api.js';
 import type { DockerContainer, DockerNetwork, DockerService } from '../../src/catalog/sources/docker-types.js';
-import { ROOT } from '../helpers/daemon.js';
 import { container, network } from './fake-engine.js';
+
+/** A real catalog on a temporary local store, closed and removed after the test. */
+async function openCatalog(t: ExecutionContext): Promise<Catalog> {
+  const dir = tempDir();
+  t.teardown(() => removeDir(dir));
+  const c = await Catalog.open(await LocalStore.open(dir));
+  t.teardown(() => c.close());
+  return c;
+}
 
 /** The plan reads a catalog through indexed lookups; over a bare state, as the catalog's view does. */
 const viewOf = (s: Readonly<CatalogState>): CatalogReader => new Txn(s, CatalogIndex.of(s));
@@ -106,13 +117,7 @@ test('plan: creates in dependency order; converged state plans nothing; stale ow
   t.deepEqual(ctr.req.networks, [{ network: 'front', ip: '10.0.9.3', aliases: ['database'] }], 'a network alias that is a service name is dropped');
 
   // Apply it to a real catalog, then: no ops on the next plan; stop web-1 → only its task goes.
-  const { Catalog } = await import('../../src/catalog/catalog.js');
-  const { LocalStore } = await import('../../src/catalog/store/local.js');
-  const { tempDir, removeDir } = await import('../helpers/daemon.js');
-  const dir = tempDir();
-  t.teardown(() => removeDir(dir));
-  const c = await Catalog.open(await LocalStore.open(dir));
-  t.teardown(() => c.close());
+  const c = await openCatalog(t);
   const owned = emptyOwned();
   const outcomes = await c.batch((b) => runOps(b, p.ops, p.held));
   t.deepEqual(outcomes.map((o) => o.result), ['ok', 'ok', 'ok', 'ok']);
@@ -148,13 +153,7 @@ test('dual-stack Docker networks: both subnets, an address of each family per co
   t.false(d.containers.has('half'));
   t.deepEqual([...d.held.get('dual#6')!].sort(), ['fd00:9::2', 'fd00:9::3'], "Docker's IPv6 addresses are held in the IPv6 pool");
 
-  const { Catalog } = await import('../../src/catalog/catalog.js');
-  const { LocalStore } = await import('../../src/catalog/store/local.js');
-  const { tempDir, removeDir } = await import('../helpers/daemon.js');
-  const dir = tempDir();
-  t.teardown(() => removeDir(dir));
-  const c = await Catalog.open(await LocalStore.open(dir));
-  t.teardown(() => c.close());
+  const c = await openCatalog(t);
   const owned = emptyOwned();
   const p = plan(d, c.view(), owned);
   const outcomes = await c.batch((b) => runOps(b, p.ops, p.held));

@@ -117,3 +117,21 @@ export async function testTopology(t: ExecutionContext, backends: number): Promi
   });
   return { topo, procs };
 }
+
+/**
+ * Waits (up to 5 s) until 20 TCP connections from `ns` to [host]:port split 10/10 over b1 and b2, the
+ * two backends of a topology: the dataplane may still be applying the change that made the unit.
+ */
+export async function spreadsEvenly(t: ExecutionContext, ns: string, host: string, port: number): Promise<void> {
+  let last: unknown;
+  for (let i = 0; i < 50; i++) {
+    const r = await burst(ns, 'tcp', host, port, 20);
+    last = r;
+    if (r.errors === 0 && r.counts.b1 === 10 && r.counts.b2 === 10) {
+      t.pass();
+      return;
+    }
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  t.fail(`${host} port ${port} never spread 10/10 over b1 and b2: last ${JSON.stringify(last)}`);
+}

@@ -4,7 +4,7 @@
 // spread over the tasks' addresses of that family.
 import test from 'ava';
 import { inNs, netnsUnavailable, sh, startIn } from '../helpers/netns.js';
-import { burst, fixture, nftablesDaemon, testTopology } from './common.js';
+import { fixture, nftablesDaemon, spreadsEvenly, testTopology } from './common.js';
 
 const why = await netnsUnavailable();
 const rootTest = why ? test.serial.skip : test.serial;
@@ -44,19 +44,7 @@ rootTest(`dual stack: a VIP per family, A and AAAA, both balance real TCP; publi
   t.deepEqual(await dig(topo.host, 'probe', 'AAAA'), [auto.addresses6.dual!]);
   t.deepEqual(await dig(topo.host, '-x', att.vip6), ['web.dual.vipdns.internal.']);
 
-  const spread = async (host: string, port: number): Promise<void> => {
-    let last: unknown;
-    for (let i = 0; i < 50; i++) {
-      const r = await burst(topo.client.ns, 'tcp', host, port, 20);
-      last = r;
-      if (r.errors === 0 && r.counts.b1 === 10 && r.counts.b2 === 10) {
-        t.pass();
-        return;
-      }
-      await new Promise((res) => setTimeout(res, 100));
-    }
-    t.fail(`${host} port ${port} never spread 10/10: last ${JSON.stringify(last)}`);
-  };
+  const spread = (host: string, port: number): Promise<void> => spreadsEvenly(t, topo.client.ns, host, port);
   await spread(att.vip, 80);
   await spread(att.vip6, 80);
   await spread(topo.hostIp, 8080);

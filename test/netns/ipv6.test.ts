@@ -4,7 +4,7 @@
 // own /64, which reaches it because the host owns it by proxy NDP.
 import test from 'ava';
 import { inNs, netnsUnavailable, sh, startIn } from '../helpers/netns.js';
-import { burst, fixture, nftablesDaemon, testTopology } from './common.js';
+import { burst, fixture, nftablesDaemon, spreadsEvenly, testTopology } from './common.js';
 
 const why = await netnsUnavailable();
 const rootTest = why ? test.serial.skip : test.serial;
@@ -31,19 +31,7 @@ rootTest(`IPv6: a v6 VIP and a v6 published port balance real TCP connections${w
   const aaaa = await inNs(topo.host, 'dig', '@127.0.0.1', '-p', String(d.dnsPort), '+short', 'web6', 'AAAA');
   t.is(aaaa.trim(), vip, 'AAAA answers the v6 VIP');
 
-  const spread = async (host: string, port: number): Promise<void> => {
-    let last: unknown;
-    for (let i = 0; i < 50; i++) {
-      const r = await burst(topo.client.ns, 'tcp', host, port, 20);
-      last = r;
-      if (r.errors === 0 && r.counts.b1 === 10 && r.counts.b2 === 10) {
-        t.pass();
-        return;
-      }
-      await new Promise((res) => setTimeout(res, 100));
-    }
-    t.fail(`[${host}]:${port} never spread 10/10 over v6: last ${JSON.stringify(last)}`);
-  };
+  const spread = (host: string, port: number): Promise<void> => spreadsEvenly(t, topo.client.ns, host, port);
   await spread(vip, 80);
   await spread('fd00:100::1', 8080);
   t.regex(await ok('dataplane', 'show', 'web6'), new RegExp(`\\[${vip}\\]:80/tcp`));
