@@ -1,10 +1,13 @@
 // nftables: `nft -j list table` output → ObservedState. Pure. Units are rebuilt from map elements, which
 // are data the kernel returns exactly, so any edited, missing or extra element shows as a changed
 // fingerprint. Rules (scaffolding, class chains) are verified by count and by the hash in their comment.
+// An rr/wrr unit's own chain that no dispatch element names (its unit gone, or a crash between two
+// transactions) is a stray, removed like any chain that is not ours. A round-robin class's slot
+// chains and goto map are verified together: every slot chain's rule, and the map's exact elements.
 import { formatIp, tryParseIp } from '../../net/ip.js';
 import type { ObservedState, ObservedUnit } from '../types.js';
 import type { Elem, NftOptions, NftUnitNative } from './nftables-render.js';
-import { BASE_CHAINS, CLASS_RE, DISPATCH, baseHash, baseRuleCounts, classComment, classMap, classOf, fingerprintOf, stickyMap } from './nftables-render.js';
+import { BASE_CHAINS, CLASS_RE, DISPATCH, baseHash, baseRuleCounts, classBase, classChain, classComment, classMap, classOf, fingerprintOf, gotoMap, perUnit, slotGotos, stickyMap, type Klass } from './nftables-render.js';
 
 interface JChain { name: string; table: string; hook?: string }
 interface JRule { chain: string; table: string; comment?: string }
@@ -34,7 +37,7 @@ function verdictText(v: unknown): string {
 }
 
 export interface Observed extends ObservedState {
-  /** Class chains found intact (one rule, our comment, their map present). */
+  /** Class chains found intact (one rule, our comment, their map present); a unit's own only while named. */
   knownClasses: Set<string>;
   /** Class maps present. */
   knownMaps: Set<string>;
@@ -75,26 +78,56 @@ export function parseObserved(json: string, o: NftOptions): Observed {
     }
   }
 
-  const knownClasses = new Set<string>();
-  for (const name of chains.keys()) {
-    const c = classOf(name);
-    if (!c) continue;
-    const rs = rules.get(name) ?? [];
-    if (rs.length === 1 && rs[0]!.comment === classComment(c, o) && maps.has(classMap(c)) && (!c.sticky || maps.has(stickyMap(c)))) knownClasses.add(name);
+  // Chains that dispatch elements name: a round-robin chain (a unit's own) is ours only while named.
+  const named = new Set<string>();
+  for (const name of DISPATCH_MAPS) {
+    for (const e of maps.get(name)?.elem ?? []) if (Array.isArray(e) && e.length === 2) named.add(verdictText(e[1]).replace(/^goto /, ''));
   }
-
   const units = new Map<string, ObservedUnit & { native: NftUnitNative }>();
   const unit = (id: string) => {
     let u = units.get(id);
     if (!u) units.set(id, (u = { id, fingerprint: '', native: { elements: [] } }));
     return u;
   };
+
+  const intact = (name: string, c: Klass): boolean => {
+    const rs = rules.get(name) ?? [];
+    return rs.length === 1 && rs[0]!.comment === classComment(c, o) && maps.has(classMap(c)) && (!c.sticky || maps.has(stickyMap(c)));
+  };
+  /** A round-robin class's slots: every slot chain intact, and its goto map naming exactly them. */
+  const slotsIntact = new Map<string, boolean>();
+  const slotsOk = (c: Klass): boolean => {
+    const g = gotoMap(c);
+    let ok = slotsIntact.get(g);
+    if (ok === undefined) {
+      const want = slotGotos(c).map((e) => `${e.key}|${e.value}`);
+      const have = (maps.get(g)?.elem ?? []).map((e) => (Array.isArray(e) && e.length === 2 ? `${canonicalPart(e[0])}|${verdictText(e[1])}` : JSON.stringify(e)));
+      ok = maps.has(g) && have.length === want.length && want.every((w) => have.includes(w));
+      for (let s = 0; ok && s < c.w; s++) ok = intact(classChain({ ...classBase(c), slot: s }), { ...classBase(c), slot: s });
+      slotsIntact.set(g, ok);
+    }
+    return ok;
+  };
+  const knownClasses = new Set<string>();
+  for (const name of chains.keys()) {
+    const c = classOf(name);
+    if (!c) continue;
+    // Unnamed: its unit is gone. A shared round-robin chain (neither a unit's nor a slot's) is the
+    // layout before units had their own, which nothing renders to any more.
+    if (perUnit(c) && c.slot === undefined && !named.has(name)) {
+      unit(`chain|${name}`).native.stray = { chain: name };
+      continue;
+    }
+    if (intact(name, c) && (c.unit === undefined && c.slot === undefined ? true : slotsOk(c))) knownClasses.add(name);
+  }
   const broken = new Set<string>(); // units dispatching to a chain that is not an intact class chain
   for (const [name, m] of maps) {
     const dispatch = DISPATCH_MAPS.has(name);
     const cls = CLASS_RE.exec(name);
     // A sticky class's client memory is the kernel's own (dynamic): kept while its chain exists.
-    if (cls && name.startsWith('s-') && chains.has(`c-${name.slice(2)}`)) continue;
+    if (cls && cls[5] && name.startsWith('s-') && chains.has(`c-${name.slice(2)}`)) continue;
+    // A round-robin class's goto map (verified with its slot chains above): kept, as slot maps are.
+    if (cls && name.startsWith('g-') && cls[3] === 'k' && !cls[5] && !cls[6] && !cls[7]) continue;
     if (!dispatch && !(cls && slotMap(name, cls))) {
       if (!name.startsWith('vipdns-probe')) unit(`map|${name}`).native.stray = { map: name };
       continue;
@@ -136,5 +169,5 @@ export function parseObserved(json: string, o: NftOptions): Observed {
 
 /** A slot map: t-<class>-k<W> (by slot number) or m-<class>-k<W> (by packet mark, sticky classes). */
 function slotMap(name: string, cls: RegExpExecArray): boolean {
-  return (name.startsWith('t-') || name.startsWith('m-')) && cls[3] === 'k' && cls[5] === undefined;
+  return (name.startsWith('t-') || name.startsWith('m-')) && cls[3] === 'k' && cls[5] === undefined && cls[6] === undefined && cls[7] === undefined;
 }

@@ -1,6 +1,7 @@
 // The nftables dataplane (kube-proxy's nftables mode is the model): one table of our own, `inet vipdns`,
-// every change one `nft -f` transaction, incremental per unit chain. Rendering and parsing are pure
-// (nftables-render.ts, nftables-observe.ts); this file only runs nft and ip.
+// every change one `nft -f` transaction, incremental per unit (its elements; its own chain when its
+// slot count changes). Rendering and parsing are pure (nftables-render.ts, nftables-observe.ts);
+// this file only runs nft and ip.
 // DNAT happens in this host, so it must own its VIPs (clients on a VIP's subnet ARP or solicit for
 // it): the driver keeps exactly the IPv4 VIPs of the units it programs on lo, labelled `lo:vipdns`,
 // and a proxy NDP entry for each on-link IPv6 VIP (nftables-vips.ts, ../proxy-ndp.ts), written in
@@ -40,7 +41,7 @@ export class NftablesDriver implements DataplaneDriver {
   readonly limits = NFT_LIMITS;
   readonly options: NftOptions;
   private readonly nft: Runner;
-  /** Class chains known intact: from the last observe, plus those our own transactions created. */
+  /** Class chains known intact: from the last observe, plus those our own transactions created, less those they deleted. */
   private knownClasses = new Set<string>();
   private knownMaps = new Set<string>();
   private readonly expected: WeakMap<object, ObservedUnit>;
@@ -109,7 +110,7 @@ export class NftablesDriver implements DataplaneDriver {
 
   /** One nft transaction, then one `ip -batch` for the VIP addresses the diff adds or frees. */
   async apply(d: Diff): Promise<ApplyResult> {
-    const { text, ops, classes } = renderDiff(d, this.options, { knownClasses: this.knownClasses, knownMaps: this.knownMaps });
+    const { text, ops, classes, deleted } = renderDiff(d, this.options, { knownClasses: this.knownClasses, knownMaps: this.knownMaps });
     const lo = this.lo ? this.vips.changes(d) : undefined;
     const ndp = this.ndp ? this.vips6.changes(d) : undefined;
     // Before the units: a flow DNATed under a FORWARD policy of DROP must find its accept in place.
@@ -117,6 +118,7 @@ export class NftablesDriver implements DataplaneDriver {
     if (ops > 0) {
       const r = await this.nft(['-f', '-'], text);
       if (r.code !== 0) throw toolError('nft -f (dataplane transaction)', r);
+      for (const c of deleted) this.knownClasses.delete(c);
       for (const c of classes) {
         this.knownClasses.add(c);
         const k = classOf(c);
@@ -183,7 +185,8 @@ function kernelView(id: string, n: NftUnitNative | undefined): KernelUnit {
   const picks = new Set(
     gotos.map((g) => {
       if (g === 'goto c-none') return 'none (no backend: the host answers)';
-      const by = /-h\d+(-s\d+)?$/.test(g) ? 'jhash of the client address' : 'numgen round robin';
+      // rr/wrr units have a chain of their own (-u…) and so their own counter.
+      const by = /-h\d+(-s\d+)?$/.test(g) ? 'jhash of the client address' : /-u[0-9a-f]+$/.test(g) ? 'numgen round robin per service port' : 'numgen round robin';
       const sticky = /-s(\d+)$/.exec(g);
       return sticky ? `${by}, sticky ${sticky[1]} s per client address` : by;
     }),
