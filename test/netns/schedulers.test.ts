@@ -126,3 +126,49 @@ rootTest(`nftables sticky: a client keeps its backend, clients spread, after the
   t.true(moved !== '' && !moved.includes(','), `after ${task} left, ${a} sticks to one other backend (${moved})`);
   t.not(await only(a, 20), b);
 });
+
+rootTest(`nftables rr and wrr exact per service: two services of equal size, connections alternated between them${why ? ` (skipped: ${why})` : ''}`, async (t) => {
+  const { topo, procs } = await testTopology(t, 4);
+  procs.push(...(await startBackends(topo)));
+  const d = await nftablesDaemon(t, topo);
+  const ok = (...a: string[]): Promise<string> => d.ok(...a);
+  await ok('network', 'create', 'n', '--subnet', '10.0.9.0/24');
+  // ra on b1, b2 and rb on b3, b4: the same slot count, so the same slot map and class.
+  for (const [svc, first] of [['ra', 0], ['rb', 2]] as const) {
+    await ok('service', 'create', svc, '--network', 'n', '--port', '80');
+    for (const i of [first, first + 1]) await ok('task', 'add', svc, '--ip', topo.backends[i]!.ip, '--name', `${svc}${i + 1}`);
+  }
+  const vipOf = async (svc: string): Promise<string> => (JSON.parse(await ok('--json', 'service', 'inspect', svc)) as { attachments: { vip: string }[] }).attachments[0]!.vip;
+  const vips = [await vipOf('ra'), await vipOf('rb')];
+  /** Waits until both VIPs dispatch to a chain of slot count `w` (and so have their slots). */
+  const programmed = async (w: number): Promise<void> => {
+    for (let i = 0; i < 50; i++) {
+      const text = await inNs(topo.host, NFT, 'list', 'map', 'inet', 'vipdns', 'vips4');
+      if (vips.every((v) => new RegExp(`${v.replaceAll('.', '\\.')} \\. tcp \\. 80 : goto c-v4-tcp-k${w}\\b`).test(text))) return;
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    throw new Error(`the VIPs never dispatched to k${w}`);
+  };
+  /** `n` connections one at a time, alternating ra, rb, ra, …: backends reached, per VIP. */
+  const alternate = async (n: number): Promise<Record<string, number>[]> => {
+    const counts: Record<string, number>[] = vips.map(() => ({}));
+    for (let i = 0; i < n; i++) {
+      const r = await burst(topo.client.ns, 'tcp', vips[i % 2]!, 80, 1);
+      t.is(r.errors, 0);
+      for (const [b, k] of Object.entries(r.counts)) counts[i % 2]![b] = (counts[i % 2]![b] ?? 0) + k;
+    }
+    return counts;
+  };
+
+  // rr: each service's own counter, so each alternated service still alternates between its replicas
+  // (with one counter for the class, ra took the even counts and rb the odd: 20 to one replica each).
+  await programmed(2);
+  t.deepEqual(await alternate(40), [{ b1: 10, b2: 10 }, { b3: 10, b4: 10 }], 'rr: 10/10 per service');
+
+  // wrr 3:1 (4 slots, interleaved a a b a): with one counter ra would see only slots 0 and 2, half and half.
+  await ok('task', 'update', 'ra1', '--weight', '3');
+  await ok('task', 'update', 'rb3', '--weight', '3');
+  for (const svc of ['ra', 'rb']) await ok('service', 'update', svc, '--lb', 'wrr');
+  await programmed(4);
+  t.deepEqual(await alternate(80), [{ b1: 30, b2: 10 }, { b3: 30, b4: 10 }], 'wrr: 30/10 per service');
+});
