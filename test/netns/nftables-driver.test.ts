@@ -6,6 +6,7 @@ import { cleanupDataplane } from '../../src/balancer/cleanup.js';
 import { diff, isEmpty } from '../../src/balancer/diff.js';
 import { resolveTool } from '../../src/balancer/drivers/exec.js';
 import { NftablesDriver } from '../../src/balancer/drivers/nftables.js';
+import { unitHash } from '../../src/balancer/drivers/nftables-render.js';
 import { plan } from '../../src/balancer/plan.js';
 import { Balancer } from '../../src/balancer/reconcile.js';
 import { CatalogBuilder } from '../helpers/catalog.js';
@@ -13,6 +14,9 @@ import { netnsUnavailable, sh, sweepStale, track, uniquePrefix, untrack } from '
 
 const why = await netnsUnavailable();
 const NFT = resolveTool('nft');
+// svc0's VIP ports' own chains (rr: one chain, one round-robin counter, per unit).
+const K3V4 = `c-v4-tcp-k3-u${unitHash('vips4', '10.0.9.2 . tcp . 80')}`;
+const K3V6 = `c-v6-tcp-k3-u${unitHash('vips6', 'fd00:9::2 . tcp . 80')}`;
 
 const FOREIGN_NFT = `table ip foreign {
 	chain input {
@@ -115,11 +119,11 @@ if (why) {
     const desired = plan(c.state);
     t.true(isEmpty(diff(desired, await driver.observe(), driver)));
 
-    // Drift 1: a backend element and a dispatch element deleted, a class chain flushed, a foreign rule in
+    // Drift 1: a backend element and a dispatch element deleted, a unit's chain flushed, a foreign rule in
     // our base chain, a stray chain in our table.
     await nft('delete', 'element', 'inet', 'vipdns', 't-v4-tcp-k3', '{ 10.0.9.3 . tcp . 80 . 1 }');
     await nft('delete', 'element', 'inet', 'vipdns', 'vips4', '{ 10.0.9.4 . udp . 53 }');
-    await nft('flush', 'chain', 'inet', 'vipdns', 'c-v6-tcp-k3');
+    await nft('flush', 'chain', 'inet', 'vipdns', K3V6);
     await nft('add', 'rule', 'inet', 'vipdns', 'services', 'tcp', 'dport', '1', 'drop');
     await nft('add', 'chain', 'inet', 'vipdns', 'intruder');
     // and on lo: one of our VIPs deleted, a stray labelled address added.
@@ -164,13 +168,13 @@ if (why) {
 
     // Drift 4: a class rule replaced behind our comment is invisible to a normal resync, and repaired
     // by the full one.
-    const l2 = JSON.parse(await nft('-j', '-a', 'list', 'chain', 'inet', 'vipdns', 'c-v4-tcp-k3')) as { nftables: { rule?: { handle: number; comment: string } }[] };
+    const l2 = JSON.parse(await nft('-j', '-a', 'list', 'chain', 'inet', 'vipdns', K3V4)) as { nftables: { rule?: { handle: number; comment: string } }[] };
     const r2 = l2.nftables.find((x) => x.rule)!.rule!;
-    await nft('replace', 'rule', 'inet', 'vipdns', 'c-v4-tcp-k3', 'handle', String(r2.handle), 'meta', 'l4proto', 'tcp', 'dnat', 'ip', 'to', '192.0.2.99', 'comment', `"${r2.comment}"`);
+    await nft('replace', 'rule', 'inet', 'vipdns', K3V4, 'handle', String(r2.handle), 'meta', 'l4proto', 'tcp', 'dnat', 'ip', 'to', '192.0.2.99', 'comment', `"${r2.comment}"`);
     await b.resync();
-    t.true((await nft('list', 'chain', 'inet', 'vipdns', 'c-v4-tcp-k3')).includes('192.0.2.99'), 'normal resync trusts the comment');
+    t.true((await nft('list', 'chain', 'inet', 'vipdns', K3V4)).includes('192.0.2.99'), 'normal resync trusts the comment');
     await b.resync(true);
-    t.false((await nft('list', 'chain', 'inet', 'vipdns', 'c-v4-tcp-k3')).includes('192.0.2.99'), 'full resync rewrites it');
+    t.false((await nft('list', 'chain', 'inet', 'vipdns', K3V4)).includes('192.0.2.99'), 'full resync rewrites it');
     t.true(isEmpty(diff(desired, await driver.observe(), driver)));
 
     t.is(await foreign(), before, 'after drift repairs');
