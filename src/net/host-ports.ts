@@ -2,7 +2,8 @@
 // /proc/net/{tcp,tcp6,udp,udp6}: an automatic published port must not take one, or the routing
 // mesh would capture that service's traffic. Read only when asked, and kept briefly.
 import { readFileSync } from 'node:fs';
-import type { Protocol } from '../catalog/model.js';
+// The transport protocols /proc/net lists listeners of (the catalog's Protocol is the same union; net/ imports nothing above it).
+type Protocol = 'tcp' | 'udp';
 
 const TCP_LISTEN = '0A';
 
