@@ -4,7 +4,7 @@
 //   services chain (from prerouting and output):
 //     ip daddr . l4proto . dport vmap @vips4        → goto c-v4-…   (one element per VIP port)
 //     local daddr . l4proto . dport vmap @published4 → goto c-p4-…   (and the ip6 twins)
-//   c-<class>-k<W>-u<H>: rr, wrr: a chain per unit (H: a hash of its dispatch key), one rule,
+//   c-<class>-k<W>-u<H>: rr, wrr over W ≥ 2 slots: a chain per unit (H: a hash of its dispatch key), one rule,
 //                  `numgen inc mod W vmap @g-<class>-k<W>`: the unit's own round-robin counter
 //   g-<class>-k<W>: slot s → goto c-<class>-k<W>-n<s>, W elements, shared by the class
 //   c-<class>-k<W>-n<s>: one rule, `dnat to <key> . s map @t-<class>-k<W>`              (slot s)
@@ -26,7 +26,8 @@
 // elements took 15 s to load and 72 s to rewrite; through the W slot chains the map has W readers.
 // Measured at 10,000 × 10 (bench:dataplane): full sync ~2.1 s (was ~1.4 s with one chain per class),
 // one change ~58 ms (was ~32 ms: nft lists every chain before any change). sh and sticky classes have
-// no counter to be exact about and stay shared.
+// no counter to be exact about and stay shared; nor has a unit of one slot (one backend, common),
+// which goes straight to slot chain n0 with no chain of its own.
 import { createHash } from 'node:crypto';
 import type { Backend, Diff, DriverLimits, Family, Protocol, Scheduler, Unit } from '../types.js';
 
@@ -175,7 +176,10 @@ export function unitElements(u: Unit, markBase = DEFAULT_NFT_OPTIONS.masqueradeM
       return;
     }
     const k: Klass = { kind, proto, w: picks.length, pick, ...(sticky ? { sticky } : {}) };
-    out.push({ map: dispatch, key, value: `goto ${classChain(perUnit(k) ? { ...k, unit: unitHash(dispatch, key) } : k)}` });
+    // Round robin over one slot has no counter to keep: straight to the class's slot chain, no chain
+    // of its own (single-replica services are common, and every chain costs each later nft run).
+    const target = !perUnit(k) ? k : k.w === 1 ? { ...k, slot: 0 } : { ...k, unit: unitHash(dispatch, key) };
+    out.push({ map: dispatch, key, value: `goto ${classChain(target)}` });
     const map = classMap(k);
     const base = sticky ? markBase : 0;
     picks.forEach((b, s) => out.push({ map, key: `${key} . ${base + s}`, value: `${b.ip} . ${b.port}` }));
