@@ -3,7 +3,7 @@
 // its control API. Errors print one line and exit non-zero.
 import { Command, Help, Option } from 'commander';
 import { ApiClient, DEFAULT_API } from './api/client.js';
-import type { PortRequest, PortSpec, Protocol } from './catalog/model.js';
+import { type PortRequest, type PortSpec, type Protocol, allAddresses, vipsOf } from './catalog/model.js';
 import { parseHealthSpec } from './catalog/validate.js';
 import { DEFAULT_DOCKER, DEFAULT_LEASE_TTL, DEFAULTS, type HostPort, loadConfig, readTls, readToken } from './config.js';
 import { VipdnsError, errorMessage } from './errors.js';
@@ -363,7 +363,7 @@ service
     if (o.lb !== undefined) body.lb = o.lb;
     if (o.sticky !== undefined) body.sticky = intArg(o.sticky);
     const s = await client().call<ServiceRow>('POST', '/v1/services', body);
-    out(s, () => `${s.name}\n${s.attachments.flatMap((a) => [a.vip, a.vip6].filter((v) => v).map((v) => `  vip ${v} on ${a.network}\n`)).join('')}`);
+    out(s, () => `${s.name}\n${s.attachments.flatMap((a) => vipsOf(a).map((v) => `  vip ${v} on ${a.network}\n`)).join('')}`);
   });
 service
   .command('update <name>')
@@ -411,7 +411,7 @@ service
           s.endpointMode === 'dnsrr' ? '-' : `${s.lb ?? 'rr'}${s.sticky ? ` sticky ${s.sticky}s` : ''}`,
           String(s.replicas),
           s.attachments.map((a) => a.network).join(','),
-          s.attachments.map((a) => (a.vip6 ? `${a.vip},${a.vip6}` : (a.vip ?? '-'))).join(','),
+          s.attachments.map((a) => vipsOf(a).join(',') || '-').join(','),
           s.ports.map((p) => (p.published ? `*:${p.published}->${p.target}/${p.protocol}` : `${p.name ? `${p.name}=` : ''}${p.target}/${p.protocol}`)).join(',') || '-',
         ]),
       ),
@@ -456,7 +456,7 @@ task
   .option('--weight <n>', `${WEIGHT_HELP} (default: 1)`)
   .action(async (svc: string, o: { ip: string[]; name?: string; weight?: string }) => {
     const t = await client().call<TaskRow>('POST', '/v1/tasks', { service: svc, ips: o.ip, name: o.name, ...(o.weight !== undefined ? { weight: intArg(o.weight) } : {}) });
-    out(t, () => `${t.name}\t${[...Object.values(t.addresses), ...Object.values(t.addresses6 ?? {})].join(',')}\n`);
+    out(t, () => `${t.name}\t${allAddresses(t).join(',')}\n`);
   });
 task
   .command('update <task>')
@@ -524,7 +524,7 @@ container
     const body: Record<string, unknown> = { name, networks, aliases: o.alias };
     if (o.clientAddress.length) body.clientAddresses = o.clientAddress;
     const c = await client().call<ContainerRow>('POST', '/v1/containers', body);
-    out(c, () => `${c.name}\t${[...Object.values(c.addresses), ...Object.values(c.addresses6 ?? {})].join(',')}\n`);
+    out(c, () => `${c.name}\t${allAddresses(c).join(',')}\n`);
   });
 container
   .command('ls')

@@ -18,10 +18,15 @@ export interface AllocOptions {
   exclude?: (network: string) => ReadonlySet<string> | undefined;
 }
 
-/** A network's pool: its `subnet`, or (`six`) the IPv6 subnet of a dual-stack network. */
-export function poolOf(net: Network, six = false): Pool {
-  if (six && net.subnet6 && net.gateway6) return { name: net.name, prefix: parseCidr(net.subnet6), gateway: parseIp(net.gateway6).value };
-  return { name: net.name, prefix: parseCidr(net.subnet), gateway: parseIp(net.gateway).value };
+/**
+ * A network's pool and its key in the address indexes: its `subnet`, or (`six`, on a dual-stack
+ * network) its `subnet6`, keyed pool6(name) so each pool is counted on its own.
+ */
+function poolIn(net: Network, six: boolean): { pool: Pool; key: string; six: boolean } {
+  if (six && net.subnet6 !== undefined && net.gateway6 !== undefined) {
+    return { pool: { name: net.name, prefix: parseCidr(net.subnet6), gateway: parseIp(net.gateway6).value }, key: pool6(net.name), six: true };
+  }
+  return { pool: { name: net.name, prefix: parseCidr(net.subnet), gateway: parseIp(net.gateway).value }, key: net.name, six: false };
 }
 
 /** Whether `ip` belongs in a network's IPv6 pool (dual stack) rather than its `subnet`. */
@@ -32,13 +37,12 @@ export function inPool6(net: Network, ip: string): boolean {
 /** The next free address of `network` (`six`: of its IPv6 subnet, dual stack); a next-fit allocation moves its cursor. */
 export function allocateOn(tx: Txn, network: string, opts: AllocOptions = {}, six = false): string {
   const net = tx.network(network);
-  const dual = six && net.subnet6 !== undefined;
-  const key = dual ? pool6(net.name) : net.name;
+  const p = poolIn(net, six);
   // The host's own addresses too: a VIP equal to eth0's address would take the host's traffic.
-  const exclude = excludedBoth(opts.exclude?.(key), tx.host.addresses?.());
-  if (opts.from === 'top') return allocateTop(poolOf(net, dual), tx.addresses(key), exclude);
-  const got = allocate(poolOf(net, dual), tx.addresses(key), BigInt((dual ? net.ipamCursor6 : net.ipamCursor) ?? '0'), exclude);
-  tx.put('network', net.name, dual ? { ...net, ipamCursor6: got.cursor.toString() } : { ...net, ipamCursor: got.cursor.toString() });
+  const exclude = excludedBoth(opts.exclude?.(p.key), tx.host.addresses?.());
+  if (opts.from === 'top') return allocateTop(p.pool, tx.addresses(p.key), exclude);
+  const got = allocate(p.pool, tx.addresses(p.key), BigInt((p.six ? net.ipamCursor6 : net.ipamCursor) ?? '0'), exclude);
+  tx.put('network', net.name, p.six ? { ...net, ipamCursor6: got.cursor.toString() } : { ...net, ipamCursor: got.cursor.toString() });
   return got.ip;
 }
 
@@ -48,17 +52,9 @@ export function allocateOn(tx: Txn, network: string, opts: AllocOptions = {}, si
  */
 export function requestOn(tx: Txn, network: string, ip: string, what: string): string {
   const net = tx.network(network);
-  const six = inPool6(net, ip);
-  return checkRequested(poolOf(net, six), ip, tx.addresses(six ? pool6(net.name) : net.name), what);
+  const p = poolIn(net, inPool6(net, ip));
+  return checkRequested(p.pool, ip, tx.addresses(p.key), what);
 }
-
-/** `requested` when given (checked against the catalog only), else a free address (`six`: IPv6, dual stack). */
-export function addressOn(tx: Txn, network: string, requested: string | undefined, what: string, opts: AllocOptions = {}, six = false): string {
-  return requested !== undefined && requested !== '' ? requestOn(tx, network, requested, what) : allocateOn(tx, network, opts, six);
-}
-
-/** Whether a network is dual stack (two subnets, IPv4 and IPv6). */
-export const isDual = (net: Network): boolean => net.subnet6 !== undefined;
 
 /** Published ports Docker-style: the first port of the range no service publishes and nothing on the host listens on. */
 export function allocatePublished(tx: Txn, protocol: Protocol, taken: ReadonlySet<number>): number {

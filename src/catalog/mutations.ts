@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { VipdnsError } from '../errors.js';
 import { contains, formatCidr, formatIp, overlaps, parseCidr, parseIp } from '../net/ip.js';
-import { type AllocOptions, allocateOn, allocatePublished, requestOn } from './allocator.js';
+import { type AllocOptions, allocateOn, allocatePublished, inPool6, requestOn } from './allocator.js';
 import { defaultGateway } from './ipam.js';
 import { lc } from './lookups.js';
 import { type Container, type EndpointMode, type Health, type HealthCheckSpec, type Network, type PortRequest, type PortSpec, type Scheduler, type Service, type ServiceAttachment, type Task, allAddresses, subnetsOf } from './model.js';
@@ -316,8 +316,7 @@ export function updateService(tx: Txn, name: string, upd: ServiceUpdate, limit?:
         delete remaining[n];
         delete remaining6[n];
       }
-      const kept = withAddresses(t, remaining, remaining6);
-      if (rm.size > 0) tx.put('task', t.id, kept);
+      if (rm.size > 0) tx.put('task', t.id, withAddresses(t, remaining, remaining6));
       if (added.length === 0) continue;
       const addresses = { ...remaining };
       const addresses6 = { ...remaining6 };
@@ -394,7 +393,7 @@ function pickAddresses(tx: Txn, net: Network, requested: string[], what: string,
   const got: Array<string | undefined> = pools.map(() => undefined);
   for (const text of requested) {
     const ip = requestOn(tx, net.name, text, what);
-    const i = pools.length === 2 && ip.includes(':') ? 1 : 0;
+    const i = inPool6(net, ip) ? 1 : 0;
     if (got[i] !== undefined) {
       throw new VipdnsError('BAD_REQUEST', `two ${what}s given for ${pools.length === 2 ? `the IPv${i === 1 ? 6 : 4} subnet of ` : ''}network "${net.name}" (${got[i]} and ${ip})`);
     }
